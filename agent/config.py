@@ -1,0 +1,297 @@
+"""Load and validate the agent's YAML configuration, reporting every problem with file, line and key path.
+
+Layout of the file::
+
+    agent:      listen address, defaults for interval/timeout, state directory, the agent's own site
+    sites:      the site inventory (or ``sites_file:`` pointing at the CSV sysadmins keep)
+    collectors: per-collector settings, ``collectors.<kind>``
+    targets:    per-collector target lists, ``targets.<kind>[]``, each target bound to a site
+
+The ``collectors`` and ``targets`` sections are built from the collector table in
+``collectors/__init__.py``, so a collector's own model decides what its keys are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, create_model, field_validator
+
+from agent.errors import ConfigError, ConfigProblem
+from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sites
+from agent.model import Duration, Model
+from collectors import COLLECTORS
+from collectors.base import CollectorSettings, TargetConfig
+
+SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class AgentSettings(Model):
+    """The ``agent:`` section."""
+
+    listen_address: str = ":9469"
+    site: str | None = Field(default=None, description="id of the site this agent runs at")
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    state_dir: Path = Path("/var/lib/giamsat")
+    stale_after_intervals: int = Field(default=3, ge=1, le=100)
+    max_concurrent_scrapes: int = Field(default=8, ge=1, le=1024)
+    max_label_length: int = Field(default=256, ge=16, le=16384)
+    web_config_file: Path | None = None
+
+    @field_validator("listen_address")
+    @classmethod
+    def _check_listen(cls, v: str) -> str:
+        parse_listen_address(v)
+        return v
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[v6]:PORT`` -> (host, port)."""
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9469 or :9469, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":PORT" means all interfaces, as in every exporter
+    return host, int(port_s)
+
+
+class SiteConfig(Model):
+    """One site of the inventory."""
+
+    id: str = Field(pattern=SITE_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    level: Level
+    parent: str | None = None
+    uplinks: list[str] = Field(
+        default_factory=list, description="names of targets that are this site's links"
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_by_name(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return Level[v.strip().lower()]
+            except KeyError:
+                raise ValueError(
+                    f"level must be one of {', '.join(m.name for m in Level)}, got {v!r}"
+                ) from None
+        return v
+
+    @field_validator("uplinks", mode="before")
+    @classmethod
+    def _uplinks_from_csv(cls, v: Any) -> Any:
+        if isinstance(v, str):  # the CSV column holds "wan;backup"
+            return [p.strip() for p in v.replace(",", ";").split(";") if p.strip()]
+        return v if v is not None else []
+
+
+def _build_section(name: str, kind_field: str) -> type[Model]:
+    fields: dict[str, Any] = {}
+    for kind, cls in COLLECTORS.items():
+        if kind_field == "settings":
+            model = cls.settings_model
+            fields[kind] = (model, Field(default_factory=model))
+        elif cls.target_model is not None:
+            fields[kind] = (list[cls.target_model], Field(default_factory=list))  # type: ignore[name-defined]
+    return create_model(name, __base__=Model, **fields)
+
+
+CollectorsSection = _build_section("CollectorsSection", "settings")
+TargetsSection = _build_section("TargetsSection", "targets")
+
+
+class Config(Model):
+    """The whole configuration file."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    sites: list[SiteConfig] = Field(default_factory=list)
+    sites_file: Path | None = None
+    collectors: CollectorsSection = Field(default_factory=CollectorsSection)  # type: ignore[valid-type]
+    targets: TargetsSection = Field(default_factory=TargetsSection)  # type: ignore[valid-type]
+
+    def collector_settings(self, kind: str) -> CollectorSettings:
+        settings: CollectorSettings = getattr(self.collectors, kind)
+        return settings
+
+    def targets_of(self, kind: str) -> list[TargetConfig]:
+        return list(getattr(self.targets, kind, []) or [])
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration with its inventory, and where it came from."""
+
+    path: Path
+    config: Config
+    inventory: Inventory
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """('sites', 3, 'parent') -> 'sites[3].parent'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the deepest YAML node on ``loc`` that exists."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == part:
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        node = nxt
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+_FRIENDLY = {
+    "extra_forbidden": "unknown key; check its spelling (unknown keys are refused so a typo cannot switch "
+    "monitoring off)",
+    "missing": "required key is missing",
+}
+
+
+def _problems_from_validation(exc: ValidationError, file: str, root: yaml.Node | None) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        msg = _FRIENDLY.get(err["type"], err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        problems.append(ConfigProblem(file, format_loc(loc), msg, _line_of(root, loc)))
+    return problems
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, validate and cross-check a configuration file. Raises ``ConfigError`` with every problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(file, "", "the file must be a YAML mapping (key: value)", 1)])
+    return build_config(data, path, root)
+
+
+def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None) -> LoadedConfig:
+    file = str(path)
+    problems: list[ConfigProblem] = []
+    csv_rows: list[dict[str, str | None]] = []
+    csv_file = ""
+    if data.get("sites_file"):
+        csv_path = Path(str(data["sites_file"]))
+        if not csv_path.is_absolute():
+            csv_path = path.parent / csv_path
+        csv_file = str(csv_path)
+        csv_rows, csv_problems = read_sites_csv(csv_path)
+        problems += csv_problems
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems + _problems_from_validation(exc, file, root)) from None
+
+    sites: list[SiteConfig] = list(config.sites)
+    key_of = {s.id: f"sites[{i}]" for i, s in enumerate(config.sites)}
+    file_of = {s.id: file for s in config.sites}
+    for row in csv_rows:
+        rowno = row.pop("_row")
+        key = f"row {rowno}"
+        try:
+            site = SiteConfig.model_validate(row)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                problems.append(ConfigProblem(csv_file, f"{key}.{format_loc(tuple(err['loc']))}", err["msg"]))
+            continue
+        sites.append(site)
+        key_of.setdefault(site.id, key)
+        file_of.setdefault(site.id, csv_file)
+    site_objs = [Site(s.id, s.name, s.level, s.parent, tuple(s.uplinks)) for s in sites]
+    for p in validate_sites(site_objs, file, key_of):
+        site_id = next((sid for sid, k in key_of.items() if p.key.startswith(k + ".")), None)
+        where = file_of.get(site_id, file) if site_id else file
+        problems.append(
+            ConfigProblem(where, p.key, p.message, _line_of(root, _loc_of(p.key)) if where == file else None)
+        )
+
+    ids = {s.id for s in sites}
+    if config.agent.site is not None and config.agent.site not in ids:
+        problems.append(_problem(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))
+    names_by_kind: dict[str, set[str]] = {}
+    for kind in COLLECTORS:
+        seen: set[str] = set()
+        for i, target in enumerate(config.targets_of(kind)):
+            if target.site not in ids:
+                problems.append(
+                    _problem(file, root, ("targets", kind, i, "site"), f"unknown site {target.site!r}")
+                )
+            if target.name in seen:
+                problems.append(
+                    _problem(
+                        file,
+                        root,
+                        ("targets", kind, i, "name"),
+                        f"duplicate {kind} target name {target.name!r}",
+                    )
+                )
+            seen.add(target.name)
+        names_by_kind[kind] = seen
+    all_names = set().union(*names_by_kind.values()) if names_by_kind else set()
+    for i, s in enumerate(config.sites):
+        for j, up in enumerate(s.uplinks):
+            if up not in all_names:
+                problems.append(
+                    _problem(file, root, ("sites", i, "uplinks", j), f"no target is named {up!r}")
+                )
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(path=path, config=config, inventory=Inventory(site_objs))
+
+
+def _problem(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
+    return ConfigProblem(file, format_loc(loc), msg, _line_of(root, loc))
+
+
+def _loc_of(key: str) -> tuple[int | str, ...]:
+    """Inverse of ``format_loc`` for keys we generated ourselves."""
+    out: list[int | str] = []
+    for part in key.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
+            out.append(int(part[1:-1]))
+        else:
+            out.append(part)
+    return tuple(out)

@@ -1,0 +1,213 @@
+"""Runs every collector job on its schedule, each in its own deadline, and records results in the store.
+
+One APScheduler job per (collector, target); ``max_instances=1`` and coalescing mean a run still going
+at the next tick is skipped and counted rather than stacked. A job that raises, hangs or overruns only
+affects its own result: the scrape path never waits on collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client.core import Metric
+
+from agent.config import LoadedConfig
+from agent.errors import CollectError
+from agent.store import JobResult, Store
+from collectors import COLLECTORS
+from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig
+
+log = logging.getLogger("giamsat.scheduler")
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    kind: str
+    collector: Collector
+    target: TargetConfig | None
+    site: str | None
+    interval: float
+    timeout: float
+
+    @property
+    def target_name(self) -> str | None:
+        return self.target.name if self.target is not None else None
+
+
+def build_jobs(loaded: LoadedConfig, collectors: dict[str, Collector]) -> list[Job]:
+    cfg = loaded.config
+    jobs: list[Job] = []
+    for kind, collector in collectors.items():
+        settings = collector.settings
+        default_interval = settings.interval or cfg.agent.interval
+        default_timeout = settings.timeout or cfg.agent.timeout
+        if collector.target_model is None:
+            timeout = min(default_timeout, default_interval)
+            jobs.append(Job(kind, kind, collector, None, cfg.agent.site, default_interval, timeout))
+            continue
+        for t in cfg.targets_of(kind):
+            interval = t.interval or default_interval
+            timeout = min(t.timeout or default_timeout, interval)
+            jobs.append(Job(f"{kind}/{t.name}", kind, collector, t, t.site, interval, timeout))
+    return jobs
+
+
+class Runner:
+    """Owns the collectors and scheduled jobs of one loaded configuration."""
+
+    def __init__(self, loaded: LoadedConfig, store: Store) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.collectors: dict[str, Collector] = {}
+        self.jobs: list[Job] = []
+        self._by_id: dict[str, Job] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._first_round: set[str] = set()
+        self.first_round_done = asyncio.Event()
+
+    async def open(self, kinds: set[str] | None = None) -> None:
+        """Create and start the enabled collectors (``kinds`` limits which)."""
+        cfg = self.loaded.config
+        for kind, cls in COLLECTORS.items():
+            if kinds is not None and kind not in kinds:
+                continue
+            settings = cfg.collector_settings(kind)
+            if not settings.enabled:
+                continue
+            if cls.target_model is not None and not cfg.targets_of(kind):
+                continue
+            ctx = CollectorContext(
+                kind=kind,
+                state_dir=cfg.agent.state_dir,
+                blocking=BlockingRunner(f"giamsat-{kind}", cls.blocking_threads),
+                log=logging.getLogger(f"giamsat.collector.{kind}"),
+            )
+            collector = cls(settings, ctx)
+            try:
+                await collector.start()
+            except Exception:
+                await self.close()
+                raise
+            self.collectors[kind] = collector
+        self.jobs = build_jobs(self.loaded, self.collectors)
+        self._by_id = {j.job_id: j for j in self.jobs}
+        self._first_round = {j.job_id for j in self.jobs}
+        if not self._first_round:
+            self.first_round_done.set()
+        self.store.retain(set(self._by_id))
+
+    def start_schedule(self) -> None:
+        sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
+        now = time.time()
+        for job in self.jobs:
+            # Spread first runs a little so thousands of targets do not fire in the same millisecond,
+            # but keep the first round quick: readiness waits for it.
+            first = now + random.uniform(0, min(1.0, job.interval / 10))
+            sched.add_job(
+                self.run_job,
+                IntervalTrigger(seconds=job.interval, jitter=min(job.interval * 0.05, 5.0)),
+                args=[job],
+                id=job.job_id,
+                name=job.job_id,
+                next_run_time=_dt(first),
+                misfire_grace_time=max(1, int(job.interval)),
+            )
+        sched.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        sched.start()
+        self._scheduler = sched
+
+    def _on_skip(self, event: JobExecutionEvent) -> None:
+        job = self._by_id.get(event.job_id)
+        if job is None:
+            return
+        h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
+        h.skipped_total += 1
+        log.debug("run skipped: previous run still going", extra={"job": job.job_id})
+
+    async def run_job(self, job: Job) -> JobResult:
+        start = time.monotonic()
+        families: tuple[Metric, ...] = ()
+        reason = ""
+        message = ""
+        try:
+            families = tuple(await asyncio.wait_for(job.collector.collect(job.target), job.timeout))
+        except TimeoutError:
+            reason, message = "timeout", f"no result within {job.timeout:g}s"
+        except CollectError as exc:
+            reason, message = exc.reason, exc.message
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason, message = "error", f"{type(exc).__name__}: {exc}"
+            log.debug("collector raised", exc_info=True, extra={"job": job.job_id})
+        duration = time.monotonic() - start
+        now = time.time()
+        success = not reason
+        result = JobResult(
+            job_id=job.job_id,
+            kind=job.kind,
+            target=job.target_name,
+            site=job.site,
+            families=families,
+            timestamp=now,
+            duration=duration,
+            success=success,
+            reason=reason,
+            interval=job.interval,
+            timeout=job.timeout,
+        )
+        self.store.put(result)
+        h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
+        h.runs_total += 1
+        h.last_duration = duration
+        if success:
+            if h.last_success is False:
+                log.info(
+                    "collection recovered", extra={"job": job.job_id, "after_failures": h.failures_total}
+                )
+            h.last_success_timestamp = now
+        else:
+            h.failures_total += 1
+            if h.last_success is not False or h.last_reason != reason:
+                log.warning(
+                    "collection failing", extra={"job": job.job_id, "reason": reason, "detail": message}
+                )
+        h.last_success, h.last_reason = success, reason
+        if job.job_id in self._first_round:
+            self._first_round.discard(job.job_id)
+            if not self._first_round:
+                self.first_round_done.set()
+        return result
+
+    async def run_once(self) -> list[JobResult]:
+        """Run every job once, concurrently (for ``giamsat once`` and tests)."""
+        return list(await asyncio.gather(*(self.run_job(j) for j in self.jobs)))
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for collector in self.collectors.values():
+            try:
+                await asyncio.wait_for(collector.close(), 5)
+            except Exception:
+                log.warning(
+                    "collector did not close cleanly", exc_info=True, extra={"collector": collector.ctx.kind}
+                )
+            collector.ctx.blocking.shutdown()
+        self.collectors.clear()
+
+
+def _dt(ts: float):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts, tz=UTC)

@@ -1,0 +1,96 @@
+"""The latest result of every job, swapped in atomically, plus each job's health.
+
+Collection writes here in the background; a scrape only reads a snapshot, so a slow or hung target can
+never slow ``/metrics`` down. Results older than ``stale_after_intervals`` intervals (plus the timeout)
+are left out of snapshots rather than served as if fresh.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+
+@dataclass(frozen=True, eq=False)
+class JobResult:
+    """One finished run of one job. Immutable, so readers never see a half-written result."""
+
+    job_id: str
+    kind: str
+    target: str | None
+    site: str | None
+    families: tuple[Metric, ...]
+    timestamp: float
+    duration: float
+    success: bool
+    reason: str = ""
+    interval: float = 30.0
+    timeout: float = 10.0
+    #: exposition text cached by the exporter, keyed by format; filled on first scrape.
+    rendered: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass
+class JobHealth:
+    """What the agent knows about a job across runs (for self metrics and state-change logging)."""
+
+    kind: str
+    target: str | None
+    site: str | None
+    runs_total: int = 0
+    failures_total: int = 0
+    skipped_total: int = 0
+    last_success_timestamp: float = 0.0
+    last_duration: float = 0.0
+    last_success: bool | None = None
+    last_reason: str = ""
+
+
+class Store:
+    def __init__(self, stale_after_intervals: int = 3) -> None:
+        self.stale_after_intervals = stale_after_intervals
+        self._results: dict[str, JobResult] = {}
+        self._health: dict[str, JobHealth] = {}
+        self._lock = threading.Lock()
+
+    def put(self, result: JobResult) -> None:
+        with self._lock:
+            self._results[result.job_id] = result
+
+    def get(self, job_id: str, now: float | None = None) -> JobResult | None:
+        with self._lock:
+            r = self._results.get(job_id)
+        if r is None or self._is_stale(r, now if now is not None else time.time()):
+            return None
+        return r
+
+    def _is_stale(self, r: JobResult, now: float) -> bool:
+        return now - r.timestamp > self.stale_after_intervals * r.interval + r.timeout
+
+    def snapshot(self, now: float | None = None) -> list[JobResult]:
+        now = now if now is not None else time.time()
+        with self._lock:
+            results = list(self._results.values())
+        return [r for r in results if not self._is_stale(r, now)]
+
+    def health(self, job_id: str, kind: str, target: str | None, site: str | None) -> JobHealth:
+        with self._lock:
+            h = self._health.get(job_id)
+            if h is None:
+                h = self._health[job_id] = JobHealth(kind, target, site)
+            return h
+
+    def health_snapshot(self) -> dict[str, JobHealth]:
+        with self._lock:
+            return dict(self._health)
+
+    def retain(self, job_ids: set[str]) -> None:
+        """Forget jobs that a reload removed."""
+        with self._lock:
+            for jid in [j for j in self._results if j not in job_ids]:
+                del self._results[jid]
+            for jid in [j for j in self._health if j not in job_ids]:
+                del self._health[jid]

@@ -1,0 +1,13 @@
+"""The collector table: every collector kind the agent knows, by the name used in the config.
+
+Explicit on purpose (no import magic): adding a collector is one line here plus its module.
+"""
+
+from __future__ import annotations
+
+from collectors.base import Collector
+from collectors.host import HostCollector
+
+COLLECTORS: dict[str, type[Collector]] = {
+    "host": HostCollector,
+}

@@ -1,0 +1,126 @@
+"""The collector contract: one config model per collector, one ``collect`` coroutine, failures raised.
+
+A collector returns metric families *without* ``site``/``target`` labels; the exporter adds them, so
+the same result can be served both on ``/metrics`` and blackbox-style on ``/probe``.
+
+Two kinds of failure, never mixed: a target that is down is *data* (``probe_success 0``, ``snmp_up 0``),
+returned normally; a collector that cannot do its job raises ``CollectError`` (or anything else), which
+the scheduler turns into ``giamsat_collector_success 0`` and one log line per state change.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from prometheus_client.core import Metric
+
+from agent.errors import CollectError
+from agent.model import Duration, Model
+
+T = TypeVar("T")
+
+
+class CollectorSettings(Model):
+    """Settings every collector accepts under ``collectors.<kind>``."""
+
+    enabled: bool = True
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+class TargetConfig(Model):
+    """Fields every target accepts under ``targets.<kind>[]``: a unique name and the site it belongs to."""
+
+    name: str
+    site: str
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+class BlockingRunner:
+    """Runs blocking library calls in a bounded thread pool with a deadline.
+
+    A thread cannot be cancelled: when a call overruns its deadline the caller gets ``CollectError
+    ("timeout")`` at once, the thread is abandoned (counted) and the same ``key`` is refused with
+    ``CollectError("stuck")`` until that thread returns, so a hung host never ties up more than one thread.
+    """
+
+    def __init__(self, name: str, max_workers: int) -> None:
+        self.name = name
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+        self._stuck: set[str] = set()
+        self._lock = threading.Lock()
+        self.abandoned_total = 0
+
+    @property
+    def stuck(self) -> int:
+        with self._lock:
+            return len(self._stuck)
+
+    async def run(self, key: str, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if key in self._stuck:
+                raise CollectError("stuck", f"previous call for {key} has not returned yet")
+        fut = self._pool.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except TimeoutError:
+            if not fut.done():
+                with self._lock:
+                    self._stuck.add(key)
+                    self.abandoned_total += 1
+                fut.add_done_callback(lambda _f: self._release(key))
+            raise CollectError("timeout", f"{key}: no answer within {timeout:g}s") from None
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            self._stuck.discard(key)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class CollectorContext:
+    """What the agent hands a collector: where to keep state, a logger, and the blocking-call runner."""
+
+    kind: str
+    state_dir: Path
+    blocking: BlockingRunner
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("giamsat.collector"))
+
+
+class Collector(abc.ABC):
+    """Base class of every collector. Subclasses set ``kind``, their models, and implement ``collect``.
+
+    ``target_model`` is ``None`` for collectors that watch the agent's own host (one job, no targets);
+    otherwise the agent runs one job per configured target.
+    """
+
+    kind: ClassVar[str]
+    settings_model: ClassVar[type[CollectorSettings]] = CollectorSettings
+    target_model: ClassVar[type[TargetConfig] | None] = None
+    #: threads for blocking calls; collectors that only await sockets leave it small.
+    blocking_threads: ClassVar[int] = 2
+
+    def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+
+    async def start(self) -> None:
+        """Open shared resources (sockets, engines) once, before the first ``collect``."""
+
+    @abc.abstractmethod
+    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+        """Collect once. Raise on collector failure; report a down target as data."""
+
+    async def close(self) -> None:
+        """Release what ``start`` opened. Called on shutdown and on reload."""

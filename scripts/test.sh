@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian packages when missing, Python packages in .venv), then
+# runs lint, type checks and the whole test suite. Root is needed for apt-get and network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(
+  snmpd snmp                      # real SNMP agent and net-snmp tools (snmpget/snmpwalk) for comparisons
+  openssh-server openssh-client   # real sshd for the SSH collector
+  prometheus                      # prometheus + promtool
+  prometheus-node-exporter        # side-by-side value comparison and benchmarks
+  prometheus-snmp-exporter prometheus-blackbox-exporter fping   # peers for benchmarks
+  nftables iproute2               # network namespaces, loss and outage injection
+  dnsmasq-base                    # a real DNS server for the DNS probe
+  victoria-metrics                # remote-write receiver
+  systemd                         # systemd-analyze for the unit checks
+  python3-venv
+)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/pytest "$@"
