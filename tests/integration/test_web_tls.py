@@ -1,0 +1,183 @@
+"""TLS and basic auth on a real socket: generated CA, server and client certificates, real handshakes."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from exporters.webconfig import WebConfig
+from tests.pki import CA, Pair
+from tests.unit.test_webconfig import basic
+from tests.webserver import serve
+
+HASH = bcrypt.hashpw(b"s3cret-scrape", bcrypt.gensalt(4)).decode()
+
+
+@dataclass
+class PKI:
+    dir: Path
+    ca: CA
+    server: Pair
+    client: Pair
+    rogue_client: Pair
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    d = tmp_path_factory.mktemp("pki")
+    ca = CA(d)
+    rogue = CA(d, "rogue CA")
+    return PKI(
+        d,
+        ca,
+        ca.issue("server", "localhost", server=True),
+        ca.issue("client", "prometheus", server=False),
+        rogue.issue("rogue-client", "prometheus", server=False),
+    )
+
+
+def load(pki: PKI, body: str) -> WebConfig:
+    p = pki.dir / "web.yml"
+    p.write_text(body)
+    return WebConfig.load(p)
+
+
+def client_ctx(
+    pki: PKI, cert: Pair | None = None, max_version: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki.ca.pair.cert))
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    return ctx
+
+
+def get(port: int, ctx: ssl.SSLContext | None, auth: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn: http.client.HTTPConnection
+    if ctx is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": auth} if auth else {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def refused(port: int, ctx: ssl.SSLContext | None) -> bool:
+    """True if the server would not serve this client (handshake or first read fails)."""
+    try:
+        get(port, ctx)
+    except (ssl.SSLError, ConnectionError, http.client.RemoteDisconnected, OSError):
+        return True
+    return False
+
+
+@pytest.fixture
+def tls_only(pki: PKI) -> Iterator[int]:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n    X-Frame-Options: deny\n",
+    )
+    with serve(wc) as port:
+        yield port
+
+
+def test_tls_serves_verified_clients_and_sets_headers(pki: PKI, tls_only: int) -> None:
+    status, headers, body = get(tls_only, client_ctx(pki))
+    assert (status, body) == (200, b"ok\n")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "deny"
+
+
+def test_plain_http_to_tls_port_gets_nothing(tls_only: int) -> None:
+    assert refused(tls_only, None)
+
+
+def test_client_that_distrusts_the_server_cert_fails(pki: PKI, tls_only: int) -> None:
+    other = ssl.create_default_context(cafile=str(pki.dir / "rogue-CA.crt"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        get(tls_only, other)
+
+
+def test_min_version_tls13_refuses_tls12_clients(pki: PKI) -> None:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n  min_version: TLS13\n",
+    )
+    with serve(wc) as port:
+        assert refused(port, client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2))
+        assert get(port, client_ctx(pki))[0] == 200
+
+
+@pytest.mark.parametrize("max_version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_require_and_verify_client_cert(pki: PKI, max_version: ssl.TLSVersion) -> None:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca.pair.cert}\n",
+    )
+    with serve(wc) as port:
+        assert get(port, client_ctx(pki, pki.client, max_version))[0] == 200
+        assert refused(port, client_ctx(pki, None, max_version))
+        assert refused(port, client_ctx(pki, pki.rogue_client, max_version))
+
+
+def test_verify_client_cert_if_given(pki: PKI) -> None:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {pki.ca.pair.cert}\n",
+    )
+    with serve(wc) as port:
+        assert get(port, client_ctx(pki, pki.client))[0] == 200
+        assert get(port, client_ctx(pki))[0] == 200
+        assert refused(port, client_ctx(pki, pki.rogue_client))
+
+
+def test_basic_auth_over_tls_same_401_whatever_was_wrong(pki: PKI) -> None:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"basic_auth_users:\n  prometheus: '{HASH}'\n",
+    )
+    with serve(wc) as port:
+        ctx = client_ctx(pki)
+        assert get(port, ctx, basic("prometheus", "s3cret-scrape"))[0] == 200
+        answers = [
+            get(port, ctx, auth)
+            for auth in (
+                None,
+                basic("prometheus", "wrong"),
+                basic("nobody", "s3cret-scrape"),
+                "Basic %%%",
+            )
+        ]
+        for status, headers, body in answers:
+            assert status == 401
+            assert headers["WWW-Authenticate"] == "Basic"
+            assert body == answers[0][2]
+
+
+def test_client_cert_and_basic_auth_together(pki: PKI) -> None:
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca.pair.cert}\n"
+        f"basic_auth_users:\n  prometheus: '{HASH}'\n",
+    )
+    with serve(wc) as port:
+        good = client_ctx(pki, pki.client)
+        assert get(port, good, basic("prometheus", "s3cret-scrape"))[0] == 200
+        assert get(port, good, basic("prometheus", "nope"))[0] == 401
+        assert refused(port, client_ctx(pki))
