@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import bcrypt
 import yaml
-from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from agent.config import _line_of, _loc_of, _problems_from_validation
 from agent.errors import ConfigError, ConfigProblem
@@ -126,6 +126,11 @@ class HTTPServerConfig(_Strict):
     http2: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _null_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v
+
 
 class WebConfigFile(_Strict):
     """The whole web config file."""
@@ -133,6 +138,12 @@ class WebConfigFile(_Strict):
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
     basic_auth_users: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("basic_auth_users", "http_server_config", mode="before")
+    @classmethod
+    def _null_is_empty(cls, v: Any) -> Any:
+        # A section whose entries are all commented out is YAML null; Go's yaml reads it as empty too.
+        return {} if v is None else v
 
     @model_validator(mode="before")
     @classmethod
