@@ -92,7 +92,7 @@ class Agent:
 
     def is_configured(self, job_id: str) -> bool:
         runner = self.runner
-        return runner is not None and job_id in runner._by_id
+        return runner is not None and runner.has_job(job_id)
 
     def module_filter(self, kind: str) -> Callable[[Sequence[Metric], str], list[Metric] | None] | None:
         runner = self.runner

@@ -98,12 +98,18 @@ class Runner:
                 await self.close()
                 raise
             self.collectors[kind] = collector
-        self.jobs = build_jobs(self.loaded, self.collectors)
-        self._by_id = {j.job_id: j for j in self.jobs}
-        self._first_round = {j.job_id for j in self.jobs}
+        self.set_jobs(build_jobs(self.loaded, self.collectors))
+
+    def set_jobs(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self._by_id = {j.job_id: j for j in jobs}
+        self._first_round = {j.job_id for j in jobs}
         if not self._first_round:
             self.first_round_done.set()
         self.store.retain(set(self._by_id))
+
+    def has_job(self, job_id: str) -> bool:
+        return job_id in self._by_id
 
     def start_schedule(self) -> None:
         sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
