@@ -23,7 +23,7 @@ from agent.config import LoadedConfig
 from agent.errors import CollectError
 from agent.store import JobResult, Store
 from collectors import COLLECTORS
-from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig
+from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
 
 log = logging.getLogger("giamsat.scheduler")
 
@@ -144,6 +144,7 @@ class Runner:
         families: tuple[Metric, ...] = ()
         reason = ""
         message = ""
+        token = job_deadline.set(start + job.timeout)
         try:
             families = tuple(await asyncio.wait_for(job.collector.collect(job.target), job.timeout))
         except TimeoutError:
@@ -155,6 +156,8 @@ class Runner:
         except Exception as exc:
             reason, message = "error", f"{type(exc).__name__}: {exc}"
             log.debug("collector raised", exc_info=True, extra={"job": job.job_id})
+        finally:
+            job_deadline.reset(token)
         duration = time.monotonic() - start
         now = time.time()
         success = not reason
