@@ -126,8 +126,13 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         ),
         pytest.param(
             "collectors:\n  host:\n    parts: [cpu, gpu]\n",
-            ["collectors.host: unknown host part(s) ['gpu']"],
+            ["giamsat.yml:3: collectors.host.parts: unknown host part(s) ['gpu']"],
             id="collector-setting",
+        ),
+        pytest.param(
+            "collectors:\n  host:\n    netdev_device_exclude: '^(lo'\n",
+            ["collectors.host.netdev_device_exclude: invalid regular expression: missing )"],
+            id="bad-regex",
         ),
         pytest.param(
             "collectors:\n  snmpp: {}\n",
