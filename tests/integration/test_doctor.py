@@ -1,0 +1,175 @@
+"""`giamsat doctor`: real sockets, a real unprivileged user, a real Prometheus for the clock check."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import load_config
+from agent.doctor import FAIL, PASS, check_clock, run_doctor
+from tests.prom import prometheus
+
+CONFIG = """
+agent:
+  site: here
+  state_dir: {state}
+sites:
+  - id: here
+    name: Here
+    level: province
+collectors:
+  host: {{}}
+"""
+
+
+def table(text: str) -> dict[str, tuple[str, str]]:
+    """The doctor's table: check name -> (status, detail)."""
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^(.+?)\s{2,}(PASS|WARN|FAIL)\s{2,}(.*)$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3))
+    return rows
+
+
+def write_config(dir: Path, state: Path) -> Path:
+    p = dir / "giamsat.yml"
+    p.write_text(CONFIG.format(state=state))
+    return p
+
+
+def test_all_pass_for_a_good_setup(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    out = io.StringIO()
+    rc = run_doctor(load_config(write_config(tmp_path, tmp_path / "state")), out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    rows = table(text)
+    assert rows["state directory"][0] == PASS
+    assert rows["host (this host)"][0] == PASS
+    assert rows["icmp permission"][0] == PASS  # root: raw sockets
+
+
+@pytest.mark.root
+def test_unprivileged_user_gets_failures_with_fixes() -> None:
+    """As `nobody` without capabilities: no raw ICMP (ping_group_range excludes it), state dir not writable."""
+    ping_range = Path("/proc/sys/net/ipv4/ping_group_range").read_text().split()
+    lo, hi = int(ping_range[0]), int(ping_range[1])
+    assert not lo <= 65534 <= hi, "this test needs ping sockets closed to nobody (Debian default '1 0')"
+    d = Path(tempfile.mkdtemp(prefix="gs-doctor-"))
+    try:
+        d.chmod(0o755)
+        state = d / "state"
+        state.mkdir(mode=0o755)  # root-owned: not writable for nobody
+        cfg = write_config(d, state)
+        cfg.chmod(0o644)
+        script = (
+            "import sys; from agent.config import load_config; from agent.doctor import run_doctor;"
+            f"sys.exit(run_doctor(load_config({str(cfg)!r})))"
+        )
+        r = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                sys.executable,
+                "-c",
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=d,
+        )
+        assert r.returncode == 1, r.stdout + r.stderr
+        rows = table(r.stdout)
+        assert rows["state directory"] == (FAIL, f"{state} is not writable (Permission denied)")
+        assert "install -d -o giamsat -g giamsat -m 0750" in r.stdout
+        # No ICMP targets configured: reported, with the fix, as a warning rather than a failure.
+        assert rows["icmp permission"][0] == "WARN"
+        assert "cannot open an ICMP socket" in rows["icmp permission"][1]
+        assert "net.ipv4.ping_group_range='65534 65534'" in r.stdout
+        assert rows["host (this host)"][0] == PASS
+    finally:
+        subprocess.run(["rm", "-rf", str(d)], check=True)
+
+
+@contextmanager
+def skewed_prometheus(offset: float) -> Iterator[str]:
+    """An HTTP server answering Prometheus's query API with a clock ``offset`` seconds off."""
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {"status": "success", "data": {"resultType": "scalar", "result": [time.time() + offset, "x"]}}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_clock_against_a_real_prometheus(tmp_path: Path) -> None:
+    with prometheus(tmp_path / "prom", "global: {scrape_interval: 1h}\n") as url:
+        c = check_clock(url)
+    assert c.status == PASS, c.detail
+    assert url in c.detail
+
+
+@pytest.mark.parametrize("offset", [-30.0, 30.0])
+def test_clock_skew_is_caught(offset: float) -> None:
+    with skewed_prometheus(offset) as url:
+        c = check_clock(url)
+    assert c.status == FAIL
+    assert ("behind" if offset > 0 else "ahead of") in c.detail
+    assert "timedatectl set-ntp true" in c.fix
+
+
+def test_unreachable_prometheus_fails_with_a_fix(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    out = io.StringIO()
+    rc = run_doctor(load_config(write_config(tmp_path, tmp_path / "state")), "http://127.0.0.1:9", out=out)
+    assert rc == 1
+    assert "cannot reach http://127.0.0.1:9" in out.getvalue()
+
+
+def test_bad_web_config_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
+    cfg = write_config(tmp_path, tmp_path / "state")
+    cfg.write_text(cfg.read_text().replace("agent:\n", f"agent:\n  web_config_file: {web}\n"))
+    out = io.StringIO()
+    assert run_doctor(load_config(cfg), out=out) == 1
+    assert "web config" in out.getvalue() and "not a bcrypt hash" in out.getvalue()
+    assert os.path.exists(web)
