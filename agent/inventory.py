@@ -141,6 +141,8 @@ def read_sites_csv(path: Path) -> tuple[list[dict[str, str | None]], list[Config
         ]
     except OSError as exc:
         return [], [ConfigProblem(file, "", f"cannot read: {exc.strerror}")]
+    except ValueError:  # a NUL in the path (found by tests/unit/test_fuzz_config.py)
+        return [], [ConfigProblem(file, "", "cannot read: the file name contains a NUL character")]
     first = text.splitlines()[0] if text else ""
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)

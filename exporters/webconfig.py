@@ -110,6 +110,13 @@ class TLSServerConfig(_Strict):
     max_version: TLSVersionName = "TLS13"
     prefer_server_cipher_suites: bool = True
 
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError("a file name cannot contain a NUL character")
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _refuse_unsupported(cls, data: Any) -> Any:
