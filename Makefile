@@ -1,13 +1,9 @@
-# Developer and release tasks. `make help` lists them; `make test` is exactly what CI runs.
 .DEFAULT_GOAL := help
-SHELL := /bin/bash
-
-PYTHON ?= python3
 VENV ?= .venv
+PYTHON ?= python3
 PY := $(VENV)/bin/python
-CONFIG ?= config/example.yml
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' agent/__init__.py)
-# Wheels with C extensions (pydantic-core, psutil, bcrypt) are built for one Python and one machine:
+# Wheels with C extensions (pydantic-core, PyYAML, cffi) are built for one Python and one machine:
 # the bundle's name says which, so it is not carried to a machine it cannot install on.
 PLATFORM := $(shell $(PYTHON) -c 'import platform, sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')
 BUNDLE := giamsat-$(VERSION)-$(PLATFORM)
@@ -15,38 +11,28 @@ BUILD ?= build/bundle
 DIST ?= dist
 BUNDLE_DIR := $(BUILD)/$(BUNDLE)
 
-.PHONY: help venv run test lint typecheck bench bundle clean
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
+run: ## install into .venv and run on config/example.yml
+	bash scripts/run-example.sh
 
-venv: | $(PY) ## create .venv with the package (editable) and the test tools
-
-$(PY): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]'
-	@touch $(PY)
-
-run: | $(PY) ## run the agent in the foreground with CONFIG (default config/example.yml)
-	$(VENV)/bin/giamsat run --config.file $(CONFIG)
-
-test: ## lint, type checks and the whole test suite (installs what the tests need; CI runs this)
+test: ## install test dependencies, lint, type-check, run every test
 	bash scripts/test.sh
 
-lint: | $(PY) ## ruff lint and format check
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+lint: ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-typecheck: | $(PY) ## mypy --strict on agent/ collectors/ exporters/
+typecheck: ## mypy --strict on the packages
 	$(VENV)/bin/mypy
 
-bench: | $(PY) ## run every benchmark in bench/ (each prints figures against its peer tool)
-	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f"; done
+bench: ## run the benchmarks and update docs/benchmarks.md
+	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
 
-bundle: | $(PY) ## offline install tarball in dist/: wheels of the package and every dependency, installer, unit
+bundle: ## offline install tarball in dist/: wheels of the package and every dependency, install.sh, unit
 	rm -rf $(BUNDLE_DIR)
 	mkdir -p $(BUNDLE_DIR)/wheels $(BUNDLE_DIR)/deploy/systemd $(BUNDLE_DIR)/docs $(BUNDLE_DIR)/config $(DIST)
-	$(PY) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(BUNDLE_DIR)/wheels .
+	$(PYTHON) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(BUNDLE_DIR)/wheels .
 	cp deploy/install.sh deploy/giamsat.yml deploy/web-config.example.yml $(BUNDLE_DIR)/deploy/
 	cp deploy/systemd/giamsat.service $(BUNDLE_DIR)/deploy/systemd/
 	cp docs/*.md $(BUNDLE_DIR)/docs/ 2>/dev/null || true
@@ -56,5 +42,7 @@ bundle: | $(PY) ## offline install tarball in dist/: wheels of the package and e
 	tar -C $(BUILD) -czf $(DIST)/$(BUNDLE).tar.gz $(BUNDLE)
 	@echo "$(DIST)/$(BUNDLE).tar.gz: copy it over, then: tar xzf $(BUNDLE).tar.gz && sudo $(BUNDLE)/install.sh"
 
-clean: ## remove build outputs
+clean: ## remove build outputs (build/, dist/)
 	rm -rf build dist
+
+.PHONY: help run test lint typecheck bench bundle clean
