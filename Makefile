@@ -32,7 +32,7 @@ bench: ## run the benchmarks and update docs/benchmarks.md
 bundle: ## offline install tarball in dist/: wheels of the package and every dependency, install.sh, unit
 	rm -rf $(BUNDLE_DIR)
 	mkdir -p $(BUNDLE_DIR)/wheels $(BUNDLE_DIR)/deploy/systemd $(BUNDLE_DIR)/docs $(BUNDLE_DIR)/config $(DIST)
-	$(PYTHON) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(BUNDLE_DIR)/wheels .
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(BUNDLE_DIR)/wheels .
 	cp deploy/install.sh deploy/giamsat.yml deploy/web-config.example.yml $(BUNDLE_DIR)/deploy/
 	cp deploy/systemd/giamsat.service $(BUNDLE_DIR)/deploy/systemd/
 	cp docs/*.md $(BUNDLE_DIR)/docs/ 2>/dev/null || true
