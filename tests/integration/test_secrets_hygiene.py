@@ -1,0 +1,484 @@
+"""Secrets hygiene: canary secrets planted in every secret field are found nowhere the agent writes.
+
+Every ``SecretStr`` field of every model reachable from the configuration (the collector table builds
+it) and of the web config is enumerated; each must have a canary recipe in ``RECIPES`` below, so a new
+secret field without one fails here and gets covered. The canaries are given inline, as ``_file`` and
+as ``_env``, and the agent is driven through success and failure paths: ``check-config`` (valid and
+broken files), ``once``, ``run`` at debug log level with scrapes of /metrics, /, /probe, /snmp, a
+reload with a broken file, then the process's argv, its log and its state directory are searched.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+
+from agent.config import Config, load_config
+from agent.model import Model
+from collectors import COLLECTORS
+from exporters.webconfig import WebConfigFile
+from tests.helpers import GIAMSAT, free_port, http_get, http_post, stop_process, wait_for
+
+# --------------------------------------------------------------------------------------------------
+# enumerating secret fields
+# --------------------------------------------------------------------------------------------------
+
+
+def secret_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Dotted paths of every SecretStr reachable from ``model``: ``[]`` for list items, ``*`` for dict values."""
+    out: set[str] = set()
+    for name, f in model.model_fields.items():
+        out |= _paths_of(f.annotation, f"{prefix}{name}")
+    return out
+
+
+def _paths_of(ann: Any, path: str) -> set[str]:
+    if ann is SecretStr:
+        return {path}
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return secret_paths(ann, path + ".")
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin in (list, tuple, set, frozenset):
+        return set().union(*(_paths_of(a, path + "[]") for a in args if a is not Ellipsis))
+    if origin is dict:
+        return _paths_of(args[1], path + ".*")
+    if origin in (typing.Union, types.UnionType) or origin is typing.Annotated:
+        return set().union(*(_paths_of(a, path) for a in args))
+    return set()
+
+
+# --------------------------------------------------------------------------------------------------
+# canary recipes: how to plant a canary in each secret field, with a config that loads
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    """Per-test material recipes may use (closed ports on loopback, a directory for key files)."""
+
+    dir: Path
+    closed_udp: int
+    closed_tcp: int
+    extra_texts: list[str] = field(default_factory=list)  # further secret material to search for
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Config fragments (under collectors/targets) with ``{secret:<field>}`` placeholders for canaries."""
+
+    kind: str
+    covers: frozenset[str]
+    build: Callable[[Lab], dict[str, Any]]
+
+
+def _snmp(lab: Lab) -> dict[str, Any]:
+    return {
+        "collectors": {
+            "snmp": {
+                "auths": {
+                    "v2": {"version": 2, "community": "{secret:community}"},
+                    "v3": {
+                        "version": 3,
+                        "username": "canary-user",
+                        "security_level": "authPriv",
+                        "password": "{secret:password}",
+                        "priv_password": "{secret:priv_password}",
+                    },
+                }
+            }
+        },
+        "targets": {
+            "snmp": [
+                {
+                    "name": "dev-v2",
+                    "site": "here",
+                    "address": "127.0.0.1",
+                    "port": lab.closed_udp,
+                    "auth": "v2",
+                },
+                {
+                    "name": "dev-v3",
+                    "site": "here",
+                    "address": "127.0.0.1",
+                    "port": lab.closed_udp,
+                    "auth": "v3",
+                },
+            ]
+        },
+    }
+
+
+def _ssh(lab: Lab) -> dict[str, Any]:
+    key = lab.dir / "id_canary"  # created by plant(), encrypted with the passphrase canary
+    return {
+        "collectors": {
+            "ssh": {
+                "auths": {
+                    "pw": {"username": "canary", "password": "{secret:password}"},
+                    "key": {"username": "canary", "key_file": str(key), "passphrase": "{secret:passphrase}"},
+                }
+            }
+        },
+        "targets": {
+            "ssh": [
+                {
+                    "name": "host-pw",
+                    "site": "here",
+                    "address": "127.0.0.1",
+                    "port": lab.closed_tcp,
+                    "auth": "pw",
+                },
+                {
+                    "name": "host-key",
+                    "site": "here",
+                    "address": "127.0.0.1",
+                    "port": lab.closed_tcp,
+                    "auth": "key",
+                },
+            ]
+        },
+    }
+
+
+# Layouts as the snmp and ssh collectors define them (collectors.<kind>.auths, targets naming an auth).
+RECIPES = [
+    Recipe(
+        "snmp",
+        frozenset(
+            {
+                "collectors.snmp.auths.*.community",
+                "collectors.snmp.auths.*.password",
+                "collectors.snmp.auths.*.priv_password",
+            }
+        ),
+        _snmp,
+    ),
+    Recipe(
+        "ssh",
+        frozenset({"collectors.ssh.auths.*.password", "collectors.ssh.auths.*.passphrase"}),
+        _ssh,
+    ),
+]
+
+CONFIG_SECRET_PATHS = secret_paths(Config)
+
+
+def test_every_secret_field_has_a_canary_recipe() -> None:
+    covered = set().union(*(r.covers for r in RECIPES))
+    missing = sorted(CONFIG_SECRET_PATHS - covered)
+    assert not missing, f"secret fields without a canary recipe in {__file__}: {missing}"
+    assert secret_paths(WebConfigFile) == {"basic_auth_users.*"}
+
+
+def test_enumeration_finds_nested_secrets() -> None:
+    class Inner(Model):
+        token: SecretStr
+
+    class Outer(Model):
+        a: SecretStr | None = None
+        by_name: dict[str, Inner] = Field(default_factory=dict)
+        items: list[Inner] = Field(default_factory=list)
+
+    assert secret_paths(Outer) == {"a", "by_name.*.token", "items[].token"}
+
+
+# --------------------------------------------------------------------------------------------------
+# planting
+# --------------------------------------------------------------------------------------------------
+
+BASE = {
+    "agent": {"site": "here", "interval": "2s", "timeout": "1s"},
+    "sites": [{"id": "here", "name": "Here", "level": "province"}],
+    "collectors": {"host": {"parts": ["loadavg"]}},
+}
+
+
+@dataclass
+class Planted:
+    config: Path
+    canaries: list[str]
+    env: dict[str, str]
+    web_password: str
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _fill(node: Any, source: str, lab: Lab, canaries: list[str], env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if isinstance(v, str) and v.startswith("{secret:"):
+                value = "CANARY" + secrets.token_hex(12)
+                canaries.append(value)
+                if source == "inline":
+                    out[k] = value
+                elif source == "file":
+                    p = lab.dir / f"secret-{len(canaries)}"
+                    p.write_text(value + "\n")
+                    p.chmod(0o600)
+                    out[f"{k}_file"] = str(p)
+                else:
+                    var = f"GS_CANARY_{len(canaries)}"
+                    env[var] = value
+                    out[f"{k}_env"] = var
+            else:
+                out[k] = _fill(v, source, lab, canaries, env)
+        return out
+    if isinstance(node, list):
+        return [_fill(x, source, lab, canaries, env) for x in node]
+    return node
+
+
+def plant(lab: Lab, source: str, name: str = "giamsat.yml") -> Planted:
+    """A valid config with a canary in every secret field of every collector present, plus a web config."""
+    canaries: list[str] = []
+    env: dict[str, str] = {}
+    data = dict(BASE)
+    for recipe in RECIPES:
+        if recipe.kind in COLLECTORS:
+            data = _merge(data, _fill(recipe.build(lab), source, lab, canaries, env))
+    # The ssh key-file recipe needs a real encrypted key whose passphrase is the canary.
+    ssh_key = lab.dir / "id_canary"
+    if "ssh" in COLLECTORS and not ssh_key.exists():
+        passphrase = _ssh_passphrase(data, env)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(ssh_key)],
+            check=True,
+            timeout=30,
+        )
+        body = "".join(ssh_key.read_text().splitlines()[1:-1])
+        lab.extra_texts.append(body[20:60])
+    # Web config: a bcrypt hash (secret in exporter-toolkit's format) of a canary password.
+    web_password = "CANARYPW" + secrets.token_hex(8)
+    web_hash = bcrypt.hashpw(web_password.encode(), bcrypt.gensalt(4)).decode()
+    canaries += [web_password, web_hash]
+    web = lab.dir / "web.yml"
+    web.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": web_hash}}))
+    web.chmod(0o600)
+    data = _merge(data, {"agent": {"web_config_file": str(web), "state_dir": str(lab.dir / "state")}})
+    cfg = lab.dir / name
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    return Planted(cfg, canaries, env, web_password)
+
+
+def _ssh_passphrase(data: dict[str, Any], env: dict[str, str]) -> str:
+    auth = data["collectors"]["ssh"]["auths"]["key"]
+    if "passphrase" in auth:
+        return str(auth["passphrase"])
+    if "passphrase_file" in auth:
+        return Path(auth["passphrase_file"]).read_text().strip()
+    return env[auth["passphrase_env"]]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        udp = u.getsockname()[1]
+    return Lab(tmp_path, udp, free_port())
+
+
+def assert_clean(where: str, text: str | bytes, canaries: list[str], extra: list[str] = ()) -> None:  # type: ignore[assignment]
+    blob = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    for c in [*canaries, *extra]:
+        assert c not in blob, f"secret leaked into {where}"
+        # Also base64 (a Basic auth header echoed back would be the password in base64).
+        assert base64.b64encode(c.encode()).decode()[:16] not in blob, f"secret leaked (base64) into {where}"
+
+
+def giamsat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GIAMSAT, *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the paths
+# --------------------------------------------------------------------------------------------------
+
+SOURCES = ["inline", "file", "env"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_check_config_and_once_never_print_secrets(lab: Lab, source: str) -> None:
+    p = plant(lab, source)
+    (lab.dir / "state").mkdir()
+    r = giamsat("check-config", str(p.config), env=p.env)
+    assert r.returncode == 0, r.stderr
+    assert_clean("check-config output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
+    # Success path for the host part, failure path for every collector target (closed ports).
+    r = giamsat("once", "--config.file", str(p.config), "--log.level", "debug", env=p.env)
+    assert "node_load1" in r.stdout
+    assert_clean("once output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_config_errors_never_print_secrets(lab: Lab, source: str) -> None:
+    p = plant(lab, source)
+    good = yaml.safe_load(p.config.read_text())
+    broken_variants = [
+        {**good, "agnet": {}},  # an unknown key elsewhere in a file full of secrets
+        {**good, "sites": [{"id": "here", "name": "Here", "level": "nation"}]},
+    ]
+    # Each secret given twice (inline and _file), and as the wrong type.
+    text = p.config.read_text()
+    for canary in p.canaries[:-2]:
+        if source == "inline":
+            broken_variants.append(yaml.safe_load(text.replace(f": {canary}", f": [{canary}]")))
+    for i, variant in enumerate(broken_variants):
+        bad = lab.dir / f"bad-{i}.yml"
+        bad.write_text(yaml.safe_dump(variant, sort_keys=False))
+        r = giamsat("check-config", str(bad), env=p.env)
+        assert r.returncode == 2, (variant, r.stdout, r.stderr)
+        assert_clean("config error", r.stdout + r.stderr, p.canaries, lab.extra_texts)
+        with pytest.raises(Exception) as ei:
+            load_config(bad)
+        assert_clean("ConfigError text", str(ei.value), p.canaries)
+    # A web config that does not load: its secret hash is not echoed either.
+    web = yaml.safe_load((lab.dir / "web.yml").read_text())
+    web["basic_auth_users"]["prometheus"] = web["basic_auth_users"]["prometheus"][:-1]
+    bad_web = lab.dir / "bad-web.yml"
+    bad_web.write_text(yaml.safe_dump(web))
+    from exporters.webconfig import WebConfig
+
+    with pytest.raises(Exception) as ei:
+        WebConfig.load(bad_web)
+    assert_clean("web config error", str(ei.value), p.canaries)
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@pytest.fixture
+def running(lab: Lab) -> Iterator[tuple[Running, Planted]]:
+    p = plant(lab, "file")
+    port = free_port()
+    log = lab.dir / "agent.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(
+            [GIAMSAT, "run", "--config.file", str(p.config), "--web.listen-address", f"127.0.0.1:{port}",
+             "--log.level", "debug"],
+            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **p.env},
+        )  # fmt: skip
+    r = Running(proc, f"http://127.0.0.1:{port}", log)
+    auth = {"Authorization": "Basic " + base64.b64encode(f"prometheus:{p.web_password}".encode()).decode()}
+    try:
+        wait_for(lambda: http_get(r.url + "/-/ready", headers=auth)[0] == 200, 30, what="agent ready")
+        yield r, p
+    finally:
+        stop_process(proc)
+
+
+def test_running_agent_never_exposes_secrets(lab: Lab, running: tuple[Running, Planted]) -> None:
+    r, p = running
+    auth = {"Authorization": "Basic " + base64.b64encode(f"prometheus:{p.web_password}".encode()).decode()}
+    bad_auth = {
+        "Authorization": "Basic " + base64.b64encode(f"prometheus:{p.web_password}x".encode()).decode()
+    }
+    time_ok = wait_for(
+        lambda: "giamsat_collector_success" in http_get(r.url + "/metrics", headers=auth)[1], 30
+    )
+    assert time_ok
+    pages = []
+    for path in ["/metrics", "/", "/probe?module=snmp&target=dev-v2", "/snmp?target=dev-v3&module=if_mib",
+                 "/probe?module=ssh&target=host-key", "/-/ready", "/nope"]:  # fmt: skip
+        for headers in (auth, bad_auth, {}):
+            status, body, hdrs = http_get(r.url + path, headers=headers)
+            pages.append(f"{path} {status} {hdrs} {body}")
+    assert_clean("HTTP responses", "\n".join(pages), p.canaries, lab.extra_texts)
+
+    # A reload with a broken file full of secrets: the answer and the log stay clean.
+    good = p.config.read_text()
+    broken = yaml.safe_load(good)
+    broken["agnet"] = {}
+    p.config.write_text(yaml.safe_dump(broken, sort_keys=False))
+    _, body = http_post(r.url + "/-/reload")
+    assert_clean("reload response", body, p.canaries, lab.extra_texts)
+    os.kill(r.proc.pid, signal.SIGHUP)
+    wait_for(lambda: r.log.read_text().count("reload rejected") >= 2, 20, what="SIGHUP reload rejected")
+    p.config.write_text(good)
+
+    cmdline = Path(f"/proc/{r.proc.pid}/cmdline").read_bytes()
+    assert_clean("argv", cmdline, p.canaries, lab.extra_texts)
+    stop_process(r.proc)
+    assert_clean("log", r.log.read_bytes(), p.canaries, lab.extra_texts)
+    for f in (lab.dir / "state").rglob("*"):
+        if f.is_file():
+            assert_clean(f"state file {f.name}", f.read_bytes(), p.canaries, lab.extra_texts)
+
+
+# --------------------------------------------------------------------------------------------------
+# world-readable secret files
+# --------------------------------------------------------------------------------------------------
+
+
+class _Demo(Model):
+    password: SecretStr
+
+
+def test_world_readable_secret_file_warns_without_its_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("CANARY-world-readable\n")
+    secret.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="giamsat.config"):
+        m = _Demo.model_validate({"password_file": str(secret)})
+    assert m.password.get_secret_value() == "CANARY-world-readable"
+    warnings = [r for r in caplog.records if "readable by every user" in r.getMessage()]
+    assert len(warnings) == 1
+    assert getattr(warnings[0], "file", None) == str(secret)
+    assert getattr(warnings[0], "key", None) == "password_file"
+    assert all("CANARY" not in r.getMessage() and "CANARY" not in str(r.__dict__) for r in caplog.records)
+
+    caplog.clear()
+    secret.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="giamsat.config"):
+        _Demo.model_validate({"password_file": str(secret)})
+    assert not [r for r in caplog.records if "readable by every user" in r.getMessage()]
+
+
+if "snmp" in COLLECTORS:  # defined once a collector with a secret field is registered
+
+    def test_world_readable_secret_warning_reaches_the_cli(tmp_path: Path) -> None:
+        """Through the real loader and CLI: the warning names key and file, never the content."""
+        secret = tmp_path / "community"
+        secret.write_text("CANARY-public-community\n")
+        secret.chmod(0o644)
+        extra = {
+            "collectors": {"snmp": {"auths": {"pub": {"version": 2, "community_file": str(secret)}}}},
+            "targets": {"snmp": [{"name": "d", "site": "here", "address": "127.0.0.1", "auth": "pub"}]},
+        }
+        cfg = tmp_path / "giamsat.yml"
+        cfg.write_text(yaml.safe_dump(_merge(BASE, extra)))
+        r = giamsat("check-config", str(cfg), env={})
+        assert r.returncode == 0, r.stderr
+        assert "readable by every user" in r.stderr and str(secret) in r.stderr
+        assert "CANARY" not in r.stdout + r.stderr
