@@ -19,6 +19,7 @@ import subprocess
 import types
 import typing
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ class Lab:
     dir: Path
     closed_udp: int
     closed_tcp: int
+    snmp_port: int
+    values: dict[str, str] = field(default_factory=dict)  # "<kind>.<field>" -> canary planted there
     extra_texts: list[str] = field(default_factory=list)  # further secret material to search for
 
 
@@ -105,23 +108,14 @@ def _snmp(lab: Lab) -> dict[str, Any]:
         },
         "targets": {
             "snmp": [
-                {
-                    "name": "dev-v2",
-                    "site": "here",
-                    "address": "127.0.0.1",
-                    "port": lab.closed_udp,
-                    "auth": "v2",
-                },
-                {
-                    "name": "dev-v3",
-                    "site": "here",
-                    "address": "127.0.0.1",
-                    "port": lab.closed_udp,
-                    "auth": "v3",
-                },
+                # Answered by a real snmpd holding the canary credentials (success path) ...
+                {"name": "dev-v2", "site": "here", "address": "127.0.0.1", "port": lab.snmp_port, "auth": "v2"},
+                {"name": "dev-v3", "site": "here", "address": "127.0.0.1", "port": lab.snmp_port, "auth": "v3"},
+                # ... and by nobody (failure path).
+                {"name": "dev-gone", "site": "here", "address": "127.0.0.1", "port": lab.closed_udp, "auth": "v2"},
             ]
         },
-    }
+    }  # fmt: skip
 
 
 def _ssh(lab: Lab) -> dict[str, Any]:
@@ -203,7 +197,7 @@ def test_enumeration_finds_nested_secrets() -> None:
 # --------------------------------------------------------------------------------------------------
 
 BASE = {
-    "agent": {"site": "here", "interval": "2s", "timeout": "1s"},
+    "agent": {"site": "here", "interval": "5s", "timeout": "3s"},
     "sites": [{"id": "here", "name": "Here", "level": "province"}],
     "collectors": {"host": {"parts": ["loadavg"]}},
 }
@@ -224,13 +218,14 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fill(node: Any, source: str, lab: Lab, canaries: list[str], env: dict[str, str]) -> Any:
+def _fill(node: Any, source: str, lab: Lab, canaries: list[str], env: dict[str, str], kind: str) -> Any:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for k, v in node.items():
             if isinstance(v, str) and v.startswith("{secret:"):
                 value = "CANARY" + secrets.token_hex(12)
                 canaries.append(value)
+                lab.values.setdefault(f"{kind}.{k}", value)
                 if source == "inline":
                     out[k] = value
                 elif source == "file":
@@ -243,10 +238,10 @@ def _fill(node: Any, source: str, lab: Lab, canaries: list[str], env: dict[str, 
                     env[var] = value
                     out[f"{k}_env"] = var
             else:
-                out[k] = _fill(v, source, lab, canaries, env)
+                out[k] = _fill(v, source, lab, canaries, env, kind)
         return out
     if isinstance(node, list):
-        return [_fill(x, source, lab, canaries, env) for x in node]
+        return [_fill(x, source, lab, canaries, env, kind) for x in node]
     return node
 
 
@@ -257,7 +252,7 @@ def plant(lab: Lab, source: str, name: str = "giamsat.yml") -> Planted:
     data = dict(BASE)
     for recipe in RECIPES:
         if recipe.kind in COLLECTORS:
-            data = _merge(data, _fill(recipe.build(lab), source, lab, canaries, env))
+            data = _merge(data, _fill(recipe.build(lab), source, lab, canaries, env, recipe.kind))
     # The ssh key-file recipe needs a real encrypted key whose passphrase is the canary.
     ssh_key = lab.dir / "id_canary"
     if "ssh" in COLLECTORS and not ssh_key.exists():
@@ -295,10 +290,66 @@ def _ssh_passphrase(data: dict[str, Any], env: dict[str, str]) -> str:
 def lab(tmp_path: Path) -> Lab:
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.bind(("127.0.0.1", 0))
-        udp = u.getsockname()[1]
-    return Lab(tmp_path, udp, free_port())
+    ports = []
+    for _ in range(2):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            ports.append(u.getsockname()[1])
+    return Lab(tmp_path, ports[0], free_port(), ports[1])
+
+
+@contextmanager
+def snmpd_with_canaries(lab: Lab) -> Iterator[None]:
+    """A real net-snmp agent that accepts the planted community and v3 user (when snmp is registered)."""
+    if "snmp" not in COLLECTORS:
+        yield
+        return
+    d = lab.dir / "snmpd"
+    (d / "persist").mkdir(parents=True)
+    v = lab.values
+    (d / "snmpd.conf").write_text(
+        f"agentaddress udp:127.0.0.1:{lab.snmp_port}\n[snmp] persistentDir {d / 'persist'}\n"
+        f"rocommunity {v['snmp.community']} 127.0.0.1\nsysName canary-agent\n"
+        f"createUser canary-user SHA-256 {v['snmp.password']} AES {v['snmp.priv_password']}\n"
+        "rouser canary-user priv\n"
+    )
+    env = dict(os.environ, SNMP_PERSISTENT_DIR=str(d / "persist"), SNMPCONFPATH=str(d), MIBS="")
+    proc = subprocess.Popen(
+        ["snmpd", "-f", "-Lf", str(d / "snmpd.log"), "-C", "-c", str(d / "snmpd.conf"), "-p", str(d / "pid")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: "canary-agent"
+            in subprocess.run(
+                ["snmpget", "-v2c", "-c", v["snmp.community"], "-t", "0.5", "-r", "0", f"127.0.0.1:{lab.snmp_port}",
+                 "1.3.6.1.2.1.1.5.0"],
+                capture_output=True, text=True, env=env,
+            ).stdout,
+            15,
+            what="snmpd answering",
+        )  # fmt: skip
+        yield
+    finally:
+        stop_process(proc)
+
+
+def assert_snmp_succeeded(exposition: str) -> None:
+    """With snmp registered, the devices behind the real snmpd answered: the canary credentials worked."""
+    if "snmp" not in COLLECTORS:
+        return
+    for target in ("dev-v2", "dev-v3"):
+        line = next(
+            (
+                ln
+                for ln in exposition.splitlines()
+                if ln.startswith("snmp_up{") and f'target="{target}"' in ln
+            ),
+            "",
+        )
+        assert line.endswith((" 1.0", " 1")), (target, line)
 
 
 def assert_clean(where: str, text: str | bytes, canaries: list[str], extra: list[str] = ()) -> None:  # type: ignore[assignment]
@@ -329,9 +380,11 @@ def test_check_config_and_once_never_print_secrets(lab: Lab, source: str) -> Non
     r = giamsat("check-config", str(p.config), env=p.env)
     assert r.returncode == 0, r.stderr
     assert_clean("check-config output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
-    # Success path for the host part, failure path for every collector target (closed ports).
-    r = giamsat("once", "--config.file", str(p.config), "--log.level", "debug", env=p.env)
+    # Success paths (host; SNMP targets behind a real snmpd), failure paths (closed ports, SSH).
+    with snmpd_with_canaries(lab):
+        r = giamsat("once", "--config.file", str(p.config), "--log.level", "debug", env=p.env)
     assert "node_load1" in r.stdout
+    assert_snmp_succeeded(r.stdout)
     assert_clean("once output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
 
 
@@ -379,6 +432,11 @@ class Running:
 @pytest.fixture
 def running(lab: Lab) -> Iterator[tuple[Running, Planted]]:
     p = plant(lab, "file")
+    with snmpd_with_canaries(lab):
+        yield from _run_agent(lab, p)
+
+
+def _run_agent(lab: Lab, p: Planted) -> Iterator[tuple[Running, Planted]]:
     port = free_port()
     log = lab.dir / "agent.log"
     with log.open("wb") as f:
