@@ -27,7 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not wc.check_basic_auth(self.headers.get("Authorization")):
             self._send(401, b"Unauthorized\n", {"WWW-Authenticate": WWW_AUTHENTICATE})
             return
-        self._send(200, b"ok\n", {})
+        self._send(200, b"# HELP test_up A test gauge.\n# TYPE test_up gauge\ntest_up 1\n", {})
 
     def _send(self, code: int, body: bytes, extra: dict[str, str]) -> None:
         self.send_response(code)

@@ -12,7 +12,9 @@ import bcrypt
 import pytest
 
 from exporters.webconfig import WebConfig
+from tests.helpers import wait_for
 from tests.pki import CA, Pair
+from tests.prom import prometheus, query
 from tests.unit.test_webconfig import basic
 from tests.webserver import serve
 
@@ -95,7 +97,7 @@ def tls_only(pki: PKI) -> Iterator[int]:
 
 def test_tls_serves_verified_clients_and_sets_headers(pki: PKI, tls_only: int) -> None:
     status, headers, body = get(tls_only, client_ctx(pki))
-    assert (status, body) == (200, b"ok\n")
+    assert (status, body) == (200, b"# HELP test_up A test gauge.\n# TYPE test_up gauge\ntest_up 1\n")
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "deny"
 
@@ -181,3 +183,41 @@ def test_client_cert_and_basic_auth_together(pki: PKI) -> None:
         assert get(port, good, basic("prometheus", "s3cret-scrape"))[0] == 200
         assert get(port, good, basic("prometheus", "nope"))[0] == 401
         assert refused(port, client_ctx(pki))
+
+
+def test_real_prometheus_scrapes_with_its_tls_config_and_basic_auth(pki: PKI, tmp_path: Path) -> None:
+    """Prometheus's own tls_config/basic_auth against this web config: only the right pair gets in."""
+    wc = load(
+        pki,
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca.pair.cert}\n"
+        f"basic_auth_users:\n  prometheus: '{HASH}'\n",
+    )
+    (tmp_path / "good-pw").write_text("s3cret-scrape\n")
+    (tmp_path / "bad-pw").write_text("guess\n")
+    with serve(wc) as port:
+        jobs = {
+            "good": (True, "good-pw"),
+            "wrong_password": (True, "bad-pw"),
+            "no_client_cert": (False, "good-pw"),
+        }
+        config = "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n"
+        for job, (with_cert, pw) in jobs.items():
+            tls = f"      ca_file: {pki.ca.pair.cert}\n"
+            if with_cert:
+                tls += f"      cert_file: {pki.client.cert}\n      key_file: {pki.client.key}\n"
+            config += (
+                f"  - job_name: {job}\n    scheme: https\n    tls_config:\n{tls}"
+                f"    basic_auth:\n      username: prometheus\n      password_file: {tmp_path / pw}\n"
+                f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            )
+        with prometheus(tmp_path / "prom", config) as url:
+            up = wait_for(
+                lambda: _up_by_job(url) if len(_up_by_job(url)) == 3 else None, 30, what="3 scrapes"
+            )
+            assert up == {"good": 1.0, "wrong_password": 0.0, "no_client_cert": 0.0}
+            assert float(query(url, 'test_up{job="good"}')[0]["value"][1]) == 1.0
+
+
+def _up_by_job(url: str) -> dict[str, float]:
+    return {r["metric"]["job"]: float(r["value"][1]) for r in query(url, "up")}
