@@ -108,30 +108,45 @@ def check_web_config(path: Path | None) -> Check | None:
 
 
 def _down_reason(result: JobResult) -> str | None:
-    """A target reported as down in its data (``snmp_up 0``, ``probe_success 0``): its reason, else None."""
+    """A target reported as down in its data: its reason, else None.
+
+    Collectors follow one convention: ``<x>_up 0`` (or blackbox's ``probe_success 0``) and a
+    ``<x>_failure_reason{reason="..."} 1`` beside it.
+    """
+    down = any(
+        fam.name.endswith(_UP_SUFFIXES) and any(s.value == 0 for s in fam.samples) for fam in result.families
+    )
+    if not down:
+        return None
     for fam in result.families:
-        if not fam.name.endswith(_UP_SUFFIXES):
-            continue
-        for s in fam.samples:
-            if s.value == 0:
-                return str(s.labels.get("reason") or "down")
-    return None
+        if fam.name.endswith("_failure_reason"):
+            for s in fam.samples:
+                if s.value == 1 and s.labels.get("reason"):
+                    return str(s.labels["reason"])
+    return "down"
 
 
-_FIXES = {
-    "timeout": "check that the target answers from this machine (routing, firewall, VPN to the site) "
-    "and that its timeout is long enough",
-    "stuck": "a previous call has not returned; check the target and the timeout",
-    "auth": "check the credentials in the config (and that their _file is readable by user giamsat)",
-    "authentication": "check the credentials in the config (and that their _file is readable by user giamsat)",
-    "refused": "the target refuses the connection: check the port and that the service runs there",
-}
+# Reasons are the collectors' bounded tokens (snmp: auth_failed, timeout, ...; ssh: connect_timeout,
+# connection_refused, host_key_unknown, ...). First match on a substring wins.
+_FIXES = (
+    ("auth", "check the credentials under collectors.<kind>.auths (and that their _file is readable by "
+     "user giamsat); for SNMPv3 also the auth/priv protocols the device expects"),
+    ("host_key_unknown", "record the host's key: ssh-keyscan -p PORT HOST >> /var/lib/giamsat/ssh_known_hosts "
+     "(after checking its fingerprint), or set trust_on_first_use for the first connection"),
+    ("host_key_mismatch", "the host's key changed: verify with its administrator, then replace its line in "
+     "the known_hosts file"),
+    ("refused", "nothing listens there: check the port and that the service runs on the target"),
+    ("timeout", "check that the target answers from this machine (routing, firewall, VPN to the site) and "
+     "that its timeout is long enough"),
+    ("stuck", "a previous call has not returned; check the target and its timeout"),
+    ("connect", "check the address, name resolution and routing to the target"),
+)  # fmt: skip
 
 
 def _fix_for(kind: str, reason: str) -> str:
-    for key, fix in _FIXES.items():
+    for key, fix in _FIXES:
         if key in reason:
-            return fix
+            return fix.replace("<kind>", kind)
     return f"run `giamsat once --config.file CONFIG --collector {kind} --log.level debug` and read the log"
 
 

@@ -173,3 +173,83 @@ def test_bad_web_config_is_reported(tmp_path: Path) -> None:
     assert run_doctor(load_config(cfg), out=out) == 1
     assert "web config" in out.getvalue() and "not a bcrypt hash" in out.getvalue()
     assert os.path.exists(web)
+
+
+def test_down_reason_follows_the_collectors_convention() -> None:
+    from prometheus_client.core import GaugeMetricFamily
+
+    from agent.doctor import _down_reason, _fix_for
+    from agent.store import JobResult
+
+    def result(*fams: GaugeMetricFamily) -> JobResult:
+        return JobResult("snmp/x", "snmp", "x", "here", tuple(fams), 0.0, 0.1, True)
+
+    up0 = GaugeMetricFamily("snmp_up", "", value=0)
+    up1 = GaugeMetricFamily("snmp_up", "", value=1)
+    why = GaugeMetricFamily("snmp_failure_reason", "", labels=["reason"])
+    why.add_metric(["auth_failed"], 1)
+    assert _down_reason(result(up0, why)) == "auth_failed"
+    assert _down_reason(result(up0)) == "down"
+    assert _down_reason(result(up1)) is None
+    assert _down_reason(result(GaugeMetricFamily("probe_success", "", value=0))) == "down"
+    assert "collectors.snmp.auths" in _fix_for("snmp", "auth_failed")
+    assert "ssh-keyscan" in _fix_for("ssh", "host_key_unknown")
+    assert "routing" in _fix_for("icmp", "timeout")
+
+
+if "snmp" in __import__("collectors").COLLECTORS:
+
+    def test_wrong_snmp_credentials_fail_by_target_with_the_fix(tmp_path: Path) -> None:
+        """A real snmpd knows user `right`; the doctor tries the configured (wrong) password once."""
+        import socket
+
+        from tests.helpers import stop_process, wait_for
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+        d = tmp_path / "snmpd"
+        (d / "persist").mkdir(parents=True)
+        (d / "snmpd.conf").write_text(
+            f"agentaddress udp:127.0.0.1:{port}\n[snmp] persistentDir {d / 'persist'}\n"
+            "rocommunity right-community 127.0.0.1\nsysName doctor-agent\n"
+            "createUser right SHA-256 right-password AES right-privpass\nrouser right priv\n"
+        )
+        env = dict(os.environ, SNMP_PERSISTENT_DIR=str(d / "persist"), SNMPCONFPATH=str(d), MIBS="")
+        proc = subprocess.Popen(
+            ["snmpd", "-f", "-Lf", str(d / "log"), "-C", "-c", str(d / "snmpd.conf"), "-p", str(d / "pid")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(
+                lambda: "doctor-agent"
+                in subprocess.run(
+                    ["snmpget", "-v2c", "-c", "right-community", "-t", "0.5", "-r", "0", f"127.0.0.1:{port}",
+                     "1.3.6.1.2.1.1.5.0"],
+                    capture_output=True, text=True, env=env,
+                ).stdout,
+                15,
+            )  # fmt: skip
+            (tmp_path / "state").mkdir()
+            cfg = write_config(tmp_path, tmp_path / "state")
+            cfg.write_text(
+                cfg.read_text().replace("agent:\n", "agent:\n  timeout: 4s\n")
+                + "  snmp:\n    request_timeout: 1s\n    retries: 0\n    auths:\n"
+                "      good: {version: 3, username: right, password: right-password, priv_password: right-privpass}\n"
+                "      bad: {version: 3, username: right, password: wrong-password, priv_password: right-privpass}\n"
+                "targets:\n  snmp:\n"
+                f"    - {{name: sw-good, site: here, address: 127.0.0.1, port: {port}, auth: good, modules: [system]}}\n"
+                f"    - {{name: sw-bad, site: here, address: 127.0.0.1, port: {port}, auth: bad, modules: [system]}}\n"
+            )
+            out = io.StringIO()
+            rc = run_doctor(load_config(cfg), out=out)
+        finally:
+            stop_process(proc)
+        rows = table(out.getvalue())
+        assert rc == 1, out.getvalue()
+        assert rows["snmp/sw-good"][0] == PASS, out.getvalue()
+        assert rows["snmp/sw-bad"][0] == FAIL
+        assert "auth" in rows["snmp/sw-bad"][1]
+        assert "collectors.snmp.auths" in out.getvalue()
