@@ -15,6 +15,8 @@
 # /etc/giamsat/giamsat.yml or the state directory's contents. From an offline bundle (make bundle) it
 # installs with `pip install --no-index --find-links wheels/`: no network needed.
 set -eu
+# An inherited PYTHONPATH/PYTHONHOME would make the new virtualenv see (and pip skip) other packages.
+unset PYTHONPATH PYTHONHOME
 
 ROOT=${DESTDIR:-}
 PREFIX=/opt/giamsat
