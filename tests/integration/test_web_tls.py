@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import bcrypt
 import pytest
 
 from exporters.webconfig import WebConfig
-from tests.helpers import wait_for
+from tests.helpers import free_port, stop_process, wait_for
 from tests.pki import CA, Pair
 from tests.prom import prometheus, query
 from tests.unit.test_webconfig import basic
@@ -61,7 +62,10 @@ def client_ctx(
     return ctx
 
 
-def get(port: int, ctx: ssl.SSLContext | None, auth: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    port: int, ctx: ssl.SSLContext | None, auth: str | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """GET /metrics; headers come back case-insensitive (Go writes Www-Authenticate)."""
     conn: http.client.HTTPConnection
     if ctx is None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -70,7 +74,7 @@ def get(port: int, ctx: ssl.SSLContext | None, auth: str | None = None) -> tuple
     try:
         conn.request("GET", "/metrics", headers={"Authorization": auth} if auth else {})
         r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
+        return r.status, r.headers, r.read()
     finally:
         conn.close()
 
@@ -221,3 +225,44 @@ def test_real_prometheus_scrapes_with_its_tls_config_and_basic_auth(pki: PKI, tm
 
 def _up_by_job(url: str) -> dict[str, float]:
     return {r["metric"]["job"]: float(r["value"][1]) for r in query(url, "up")}
+
+
+def test_the_same_file_serves_node_exporter_and_giamsat_alike(pki: PKI, tmp_path: Path) -> None:
+    """Format compatibility with the peer: one web config file, loaded by Debian's node_exporter 1.5
+    (exporter-toolkit) and by giamsat, gives the same answers to the same clients."""
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca.pair.cert}\n"
+        "  min_version: TLS12\n"
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        f"basic_auth_users:\n  prometheus: '{'$2y$' + HASH[4:]}'\n"
+    )
+    port = free_port()
+    with (tmp_path / "node.log").open("wb") as log:
+        node = subprocess.Popen(
+            [
+                "/usr/bin/prometheus-node-exporter",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.config.file={tmp_path / 'web.yml'}",
+                "--collector.disable-defaults",
+                "--collector.loadavg",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        good = client_ctx(pki, pki.client)
+        wait_for(
+            lambda: get(port, good, basic("prometheus", "s3cret-scrape"))[0] == 200, 20, what="node_exporter"
+        )
+        with serve(WebConfig.load(tmp_path / "web.yml")) as ours:
+            for p in (port, ours):
+                status, headers, _ = get(p, good, basic("prometheus", "s3cret-scrape"))
+                assert status == 200 and headers["X-Frame-Options"] == "deny"
+                for auth in (None, basic("prometheus", "nope"), basic("nobody", "s3cret-scrape")):
+                    status, headers, _ = get(p, good, auth)
+                    assert (status, headers["WWW-Authenticate"]) == (401, "Basic"), p
+                assert refused(p, client_ctx(pki))
+                assert refused(p, client_ctx(pki, pki.rogue_client))
+    finally:
+        stop_process(node)
