@@ -15,6 +15,7 @@ DEB_PACKAGES=(
   victoria-metrics                # remote-write receiver
   systemd                         # systemd-analyze for the unit checks
   python3-venv
+  make                            # make bundle (offline install tarball) in the install tests
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
