@@ -84,6 +84,10 @@ def test_bundle_installs_into_a_fresh_venv_without_an_index(bundle: Path, tmp_pa
         cwd=tmp_path,
     )
     assert r.stdout.strip() == "/var/lib/giamsat"
+    r = run(
+        [venv / "bin" / "giamsat", "check-config", bundle / "deploy" / "giamsat.yml"], env=env, cwd=tmp_path
+    )
+    assert "OK" in r.stdout
 
 
 @pytest.mark.root
@@ -154,3 +158,13 @@ def test_install_sh_refuses_bad_arguments(bundle: Path, tmp_path: Path) -> None:
     assert r.returncode != 0 and "--purge only goes with --uninstall" in r.stderr
     r = subprocess.run([str(bundle / "install.sh"), "--frobnicate"], capture_output=True, text=True)
     assert r.returncode != 0 and "unknown option --frobnicate" in r.stderr
+
+
+@pytest.mark.root
+def test_install_sh_from_the_source_tree(tmp_path: Path) -> None:
+    """The online path (`sudo deploy/install.sh` in a checkout): pip builds and installs from the tree."""
+    root = tmp_path / "root"
+    out = run([REPO / "deploy" / "install.sh", "--root", root, "--no-enable"]).stdout
+    assert "installed giamsat-agent from the source tree" in out
+    r = run([root / "opt/giamsat/bin/giamsat", "check-config", root / "etc/giamsat/giamsat.yml"])
+    assert "OK" in r.stdout
