@@ -1,0 +1,419 @@
+"""Blocking SSH client for the collector: strict host keys, reused connections, hard wall-clock deadlines.
+
+Everything here blocks and runs in the collector's bounded thread pool. paramiko's own timeouts do not
+bound every wait: ``recv_exit_status`` ignores the channel timeout (paramiko/paramiko#1815), so does
+``exec_command`` (#1787), and connection setup can hang (#515). So every call also arms a watchdog that
+closes the channel at the deadline and the whole transport shortly after if that was not enough; the
+calling thread then returns at once. stdout and stderr are drained together while waiting, because
+waiting for the exit status first deadlocks once output exceeds the channel window (#448).
+
+Failures are raised as ``SSHError`` whose ``reason`` is one of ``REASONS`` (a bounded label value).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from agent.errors import CollectError
+
+#: every reason the collector can report; anything else is a bug.
+REASONS = (
+    "connect_timeout",  # no TCP connection, or the SSH session was not set up, within the deadline
+    "connection_refused",  # TCP RST: nothing listens on the port
+    "connect_failed",  # other network errors: no route, name does not resolve
+    "host_key_unknown",  # strict checking and the host is not in known_hosts
+    "host_key_mismatch",  # the host offered a key other than the recorded one
+    "auth_failed",  # the server refused our key or password
+    "protocol_error",  # SSH negotiation failed (no common algorithm, garbage instead of SSH)
+    "command_timeout",  # the command did not finish within its deadline
+    "command_failed",  # non-zero exit status, killed by a signal, or too much output
+    "parse_error",  # the output could not be parsed
+    "disconnected",  # the connection dropped during the session
+    "stuck",  # a previous call for this target has not returned yet
+)
+
+_GRACE = 1.0  # seconds between closing the channel and closing the whole transport
+
+
+class SSHError(CollectError):
+    """A target-level SSH failure. ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        assert reason in REASONS, reason
+        super().__init__(reason, message)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to log in. Secrets never appear in ``repr``."""
+
+    address: str
+    port: int
+    username: str
+    pkey: paramiko.PKey | None = field(default=None, repr=False, compare=False)
+    password: str | None = field(default=None, repr=False, compare=False)
+    auth_name: str = ""
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH writes in known_hosts: ``host`` on port 22, ``[host]:port`` otherwise."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0  # TCP connect plus banner, key exchange and authentication
+    keepalive: float = 30.0  # seconds between keepalive messages on idle connections (0: off)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint, comparable with ``ssh-keygen -lf``."""
+    fp: str = key.fingerprint
+    return fp
+
+
+class _Watchdog:
+    """Calls ``actions[i]`` at ``deadline + i * _GRACE`` unless cancelled first; ``fired`` tells whether."""
+
+    def __init__(self, deadline: float, *actions: Callable[[], None]) -> None:
+        self.fired = threading.Event()
+        self._timers: list[threading.Timer] = []
+        delay = max(0.0, deadline - time.monotonic())
+        for i, action in enumerate(actions):
+            t = threading.Timer(delay + i * _GRACE, self._fire, args=(action,))
+            t.daemon = True
+            self._timers.append(t)
+
+    def _fire(self, action: Callable[[], None]) -> None:
+        self.fired.set()
+        with contextlib.suppress(Exception):  # best effort: the resource may already be gone
+            action()
+
+    def __enter__(self) -> _Watchdog:
+        for t in self._timers:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for t in self._timers:
+            t.cancel()
+
+
+class HostKeyStore:
+    """The agent's known_hosts file (OpenSSH format, hashed entries allowed).
+
+    Strict by default: a host that is not in the file is refused (``host_key_unknown``). With
+    ``trust_on_first_use`` the key of a host the file does not mention at all is appended to the file
+    and logged with its fingerprint; a host that is in the file with another key, even of another key
+    type, is always a mismatch.
+    """
+
+    def __init__(self, path: Path, trust_on_first_use: bool, log: logging.Logger) -> None:
+        self.path = path
+        self.trust_on_first_use = trust_on_first_use
+        self.log = log
+        self._lock = threading.Lock()
+
+    def load_into(self, client: paramiko.SSHClient) -> None:
+        if self.path.exists():
+            # "system" host keys are read-only for paramiko: it never rewrites the operator's file.
+            client.load_system_host_keys(str(self.path))
+
+    def record(self, name: str, key: paramiko.PKey) -> None:
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One append of one line: concurrent agents or an operator's editor cannot interleave it.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("ascii"))
+            finally:
+                os.close(fd)
+
+
+class _HostKeyUnknown(paramiko.SSHException):
+    pass
+
+
+class _Policy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown hosts, or record them when trust-on-first-use is enabled. Never a silent accept."""
+
+    def __init__(self, store: HostKeyStore, target: str) -> None:
+        self.store = store
+        self.target = target
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        fp = fingerprint(key)
+        if not self.store.trust_on_first_use:
+            raise _HostKeyUnknown(
+                f"{hostname} is not in {self.store.path} (offered {key.get_name()} {fp}); "
+                f"add it with ssh-keyscan and check the fingerprint"
+            )
+        self.store.record(hostname, key)
+        self.store.log.warning(
+            f"ssh host key trusted on first use: {hostname} {key.get_name()} {fp}, recorded in "
+            f"{self.store.path}",
+            extra={"target": self.target, "host": hostname, "fingerprint": fp},
+        )
+
+
+class Connection:
+    """One authenticated SSH connection, reused across collections while its transport is alive."""
+
+    def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+        self.client = client
+        self.endpoint = endpoint
+
+    def is_active(self) -> bool:
+        t = self.client.get_transport()
+        return t is not None and t.is_active()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, argv: Sequence[str], timeout: float, max_output: int) -> CommandResult:
+        """Run ``argv`` (each argument shell-quoted; SSH sends one string) within ``timeout`` seconds.
+
+        stdout and stderr are read together as they arrive, so a command that fills one pipe while we
+        wait on the other cannot deadlock; the result is returned whatever the exit status.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SSHError("disconnected", "connection is closed")
+        command = shlex.join(argv)
+        chan: paramiko.Channel | None = None
+
+        def close_chan() -> None:
+            if chan is not None:
+                chan.close()
+
+        with _Watchdog(deadline, close_chan, transport.close) as dog:
+            try:
+                try:
+                    chan = transport.open_session(timeout=timeout)
+                except paramiko.SSHException as exc:
+                    raise self._failure(transport, dog, "cannot open a session channel", exc) from None
+                try:
+                    chan.exec_command(command)
+                    chan.shutdown_write()  # the command gets EOF on stdin instead of waiting for input
+                    out, err = self._drain(chan, deadline, dog, max_output)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise self._failure(transport, dog, "command aborted", exc) from None
+            finally:
+                if chan is not None:
+                    chan.close()
+        assert chan is not None
+        # An exit status means the output is complete (it follows all data on the channel), even if
+        # the watchdog fired a moment later.
+        if chan.exit_status_ready():
+            status = chan.exit_status
+        elif dog.fired.is_set():
+            raise SSHError("command_timeout", f"{command[:100]}: no exit within {timeout:g}s")
+        elif not transport.is_active():
+            raise SSHError("disconnected", f"{command[:100]}: connection lost before the command exited")
+        else:
+            status = -1  # the server closed the channel without an exit status (killed by a signal)
+        return CommandResult(status, bytes(out), bytes(err), time.monotonic() - start)
+
+    @staticmethod
+    def _failure(transport: paramiko.Transport, dog: _Watchdog, what: str, exc: BaseException) -> SSHError:
+        if dog.fired.is_set():
+            return SSHError("command_timeout", f"{what}: deadline passed")
+        if not transport.is_active():
+            return SSHError("disconnected", f"{what}: connection lost ({exc})")
+        return SSHError("command_failed", f"{what}: {exc}")
+
+    @staticmethod
+    def _drain(
+        chan: paramiko.Channel, deadline: float, dog: _Watchdog, max_output: int
+    ) -> tuple[bytearray, bytearray]:
+        out, err = bytearray(), bytearray()
+        fd = chan.fileno()  # a pipe paramiko signals when stdout *or* stderr data (or EOF) arrives
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if len(out) + len(err) > max_output:
+                raise paramiko.SSHException(f"output exceeds {max_output} bytes")
+            if chan.closed or dog.fired.is_set():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break  # the watchdog fires now; report a timeout
+            if chan.eof_received:
+                if chan.exit_status_ready():
+                    break
+                # All output is in; the pipe stays readable after EOF, so wait on the status instead.
+                chan.status_event.wait(min(remaining, 1.0))
+                continue
+            select.select([fd], [], [], min(remaining, 1.0))
+        while chan.recv_ready():
+            out += chan.recv(65536)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        if time.monotonic() >= deadline and not chan.exit_status_ready():
+            dog.fired.set()
+        return out, err
+
+
+def connect(
+    endpoint: Endpoint,
+    store: HostKeyStore,
+    timeouts: Timeouts,
+    deadline: float,
+    log: logging.Logger,
+    target: str,
+) -> Connection:
+    """Open and authenticate a connection, checking the host key, by ``deadline`` (monotonic)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise SSHError("connect_timeout", "no time left to connect")
+    try:
+        sock = socket.create_connection(
+            (endpoint.address, endpoint.port), timeout=min(remaining, timeouts.connect)
+        )
+    except TimeoutError:
+        raise SSHError(
+            "connect_timeout", f"TCP connect to {endpoint.address}:{endpoint.port} timed out"
+        ) from None
+    except ConnectionRefusedError:
+        raise SSHError(
+            "connection_refused", f"{endpoint.address}:{endpoint.port} refused the connection"
+        ) from None
+    except OSError as exc:
+        raise SSHError("connect_failed", f"{endpoint.address}:{endpoint.port}: {exc}") from None
+
+    client = paramiko.SSHClient()
+    store.load_into(client)
+    client.set_missing_host_key_policy(_Policy(store, target))
+
+    def abort() -> None:
+        client.close()
+        sock.close()
+
+    # paramiko's own timeouts are set past our deadline: the watchdog decides, so a hang always
+    # reads as connect_timeout however far the handshake got.
+    late = max(deadline - time.monotonic(), 0.1) + 2 * _GRACE
+    with _Watchdog(min(deadline, time.monotonic() + timeouts.connect), abort) as dog:
+        try:
+            client.connect(
+                endpoint.address,
+                port=endpoint.port,
+                username=endpoint.username,
+                pkey=endpoint.pkey,
+                password=endpoint.password,
+                sock=sock,
+                timeout=late,
+                banner_timeout=late,
+                auth_timeout=late,
+                channel_timeout=late,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            abort()
+            got, want = fingerprint(exc.key), fingerprint(exc.expected_key)
+            log.error(
+                f"ssh host key MISMATCH for {endpoint.known_hosts_name}: offered {exc.key.get_name()} {got}, "
+                f"known_hosts has {exc.expected_key.get_name()} {want}; refusing to log in",
+                extra={"target": target, "offered": got, "expected": want},
+            )
+            raise SSHError("host_key_mismatch", f"offered {got}, expected {want}") from None
+        except _HostKeyUnknown as exc:
+            abort()
+            raise SSHError("host_key_unknown", str(exc)) from None
+        except paramiko.AuthenticationException as exc:
+            abort()
+            if dog.fired.is_set():
+                raise SSHError("connect_timeout", "authentication did not finish in time") from None
+            raise SSHError("auth_failed", f"{endpoint.username}@{endpoint.address}: {exc}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            abort()
+            if dog.fired.is_set():
+                raise SSHError("connect_timeout", "SSH session not established in time") from None
+            reason = "protocol_error" if isinstance(exc, paramiko.SSHException) else "disconnected"
+            raise SSHError(reason, f"{type(exc).__name__}: {exc}") from None
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        abort()
+        raise SSHError("disconnected", "connection closed right after login")
+    if timeouts.keepalive > 0:
+        transport.set_keepalive(max(1, int(timeouts.keepalive)))
+    return Connection(client, endpoint)
+
+
+class ConnectionPool:
+    """One live connection per target, reused while alive; dead ones are replaced on the next use."""
+
+    def __init__(self, store: HostKeyStore, timeouts: Timeouts, log: logging.Logger) -> None:
+        self.store = store
+        self.timeouts = timeouts
+        self.log = log
+        self._conns: dict[str, Connection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, endpoint: Endpoint, deadline: float) -> tuple[Connection, bool]:
+        """(connection, reused) for ``key``: the open one when alive and for the same endpoint."""
+        with self._lock:
+            old = self._conns.pop(key, None)
+        if old is not None:
+            if old.endpoint == endpoint and old.is_active():
+                with self._lock:
+                    self._conns[key] = old
+                return old, True
+            old.close()
+        conn = connect(endpoint, self.store, self.timeouts, deadline, self.log, key)
+        with self._lock:
+            stale = self._conns.pop(key, None)
+            self._conns[key] = conn
+        if stale is not None:
+            stale.close()
+        return conn, False
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            conn = self._conns.pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            c.close()
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+
+def load_private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
+    """Read a private key file (OpenSSH or PEM; ed25519, ECDSA or RSA)."""
+    # cryptography wants the passphrase as bytes, whatever paramiko's annotation says.
+    secret: Any = passphrase.encode() if passphrase is not None else None
+    key: Any = paramiko.PKey.from_path(str(path), secret)
+    assert isinstance(key, paramiko.PKey)
+    return key
