@@ -11,6 +11,7 @@ exception: only a broken collector (a key file that cannot be read, an unknown a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Sequence
