@@ -228,7 +228,7 @@ class Connection:
         assert chan is not None
         # An exit status means the output is complete (it follows all data on the channel), even if
         # the watchdog fired a moment later.
-        if chan.exit_status_ready():
+        if _has_status(chan):
             status = chan.exit_status
         elif dog.fired.is_set():
             raise SSHError("command_timeout", f"{command[:100]}: no exit within {timeout:g}s")
@@ -265,7 +265,7 @@ class Connection:
             if remaining <= 0:
                 break  # the watchdog fires now; report a timeout
             if chan.eof_received:
-                if chan.exit_status_ready():
+                if _has_status(chan):
                     break
                 # All output is in; the pipe stays readable after EOF, so wait on the status instead.
                 chan.status_event.wait(min(remaining, 1.0))
@@ -275,9 +275,15 @@ class Connection:
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
-        if time.monotonic() >= deadline and not chan.exit_status_ready():
+        if time.monotonic() >= deadline and not _has_status(chan):
             dog.fired.set()
         return out, err
+
+
+def _has_status(chan: paramiko.Channel) -> bool:
+    """Whether the server sent an exit status. ``exit_status_ready()`` is also true once the channel is
+    closed (then ``exit_status`` stays -1, which a real 32-bit unsigned status can never be)."""
+    return chan.status_event.is_set() and chan.exit_status != -1
 
 
 def connect(
