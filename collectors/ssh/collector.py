@@ -328,6 +328,7 @@ class SSHCollector(Collector):
         else:
             up.add_metric([], 1)
             reused.add_metric([], 1 if was_reused else 0)
+            suspect = False
             for module in target.modules:
                 m_start = time.monotonic()
                 try:
@@ -338,6 +339,7 @@ class SSHCollector(Collector):
                     mod_ok.add_metric([module], 0)
                     mod_fail.add_metric([module, exc.reason], 1)
                     first_failure = first_failure or exc.reason
+                    suspect = suspect or exc.reason in ("command_timeout", "disconnected", "stuck")
                     self.ctx.log.debug(
                         "ssh module failed",
                         extra={
@@ -349,6 +351,11 @@ class SSHCollector(Collector):
                     )
                 mod_dur.add_metric([module], time.monotonic() - m_start)
             self._note(target.name, first_failure, "a module failed" if first_failure else "")
+            if suspect:
+                # A server that let a command time out may be wedged while its TCP stack still answers
+                # (keepalives then never fail): start afresh next time rather than reuse the session.
+                with contextlib.suppress(CollectError):
+                    await self.ctx.blocking.run(key, _RUNNER_SLACK, self.pool.drop, key)
         duration = GaugeMetricFamily(
             "ssh_duration_seconds", "How long the SSH collection took.", value=time.monotonic() - start
         )

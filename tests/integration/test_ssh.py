@@ -7,8 +7,10 @@ read locally just before and after (counters must lie in between; gauges within 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -598,3 +600,61 @@ def test_stdout_and_stderr_are_drained_together(tmp_path: Path, sshd: Sshd, keys
     assert result.exit_status == 4
     assert len(result.stdout) == 3000001
     assert len(result.stderr) == 3000007
+
+
+def test_frozen_server_mid_command_times_out_and_is_not_reused(
+    tmp_path: Path, sshd2: Sshd, keys: dict[str, Path]
+) -> None:
+    """sshd stopped (SIGSTOP) while a command runs: its TCP stack still answers, SSH never does."""
+    settings = default_settings(
+        tmp_path,
+        [sshd2],
+        keys,
+        commands={
+            "slow": {
+                "command": ["sleep", "58"],
+                "parser": "number",
+                "timeout": "2s",
+                "metrics": [{"name": "never_seen"}],
+            }
+        },
+    )
+    collector = make_collector(tmp_path, **settings)
+    frozen: list[int] = []
+
+    def freeze_when_running() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if any(cmdline(p)[:2] == ["sleep", "58"] for p in children(sshd2.pid)):
+                for p in [sshd2.pid, *children(sshd2.pid)]:
+                    os.kill(p, signal.SIGSTOP)
+                    frozen.append(p)
+                return
+            time.sleep(0.05)
+
+    async def scenario() -> tuple[list[Metric], list[Metric]]:
+        await collector.start()
+        try:
+            first = await collector.collect(target(sshd2, modules=["slow"]))
+            for p in frozen:
+                os.kill(p, signal.SIGCONT)
+            second = await collector.collect(target(sshd2, modules=["linux"]))
+            return first, second
+        finally:
+            await collector.close()
+            collector.ctx.blocking.shutdown()
+
+    freezer = threading.Thread(target=freeze_when_running)
+    freezer.start()
+    try:
+        first, second = asyncio.run(scenario())
+    finally:
+        freezer.join()
+        for p in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+    assert frozen
+    assert module_failure(first, "slow") == "command_timeout"
+    assert collector.ctx.blocking.abandoned_total == 0  # the thread returned on its own deadline
+    assert value(second, "ssh_session_reused") == 0  # the suspect session was dropped
+    assert value(second, "ssh_module_success", module="linux") == 1
