@@ -24,8 +24,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.errors import CollectError
 from agent.model import Duration, Model, secret_value
-from collectors.base import BlockingRunner, Collector, CollectorContext, CollectorSettings, TargetConfig
-from collectors.host.filesystem import EXCLUDED_FS_TYPES, EXCLUDED_MOUNT_POINTS
+from collectors.base import (
+    BlockingRunner,
+    Collector,
+    CollectorContext,
+    CollectorSettings,
+    TargetConfig,
+    job_deadline,
+)
+from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
 from collectors.ssh import parsers
 from collectors.ssh.client import (
     REASONS,
@@ -169,8 +176,21 @@ class SSHSettings(CollectorSettings):
     max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     user_hz: int = Field(default=100, ge=1, le=10_000, description="USER_HZ of the targets (/proc/stat)")
     df_command: list[str] = Field(default_factory=lambda: ["df", "-P", "-T", "-k"], min_length=1)
+    filesystem_mount_points_exclude: str = Field(
+        default=MOUNT_POINTS_EXCLUDE, description="regex; as node_exporter's --collector.filesystem flag"
+    )
+    filesystem_fs_types_exclude: str = Field(default=FS_TYPES_EXCLUDE, description="regex, as above")
     auths: dict[str, SSHAuth] = Field(default_factory=dict)
     commands: dict[str, CommandModule] = Field(default_factory=dict)
+
+    @field_validator("filesystem_mount_points_exclude", "filesystem_fs_types_exclude")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"does not compile: {exc}") from None
+        return v
 
     @field_validator("commands")
     @classmethod
@@ -279,9 +299,12 @@ class SSHCollector(Collector):
         assert isinstance(target, SSHTarget)
         start = time.monotonic()
         endpoint = self._endpoint(target)
-        budget = target.timeout or self.cfg.timeout or _DEFAULT_BUDGET
-        # Finish a little before the scheduler's deadline so our own result, not its timeout, is stored.
-        deadline = start + max(budget - min(0.5, budget * 0.1), 0.1)
+        # Finish a little before the job's deadline so our own result, not the scheduler's timeout, is
+        # stored. Outside the scheduler (tests, tools) the target's or collector's timeout applies.
+        job_end = job_deadline.get()
+        if job_end is None:
+            job_end = start + (target.timeout or self.cfg.timeout or _DEFAULT_BUDGET)
+        deadline = max(job_end - min(0.5, (job_end - start) * 0.1), start + 0.1)
         key = f"ssh/{target.name}"
 
         up = GaugeMetricFamily(
@@ -415,7 +438,11 @@ class SSHCollector(Collector):
         # df apart: a hung NFS mount may stall it, and then the /proc figures are still reported.
         try:
             df = await self._exec(conn, key, self.cfg.df_command, deadline)
-            out += filesystem_families(parsers.parse_df(df.stdout.decode("utf-8", "replace")))
+            out += filesystem_families(
+                parsers.parse_df(df.stdout.decode("utf-8", "replace")),
+                self.cfg.filesystem_mount_points_exclude,
+                self.cfg.filesystem_fs_types_exclude,
+            )
         except CollectError as exc:
             raise _ModuleFailed(_bounded(exc.reason), exc.message, out) from None
         except parsers.ParseError as exc:
@@ -500,8 +527,13 @@ def proc_families(text: str, user_hz: float) -> list[Metric]:
     return out
 
 
-def filesystem_families(rows: list[parsers.DfRow]) -> list[Metric]:
-    """``df -P`` rows -> node_exporter's filesystem families, with its default exclusions."""
+def filesystem_families(
+    rows: list[parsers.DfRow],
+    mount_points_exclude: str = MOUNT_POINTS_EXCLUDE,
+    fs_types_exclude: str = FS_TYPES_EXCLUDE,
+) -> list[Metric]:
+    """``df -P`` rows -> node_exporter's filesystem families, with its (Debian) default exclusions."""
+    skip_mount, skip_type = re.compile(mount_points_exclude), re.compile(fs_types_exclude)
     labels = ["device", "fstype", "mountpoint"]
     size = GaugeMetricFamily("node_filesystem_size_bytes", "Filesystem size in bytes.", labels=labels)
     free = GaugeMetricFamily("node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=labels)
@@ -510,7 +542,7 @@ def filesystem_families(rows: list[parsers.DfRow]) -> list[Metric]:
     )
     seen: set[str] = set()
     for r in rows:
-        if EXCLUDED_MOUNT_POINTS.match(r.mountpoint) or (r.fstype and EXCLUDED_FS_TYPES.match(r.fstype)):
+        if skip_mount.match(r.mountpoint) or (r.fstype and skip_type.match(r.fstype)):
             continue
         if r.mountpoint in seen:  # df lists a mount point once per mount; keep the first
             continue

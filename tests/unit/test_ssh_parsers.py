@@ -148,7 +148,10 @@ def test_df_busybox_without_type_and_512_blocks() -> None:
 def test_filesystem_families_apply_node_exporter_exclusions() -> None:
     fams = filesystem_families(parsers.parse_df(DF_GNU_T))
     mounts = {dict(k)["mountpoint"] for k in samples(fams, "node_filesystem_size_bytes")}
-    assert mounts == {"/", "/srv/my data", "/run"}  # /dev is excluded by mount point
+    assert mounts == {"/", "/srv/my data"}  # /dev and /run are excluded by mount point
+    fams = filesystem_families(parsers.parse_df(DF_GNU_T), mount_points_exclude="^/dev($|/)")
+    mounts = {dict(k)["mountpoint"] for k in samples(fams, "node_filesystem_size_bytes")}
+    assert mounts == {"/", "/srv/my data", "/run"}
 
 
 def test_proc_families_names_and_units() -> None:
