@@ -26,6 +26,7 @@ from prometheus_client.core import Metric
 from collectors.base import BlockingRunner, CollectorContext
 from collectors.ssh.client import REASONS
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
+from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
 from tests.integration.sshd_server import Sshd, children, cmdline, fingerprint_of, keygen, start_sshd
 
 pytestmark = pytest.mark.root
@@ -658,3 +659,73 @@ def test_frozen_server_mid_command_times_out_and_is_not_reused(
     assert collector.ctx.blocking.abandoned_total == 0  # the thread returned on its own deadline
     assert value(second, "ssh_session_reused") == 0  # the suspect session was dropped
     assert value(second, "ssh_module_success", module="linux") == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# the agent as operators run it
+# ---------------------------------------------------------------------------------------------------
+def test_agent_serves_ssh_targets_and_promtool_accepts_them(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path]
+) -> None:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts_line(sshd))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    config = tmp_path / "giamsat.yml"
+    config.write_text(
+        f"""
+agent:
+  site: tinh
+  interval: 2s
+  timeout: 2s
+  state_dir: {tmp_path / "state"}
+sites:
+  - {{id: tinh, name: "Tỉnh", level: province}}
+  - {{id: huyen-a, name: "Huyện A", level: district, parent: tinh}}
+collectors:
+  host: {{enabled: false}}
+  ssh:
+    known_hosts_file: {kh}
+    auths:
+      root: {{username: root, key_file: {keys["client"]}}}
+    commands:
+      pidmax:
+        command: [cat, /proc/sys/kernel/pid_max]
+        parser: number
+        metrics: [{{name: kernel_pid_max}}]
+targets:
+  ssh:
+    - {{name: healthy, site: huyen-a, address: 127.0.0.1, port: {sshd.port}, auth: root, modules: [linux, pidmax]}}
+    - {{name: gone, site: huyen-a, address: 127.0.0.1, port: {dead_port}, auth: root}}
+""",
+        encoding="utf-8",
+    )
+    port = free_port()
+    log = tmp_path / "agent.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [GIAMSAT, "run", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/-/ready")[0] == 200, 30, what="agent ready")
+        status, body, _ = http_get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        stop_process(proc)
+    assert status == 200, log.read_text()
+    m = parse_exposition(body)
+    assert m['ssh_up{site="huyen-a",target="healthy"}'] == 1
+    assert m['ssh_module_success{module="linux",site="huyen-a",target="healthy"}'] == 1
+    assert m['kernel_pid_max{site="huyen-a",target="healthy"}'] > 0
+    assert any(k.startswith("node_cpu_seconds_total{") and 'target="healthy"' in k for k in m)
+    assert m['ssh_up{site="huyen-a",target="gone"}'] == 0
+    assert m['ssh_failure_reason{reason="connection_refused",site="huyen-a",target="gone"}'] == 1
+    # A down target is data: the collector itself stays healthy for both.
+    assert m['giamsat_collector_success{collector="ssh",site="huyen-a",target="gone"}'] == 1
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
+    findings = [ln for ln in (lint.stdout + lint.stderr).splitlines() if ln.strip()]
+    assert [f for f in findings if not (f.startswith("node_memory_") and "camelCase" in f)] == []

@@ -324,3 +324,11 @@ def test_settings_and_target_validation() -> None:
         SSHTarget.model_validate({**base, "modules": ["linux", "linux"]})
     with pytest.raises(ValidationError):
         SSHTarget.model_validate({**base, "port": 70000})
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import load_config
+
+    monkeypatch.setenv("GIAMSAT_ROUTER_PASSWORD", "x")
+    loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "ssh.example.yml")
+    assert [t.name for t in loaded.config.targets_of("ssh")] == ["huyen-a-web", "huyen-a-mail"]
