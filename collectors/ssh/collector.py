@@ -12,6 +12,7 @@ exception: only a broken collector (a key file that cannot be read, an unknown a
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -173,6 +174,9 @@ class SSHSettings(CollectorSettings):
     connect_timeout: Duration = 5.0
     command_timeout: Duration = 10.0
     keepalive_interval: Duration = 30.0
+    reuse_connections: bool = Field(
+        default=True, description="keep one connection per target open between collections (one thread each)"
+    )
     max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     user_hz: int = Field(default=100, ge=1, le=10_000, description="USER_HZ of the targets (/proc/stat)")
     df_command: list[str] = Field(default_factory=lambda: ["df", "-P", "-T", "-k"], min_length=1)
@@ -258,6 +262,11 @@ class SSHCollector(Collector):
         self._last_reason: dict[str, str] = {}
 
     async def start(self) -> None:
+        # paramiko logs every failed handshake with a traceback at ERROR, each interval, for each down
+        # target; the collector reports those failures itself (reason metrics, one log line per change).
+        paramiko_log = logging.getLogger("paramiko")
+        if paramiko_log.level == logging.NOTSET:
+            paramiko_log.setLevel(logging.CRITICAL)
         for name, auth in self.cfg.auths.items():
             if auth.key_file is None:
                 continue
@@ -374,7 +383,7 @@ class SSHCollector(Collector):
                     )
                 mod_dur.add_metric([module], time.monotonic() - m_start)
             self._note(target.name, first_failure, "a module failed" if first_failure else "")
-            if suspect:
+            if suspect or not self.cfg.reuse_connections:
                 # A server that let a command time out may be wedged while its TCP stack still answers
                 # (keepalives then never fail): start afresh next time rather than reuse the session.
                 with contextlib.suppress(CollectError):

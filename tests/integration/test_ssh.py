@@ -487,6 +487,45 @@ def test_silent_server_is_connect_timeout_and_other_target_finishes_first(
     assert failure(res["silent"]) == "connect_timeout"
 
 
+def test_not_an_ssh_server_is_protocol_error(tmp_path: Path, keys: dict[str, Path]) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def answer_http() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    server = threading.Thread(target=answer_http)
+    server.start()
+    try:
+        collector = make_collector(tmp_path, **default_settings(tmp_path, [], keys))
+        [fams] = asyncio.run(collect_all(collector, target(None, port=port)))
+    finally:
+        server.join(10)
+        listener.close()
+    assert failure(fams) == "protocol_error"
+
+
+def test_without_reuse_every_collection_connects(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys, reuse_connections=False))
+
+    async def twice() -> list[list[Metric]]:
+        await collector.start()
+        try:
+            return [await collector.collect(target(sshd)) for _ in range(2)]
+        finally:
+            await collector.close()
+            collector.ctx.blocking.shutdown()
+
+    results = asyncio.run(twice())
+    assert [value(r, "ssh_session_reused") for r in results] == [0, 0]
+    assert [value(r, "ssh_up") for r in results] == [1, 1]
+    assert len(collector.pool) == 0
+
+
 def test_nothing_listening_is_connection_refused(tmp_path: Path, keys: dict[str, Path]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
