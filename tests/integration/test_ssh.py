@@ -693,6 +693,12 @@ def test_frozen_server_mid_command_times_out_and_is_not_reused(
         for p in frozen:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGCONT)
+        # The command outlives its session (it runs in its own session, so it is orphaned rather than
+        # a child of sshd any more): stop it by the PID seen earlier.
+        for p in frozen:
+            if cmdline(p)[:2] == ["sleep", "58"]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
     assert frozen
     assert module_failure(first, "slow") == "command_timeout"
     assert collector.ctx.blocking.abandoned_total == 0  # the thread returned on its own deadline
