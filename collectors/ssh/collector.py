@@ -251,7 +251,7 @@ class SSHCollector(Collector):
         # The core sizes the pool from the class attribute; bound concurrency by the setting instead.
         # The old pool has started no thread yet, so replacing it costs nothing.
         ctx.blocking.shutdown()
-        ctx.blocking = BlockingRunner(ctx.blocking.name, settings.max_concurrency + _SPARE_THREADS)
+        ctx.blocking = BlockingRunner(ctx.blocking.name, self.pool_size(settings))
         known = settings.known_hosts_file or ctx.state_dir / "ssh_known_hosts"
         self.host_keys = HostKeyStore(known, settings.trust_on_first_use, ctx.log)
         self.pool = ConnectionPool(
@@ -284,15 +284,38 @@ class SSHCollector(Collector):
         with contextlib.suppress(CollectError):
             await self.ctx.blocking.run("ssh/close", 4.0, self.pool.close_all)
 
+    @classmethod
+    def pool_size(cls, settings: CollectorSettings) -> int:
+        """Threads for blocking calls: one per concurrently served target, plus spares."""
+        assert isinstance(settings, SSHSettings)
+        return settings.max_concurrency + _SPARE_THREADS
+
+    @classmethod
+    def check_targets(
+        cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
+    ) -> list[tuple[int, str, str]]:
+        """Problems between targets and settings, as (target index, key, message): names of auths and
+        modules must exist. (The configuration loader does not call this yet; ``collect`` checks too.)"""
+        assert isinstance(settings, SSHSettings)
+        problems: list[tuple[int, str, str]] = []
+        for i, t in enumerate(targets):
+            assert isinstance(t, SSHTarget)
+            if t.auth not in settings.auths:
+                known = ", ".join(settings.auths) or "none defined"
+                problems.append(
+                    (i, "auth", f"no auth {t.auth!r} under collectors.ssh.auths (known: {known})")
+                )
+            for m in t.modules:
+                if m not in BUILTIN_MODULES and m not in settings.commands:
+                    known = ", ".join([*BUILTIN_MODULES, *settings.commands])
+                    problems.append((i, "modules", f"unknown module {m!r} (known: {known})"))
+        return problems
+
     def _endpoint(self, target: SSHTarget) -> Endpoint:
-        auth = self.cfg.auths.get(target.auth)
-        if auth is None:
-            raise CollectError(
-                "config", f"target {target.name}: no auth named {target.auth!r} in collectors.ssh"
-            )
-        unknown = [m for m in target.modules if m not in BUILTIN_MODULES and m not in self.cfg.commands]
-        if unknown:
-            raise CollectError("config", f"target {target.name}: unknown module(s) {unknown}")
+        problems = self.check_targets(self.cfg, [target])
+        if problems:
+            raise CollectError("config", f"target {target.name}: {problems[0][2]}")
+        auth = self.cfg.auths[target.auth]
         if target.auth in self._key_errors:
             raise CollectError("key_error", self._key_errors[target.auth])
         return Endpoint(

@@ -332,3 +332,40 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIAMSAT_ROUTER_PASSWORD", "x")
     loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "ssh.example.yml")
     assert [t.name for t in loaded.config.targets_of("ssh")] == ["huyen-a-web", "huyen-a-mail"]
+
+
+def test_targets_are_checked_against_auths_and_modules() -> None:
+    from collectors.ssh.collector import SSHCollector
+
+    settings = SSHSettings.model_validate(
+        {
+            "auths": {"monitor": {"username": "u", "key_file": "/k"}},
+            "commands": {"ntp": {"command": ["x"], "parser": "number", "metrics": [{"name": "a"}]}},
+        }
+    )
+    base = {"site": "s", "address": "h"}
+    targets = [
+        SSHTarget.model_validate({**base, "name": "ok", "auth": "monitor", "modules": ["linux", "ntp"]}),
+        SSHTarget.model_validate({**base, "name": "bad", "auth": "monitr", "modules": ["ntp", "nope"]}),
+    ]
+    problems = SSHCollector.check_targets(settings, targets)
+    assert [(i, key) for i, key, _ in problems] == [(1, "auth"), (1, "modules")]
+    assert "known: monitor" in problems[0][2]
+    assert SSHCollector.pool_size(settings) == settings.max_concurrency + 2
+
+
+def test_unknown_auth_is_a_collector_error(tmp_path: Path) -> None:
+    import asyncio
+    import logging
+
+    from agent.errors import CollectError
+    from collectors.base import BlockingRunner, CollectorContext
+    from collectors.ssh.collector import SSHCollector
+
+    ctx = CollectorContext("ssh", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))
+    collector = SSHCollector(SSHSettings.model_validate({}), ctx)
+    target = SSHTarget.model_validate({"name": "n", "site": "s", "address": "127.0.0.1", "auth": "none"})
+    with pytest.raises(CollectError) as err:
+        asyncio.run(collector.collect(target))
+    collector.ctx.blocking.shutdown()
+    assert err.value.reason == "config"
