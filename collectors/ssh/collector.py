@@ -11,6 +11,7 @@ exception: only a broken collector (a key file that cannot be read, an unknown a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -260,8 +261,10 @@ class SSHCollector(Collector):
         self._keys: dict[str, paramiko.PKey] = {}
         self._key_errors: dict[str, str] = {}
         self._last_reason: dict[str, str] = {}
+        self._slots: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
+        self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
         # paramiko logs every failed handshake with a traceback at ERROR, each interval, for each down
         # target; the collector reports those failures itself (reason metrics, one log line per change).
         paramiko_log = logging.getLogger("paramiko")
@@ -337,6 +340,26 @@ class SSHCollector(Collector):
         if job_end is None:
             job_end = start + (target.timeout or self.cfg.timeout or _DEFAULT_BUDGET)
         deadline = max(job_end - min(0.5, (job_end - start) * 0.1), start + 0.1)
+        # Bounded concurrency: at most max_concurrency targets talk SSH at once. A target that cannot get
+        # a slot while enough time is left is the agent's overload, not the target's fault: a collector
+        # error (giamsat_collector_success 0, reason busy), never a misleading connect_timeout.
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
+        needed = min(self.cfg.connect_timeout, (deadline - start) / 2)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), max(0.001, deadline - time.monotonic() - needed))
+        except TimeoutError:
+            raise CollectError(
+                "busy", f"{target.name}: no free slot (max_concurrency {self.cfg.max_concurrency}) in time"
+            ) from None
+        try:
+            return await self._collect(target, endpoint, start, deadline)
+        finally:
+            self._slots.release()
+
+    async def _collect(
+        self, target: SSHTarget, endpoint: Endpoint, start: float, deadline: float
+    ) -> list[Metric]:
         key = f"ssh/{target.name}"
 
         up = GaugeMetricFamily(

@@ -509,6 +509,26 @@ def test_not_an_ssh_server_is_protocol_error(tmp_path: Path, keys: dict[str, Pat
     assert failure(fams) == "protocol_error"
 
 
+def test_max_concurrency_bounds_targets_in_flight(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
+    """With max_concurrency 1, two targets never run commands at the same time (a mkdir lock shows it)."""
+    lock = tmp_path / "lock"
+    script = 'mkdir "$1" || exit 1; sleep 0.5; rmdir "$1"'  # fixed script; the path is an argument
+    commands = {
+        "exclusive": {
+            "command": ["sh", "-c", script, "sh", str(lock)],
+            "parser": "number",
+            "metrics": [{"name": "never_seen"}],
+        }
+    }
+    collector = make_collector(
+        tmp_path, **default_settings(tmp_path, [sshd], keys, commands=commands, max_concurrency=1)
+    )
+    targets = [target(sshd, f"t{i}", modules=["exclusive"]) for i in range(3)]
+    results = asyncio.run(collect_all(collector, *targets))
+    # Each ran and exited 0 (then "" is not a number: parse_error); a collision would be command_failed.
+    assert [module_failure(r, "exclusive") for r in results] == ["parse_error"] * 3
+
+
 def test_without_reuse_every_collection_connects(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
     collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys, reuse_connections=False))
 
