@@ -385,7 +385,7 @@ class SSHCollector(Collector):
             labels=["module", "reason"],
         )
         out: list[Metric] = []
-        first_failure = ""
+        first_failure = first_message = ""
         try:
             conn, was_reused = await self.ctx.blocking.run(
                 key,
@@ -416,7 +416,8 @@ class SSHCollector(Collector):
                     out.extend(exc.partial)
                     mod_ok.add_metric([module], 0)
                     mod_fail.add_metric([module, exc.reason], 1)
-                    first_failure = first_failure or exc.reason
+                    if not first_failure:
+                        first_failure, first_message = exc.reason, f"module {module}: {exc}"
                     suspect = suspect or exc.reason in ("command_timeout", "disconnected", "stuck")
                     self.ctx.log.debug(
                         "ssh module failed",
@@ -428,7 +429,7 @@ class SSHCollector(Collector):
                         },
                     )
                 mod_dur.add_metric([module], time.monotonic() - m_start)
-            self._note(target.name, first_failure, "a module failed" if first_failure else "")
+            self._note(target.name, first_failure, first_message)
             if suspect or not self.cfg.reuse_connections:
                 # A server that let a command time out may be wedged while its TCP stack still answers
                 # (keepalives then never fail): start afresh next time rather than reuse the session.
