@@ -18,9 +18,8 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import paramiko
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -36,17 +35,12 @@ from collectors.base import (
 )
 from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
 from collectors.ssh import parsers
-from collectors.ssh.client import (
-    REASONS,
-    CommandResult,
-    Connection,
-    ConnectionPool,
-    Endpoint,
-    HostKeyStore,
-    SSHError,
-    Timeouts,
-    load_private_key,
-)
+from collectors.ssh.errors import REASONS, SSHError
+
+if TYPE_CHECKING:  # paramiko is imported when the collector starts, not when the config is read
+    import paramiko
+
+    from collectors.ssh.client import CommandResult, Connection, ConnectionPool, Endpoint
 
 PROC_FILES = ("/proc/loadavg", "/proc/meminfo", "/proc/stat", "/proc/net/dev")
 BUILTIN_MODULES = ("linux",)
@@ -253,18 +247,29 @@ class SSHCollector(Collector):
         # The old pool has started no thread yet, so replacing it costs nothing.
         ctx.blocking.shutdown()
         ctx.blocking = BlockingRunner(ctx.blocking.name, self.pool_size(settings))
-        known = settings.known_hosts_file or ctx.state_dir / "ssh_known_hosts"
-        self.host_keys = HostKeyStore(known, settings.trust_on_first_use, ctx.log)
-        self.pool = ConnectionPool(
-            self.host_keys, Timeouts(settings.connect_timeout, settings.keepalive_interval), ctx.log
-        )
+        self.known_hosts_file = settings.known_hosts_file or ctx.state_dir / "ssh_known_hosts"
+        self._pool: ConnectionPool | None = None  # made in start(): it needs paramiko
         self._keys: dict[str, paramiko.PKey] = {}
         self._key_errors: dict[str, str] = {}
         self._last_reason: dict[str, str] = {}
         self._slots: asyncio.Semaphore | None = None
 
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            raise CollectError("not_started", "the ssh collector was not started")
+        return self._pool
+
     async def start(self) -> None:
+        import paramiko
+
+        from collectors.ssh.client import ConnectionPool, HostKeyStore, Timeouts, load_private_key
+
         self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
+        store = HostKeyStore(self.known_hosts_file, self.cfg.trust_on_first_use, self.ctx.log)
+        self._pool = ConnectionPool(
+            store, Timeouts(self.cfg.connect_timeout, self.cfg.keepalive_interval), self.ctx.log
+        )
         # paramiko logs every failed handshake with a traceback at ERROR, each interval, for each down
         # target; the collector reports those failures itself (reason metrics, one log line per change).
         paramiko_log = logging.getLogger("paramiko")
@@ -283,9 +288,11 @@ class SSHCollector(Collector):
                 self.ctx.log.error(self._key_errors[name], extra={"auth": name})
 
     async def close(self) -> None:
+        if self._pool is None:
+            return
         # A wedged transport: its thread is abandoned, the process is going away or reloading.
         with contextlib.suppress(CollectError):
-            await self.ctx.blocking.run("ssh/close", 4.0, self.pool.close_all)
+            await self.ctx.blocking.run("ssh/close", 4.0, self._pool.close_all)
 
     @classmethod
     def pool_size(cls, settings: CollectorSettings) -> int:
@@ -321,6 +328,8 @@ class SSHCollector(Collector):
         auth = self.cfg.auths[target.auth]
         if target.auth in self._key_errors:
             raise CollectError("key_error", self._key_errors[target.auth])
+        from collectors.ssh.client import Endpoint
+
         return Endpoint(
             address=target.address,
             port=target.port,

@@ -24,8 +24,8 @@ import pytest
 from prometheus_client.core import Metric
 
 from collectors.base import BlockingRunner, CollectorContext
-from collectors.ssh.client import REASONS
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
+from collectors.ssh.errors import REASONS
 from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
 from tests.integration.sshd_server import Sshd, children, cmdline, fingerprint_of, keygen, start_sshd
 

@@ -369,3 +369,13 @@ def test_unknown_auth_is_a_collector_error(tmp_path: Path) -> None:
         asyncio.run(collector.collect(target))
     collector.ctx.blocking.shutdown()
     assert err.value.reason == "config"
+
+
+def test_reading_the_configuration_does_not_import_paramiko() -> None:
+    """paramiko (and cryptography) load when the ssh collector starts, not for every agent."""
+    import subprocess
+    import sys
+
+    code = "import sys, agent.config, collectors; print('paramiko' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
