@@ -282,7 +282,8 @@ class SSHCollector(Collector):
                 self._keys[name] = await self.ctx.blocking.run(
                     f"ssh-key/{name}", 10.0, load_private_key, auth.key_file, secret_value(auth.passphrase)
                 )
-            except (OSError, ValueError, paramiko.SSHException) as exc:
+            except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
+                # cryptography raises TypeError for an encrypted key without a passphrase.
                 # Not fatal for the agent: targets using this auth fail as a collector error.
                 self._key_errors[name] = f"cannot load key_file {auth.key_file}: {type(exc).__name__}: {exc}"
                 self.ctx.log.error(self._key_errors[name], extra={"auth": name})

@@ -342,12 +342,18 @@ def test_unreadable_key_is_a_collector_error_not_target_data(
 ) -> None:
     from agent.errors import CollectError
 
-    settings = default_settings(tmp_path, [sshd], keys)
-    settings["auths"]["root"]["key_file"] = str(tmp_path / "missing-key")
-    collector = make_collector(tmp_path, **settings)
-    with pytest.raises(CollectError) as err:
-        asyncio.run(collect_all(collector, target(sshd)))
-    assert err.value.reason == "key_error"
+    for auth in (
+        {"username": "root", "key_file": str(tmp_path / "missing-key")},
+        {"username": "root", "key_file": str(keys["locked"])},  # encrypted, no passphrase given
+        {"username": "root", "key_file": str(keys["locked"]), "passphrase": "wrong"},
+    ):
+        settings = default_settings(tmp_path, [sshd], keys)
+        settings["auths"]["root"] = auth
+        collector = make_collector(tmp_path, **settings)
+        with pytest.raises(CollectError) as err:
+            asyncio.run(collect_all(collector, target(sshd)))
+        assert err.value.reason == "key_error", auth
+        assert "wrong" not in err.value.message
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -371,6 +377,46 @@ async def _race(
         await collector.close()
         collector.ctx.blocking.shutdown()
     return order, results
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["host_key_unknown", "host_key_mismatch", "auth_failed", "connection_refused", "connect_timeout"],
+)
+def test_session_failure_stays_with_its_target(
+    scenario: str, tmp_path: Path, sshd: Sshd, sshd2: Sshd, keys: dict[str, Path]
+) -> None:
+    """Each way a session can fail, run next to a healthy target in the same collector at the same time."""
+    kh = tmp_path / "known_hosts"
+    lines = known_hosts_line(sshd)
+    bad = target(sshd2, "bad")
+    settings = default_settings(tmp_path, [], keys, connect_timeout="2s")
+    settings["auths"]["wrong"] = {"username": "root", "key_file": str(keys["other"])}
+    listener: socket.socket | None = None
+    if scenario == "host_key_mismatch":
+        lines += known_hosts_line(sshd2, keys["rogue_host"].with_suffix(".pub"))
+    elif scenario != "host_key_unknown":
+        lines += known_hosts_line(sshd2)
+    if scenario == "auth_failed":
+        bad = target(sshd2, "bad", auth="wrong")
+    elif scenario == "connection_refused":
+        sshd2.stop()
+    elif scenario == "connect_timeout":  # accepts TCP, never speaks
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        bad = target(None, "bad", port=listener.getsockname()[1])
+    kh.write_text(lines)
+    collector = make_collector(tmp_path, **settings)
+    try:
+        _order, res = asyncio.run(_race(collector, bad, target(sshd, "healthy")))
+    finally:
+        if listener is not None:
+            listener.close()
+    assert value(res["bad"], "ssh_up") == 0
+    assert failure(res["bad"]) == scenario
+    assert value(res["healthy"], "ssh_up") == 1
+    assert value(res["healthy"], "ssh_module_success", module="linux") == 1
 
 
 def test_hung_command_times_out_and_other_target_is_unaffected(
