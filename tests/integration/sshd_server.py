@@ -121,6 +121,7 @@ def start_sshd(base: Path, client_pub: Path, client_key: Path) -> Sshd:
                 [
                     f"Port {port}",
                     "ListenAddress 127.0.0.1",
+                    "ListenAddress ::1",
                     f"HostKey {host_key}",
                     f"PidFile {base / 'sshd.pid'}",
                     f"AuthorizedKeysFile {base / 'authorized_keys'}",

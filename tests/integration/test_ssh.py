@@ -251,6 +251,16 @@ def test_unknown_host_key_is_refused_when_strict(tmp_path: Path, sshd: Sshd, key
     assert kh.read_text() == ""  # strict mode never writes
 
 
+def test_ipv6_target_with_bracketed_known_hosts_name(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path]
+) -> None:
+    algo, b64 = sshd.host_key.with_suffix(".pub").read_text().split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[::1]:{sshd.port} {algo} {b64}\n")
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [], keys))
+    [fams] = asyncio.run(collect_all(collector, target(sshd, address="::1")))
+    assert value(fams, "ssh_up") == 1, sshd.log()[-1000:]
+
+
 def test_trust_on_first_use_records_the_key(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
     kh = tmp_path / "state" / "ssh_known_hosts"  # the default place, under state_dir
     settings = default_settings(tmp_path, [], keys, trust_on_first_use=True)
