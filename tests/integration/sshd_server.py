@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,37 @@ def cmdline(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
     except OSError:
         return []
+
+
+class CommandWatch:
+    """Records the PIDs of sshd's descendants running ``argv`` while active, to stop them by PID later.
+
+    A command sshd started runs in its own session; when its SSH session ends it is orphaned (no longer
+    a descendant of sshd), so it has to be seen while it still is.
+    """
+
+    def __init__(self, sshd_pid: int, argv: list[str]) -> None:
+        self.sshd_pid = sshd_pid
+        self.argv = argv
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.pids.update(p for p in children(self.sshd_pid) if cmdline(p) == self.argv)
+
+    def __enter__(self) -> CommandWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for p in self.pids:
+            if cmdline(p) == self.argv:  # still the same process, not a reused PID
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
 
 
 @dataclass

@@ -27,7 +27,15 @@ from collectors.base import BlockingRunner, CollectorContext
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
 from collectors.ssh.errors import REASONS
 from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
-from tests.integration.sshd_server import Sshd, children, cmdline, fingerprint_of, keygen, start_sshd
+from tests.integration.sshd_server import (
+    CommandWatch,
+    Sshd,
+    children,
+    cmdline,
+    fingerprint_of,
+    keygen,
+    start_sshd,
+)
 
 pytestmark = pytest.mark.root
 
@@ -448,7 +456,9 @@ def test_hung_command_times_out_and_other_target_is_unaffected(
     collector = make_collector(tmp_path, **settings)
     slow = target(sshd2, "hung", modules=["hang", "linux"])
     fast = target(sshd, "healthy")
-    order, res = asyncio.run(_race(collector, slow, fast))
+    with CommandWatch(sshd2.pid, ["sleep", "60"]) as watch:
+        order, res = asyncio.run(_race(collector, slow, fast))
+    assert watch.pids  # the command did run remotely
     assert order == ["healthy", "hung"]
     assert value(res["healthy"], "ssh_module_success", module="linux") == 1
     hung = res["hung"]
