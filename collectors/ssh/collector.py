@@ -34,6 +34,7 @@ from collectors.base import (
     job_deadline,
 )
 from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
+from collectors.host.network import DEVICE_EXCLUDE
 from collectors.ssh import parsers
 from collectors.ssh.errors import REASONS, SSHError
 
@@ -179,10 +180,13 @@ class SSHSettings(CollectorSettings):
         default=MOUNT_POINTS_EXCLUDE, description="regex; as node_exporter's --collector.filesystem flag"
     )
     filesystem_fs_types_exclude: str = Field(default=FS_TYPES_EXCLUDE, description="regex, as above")
+    netdev_device_exclude: str = Field(default=DEVICE_EXCLUDE, description="regex; empty: keep every device")
     auths: dict[str, SSHAuth] = Field(default_factory=dict)
     commands: dict[str, CommandModule] = Field(default_factory=dict)
 
-    @field_validator("filesystem_mount_points_exclude", "filesystem_fs_types_exclude")
+    @field_validator(
+        "filesystem_mount_points_exclude", "filesystem_fs_types_exclude", "netdev_device_exclude"
+    )
     @classmethod
     def _regex(cls, v: str) -> str:
         try:
@@ -496,7 +500,9 @@ class SSHCollector(Collector):
         out: list[Metric] = []
         try:
             proc = await self._exec(conn, key, ["tail", "-n", "+1", *PROC_FILES], deadline)
-            out += proc_families(proc.stdout.decode("utf-8", "replace"), self.cfg.user_hz)
+            out += proc_families(
+                proc.stdout.decode("utf-8", "replace"), self.cfg.user_hz, self.cfg.netdev_device_exclude
+            )
         except CollectError as exc:
             raise _ModuleFailed(_bounded(exc.reason), exc.message, []) from None
         except parsers.ParseError as exc:
@@ -528,7 +534,7 @@ def _bounded(reason: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # families, from parsed output (pure: tested without SSH)
 # ---------------------------------------------------------------------------------------------------
-def proc_families(text: str, user_hz: float) -> list[Metric]:
+def proc_families(text: str, user_hz: float, netdev_device_exclude: str = DEVICE_EXCLUDE) -> list[Metric]:
     """``tail -n +1`` of PROC_FILES -> node_exporter's loadavg, meminfo, cpu, stat and netdev families."""
     sections = parsers.split_sections(text)
     missing = [f for f in PROC_FILES if f not in sections]
@@ -583,6 +589,9 @@ def proc_families(text: str, user_hz: float) -> list[Metric]:
         out.append(fam)
 
     net = parsers.parse_net_dev(sections["/proc/net/dev"])
+    if netdev_device_exclude:
+        skip = re.compile(netdev_device_exclude)
+        net = {dev: v for dev, v in net.items() if not skip.match(dev)}
     for field in parsers.NET_DEV_FIELDS:
         fam_net = CounterMetricFamily(
             f"node_network_{field}_total", f"Network device statistic {field}.", labels=["device"]

@@ -171,7 +171,9 @@ def module_failure(families: list[Metric], module: str) -> str | None:
 # the linux module against this machine's own figures
 # ---------------------------------------------------------------------------------------------------
 def test_linux_module_matches_local_proc(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
-    collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys))
+    # Loopback is excluded by default (as Debian's node_exporter does); keep it: it carries the session.
+    settings = default_settings(tmp_path, [sshd], keys, netdev_device_exclude="")
+    collector = make_collector(tmp_path, **settings)
     cpu_before = psutil.cpu_times(percpu=True)
     net_before = psutil.net_io_counters(pernic=True)
     ctxt_before = psutil.cpu_stats().ctx_switches

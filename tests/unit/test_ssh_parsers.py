@@ -164,6 +164,9 @@ def test_proc_families_names_and_units() -> None:
     assert samples(fams, "node_load15")[()] == 0.59
     assert samples(fams, "node_memory_MemAvailable_bytes")[()] == 4100000 * 1024
     assert samples(fams, "node_network_transmit_bytes_total")[(("device", "eth0"),)] == 987654321
+    assert (("device", "lo"),) not in samples(fams, "node_network_receive_bytes_total")  # Debian default
+    every = proc_families(text, user_hz=100, netdev_device_exclude="")
+    assert (("device", "lo"),) in samples(every, "node_network_receive_bytes_total")
     assert samples(fams, "node_context_switches_total")[()] == 987654
     assert samples(fams, "node_boot_time_seconds")[()] == 1763800000
     with pytest.raises(parsers.ParseError, match="no output"):
