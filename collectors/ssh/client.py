@@ -13,6 +13,8 @@ Failures are raised as ``SSHError`` whose ``reason`` is one of ``REASONS`` (a bo
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import select
@@ -69,31 +71,84 @@ def fingerprint(key: paramiko.PKey) -> str:
     return fp
 
 
+class _Alarm:
+    def __init__(self, action: Callable[[], None], fired: threading.Event) -> None:
+        self.action = action
+        self.fired = fired
+        self.cancelled = False
+        self.lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self.lock:
+            if self.cancelled:
+                return
+            self.fired.set()
+        with contextlib.suppress(Exception):  # best effort: the resource may already be gone
+            self.action()
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+
+
+class _AlarmClock:
+    """One thread that fires due alarms, instead of a ``threading.Timer`` thread per remote call.
+
+    Firing is rare (a deadline passed), and a firing action may itself block (closing a channel on a
+    wedged connection), so each fired alarm runs in a short-lived thread of its own: the clock never
+    waits on an action, and the transport-closing alarm behind a stuck channel close still fires.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, alarm: _Alarm) -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (when, next(self._seq), alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="giamsat-ssh-deadlines", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cv.wait(timeout)
+                _when, _seq, alarm = heapq.heappop(self._heap)
+            if not alarm.cancelled:
+                threading.Thread(target=alarm.fire, name="giamsat-ssh-deadline", daemon=True).start()
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._heap)
+
+
+_CLOCK = _AlarmClock()
+
+
 class _Watchdog:
     """Calls ``actions[i]`` at ``deadline + i * _GRACE`` unless cancelled first; ``fired`` tells whether."""
 
     def __init__(self, deadline: float, *actions: Callable[[], None]) -> None:
         self.fired = threading.Event()
-        self._timers: list[threading.Timer] = []
-        delay = max(0.0, deadline - time.monotonic())
-        for i, action in enumerate(actions):
-            t = threading.Timer(delay + i * _GRACE, self._fire, args=(action,))
-            t.daemon = True
-            self._timers.append(t)
-
-    def _fire(self, action: Callable[[], None]) -> None:
-        self.fired.set()
-        with contextlib.suppress(Exception):  # best effort: the resource may already be gone
-            action()
+        self._deadline = deadline
+        self._alarms = [_Alarm(action, self.fired) for action in actions]
 
     def __enter__(self) -> _Watchdog:
-        for t in self._timers:
-            t.start()
+        for i, alarm in enumerate(self._alarms):
+            _CLOCK.add(self._deadline + i * _GRACE, alarm)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for t in self._timers:
-            t.cancel()
+        for alarm in self._alarms:
+            alarm.cancel()
 
 
 class HostKeyStore:

@@ -382,3 +382,25 @@ def test_reading_the_configuration_does_not_import_paramiko() -> None:
     code = "import sys, agent.config, collectors; print('paramiko' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_deadline_alarms_fire_in_order_survive_a_blocked_action_and_cancel() -> None:
+    """The shared alarm clock behind every SSH deadline (collectors.ssh.client._Watchdog)."""
+    import threading
+    import time
+
+    from collectors.ssh.client import _Watchdog
+
+    release = threading.Event()
+    second_ran = threading.Event()
+    cancelled_ran = threading.Event()
+    try:
+        with _Watchdog(time.monotonic() + 0.01, lambda: cancelled_ran.set()):
+            pass  # left before the deadline: cancelled
+        # The first action blocks (a channel close on a wedged connection); the second must still run.
+        with _Watchdog(time.monotonic() + 0.05, release.wait, second_ran.set) as dog:
+            assert second_ran.wait(10)
+            assert dog.fired.is_set()
+    finally:
+        release.set()
+    assert not cancelled_ran.is_set()
