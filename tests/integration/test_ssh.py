@@ -457,7 +457,7 @@ def test_hung_command_times_out_and_other_target_is_unaffected(
             "hang": {
                 "command": ["sleep", "60"],
                 "parser": "number",
-                "timeout": "2s",
+                "timeout": "4s",
                 "metrics": [{"name": "never_seen"}],
             }
         },
@@ -551,7 +551,7 @@ def test_silent_server_is_connect_timeout_and_other_target_finishes_first(
     listener.listen(8)
     port = listener.getsockname()[1]
     try:
-        settings = default_settings(tmp_path, [sshd], keys, connect_timeout="2s")
+        settings = default_settings(tmp_path, [sshd], keys, connect_timeout="4s")
         collector = make_collector(tmp_path, **settings)
         order, res = asyncio.run(_race(collector, target(None, "silent", port=port), target(sshd, "healthy")))
     finally:
