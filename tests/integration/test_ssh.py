@@ -417,7 +417,7 @@ def test_session_failure_stays_with_its_target(
     kh = tmp_path / "known_hosts"
     lines = known_hosts_line(sshd)
     bad = target(sshd2, "bad")
-    settings = default_settings(tmp_path, [], keys, connect_timeout="2s")
+    settings = default_settings(tmp_path, [], keys, connect_timeout="3s")
     settings["auths"]["wrong"] = {"username": "root", "key_file": str(keys["other"])}
     listener: socket.socket | None = None
     if scenario == "host_key_mismatch":
