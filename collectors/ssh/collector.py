@@ -26,7 +26,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from agent.errors import CollectError
 from agent.model import Duration, Model, secret_value
 from collectors.base import (
-    BlockingRunner,
     Collector,
     CollectorContext,
     CollectorSettings,
@@ -247,10 +246,6 @@ class SSHCollector(Collector):
         super().__init__(settings, ctx)
         assert isinstance(settings, SSHSettings)
         self.cfg = settings
-        # The core sizes the pool from the class attribute; bound concurrency by the setting instead.
-        # The old pool has started no thread yet, so replacing it costs nothing.
-        ctx.blocking.shutdown()
-        ctx.blocking = BlockingRunner(ctx.blocking.name, self.pool_size(settings))
         self.known_hosts_file = settings.known_hosts_file or ctx.state_dir / "ssh_known_hosts"
         self._pool: ConnectionPool | None = None  # made in start(): it needs paramiko
         self._keys: dict[str, paramiko.PKey] = {}
@@ -310,7 +305,7 @@ class SSHCollector(Collector):
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:
         """Problems between targets and settings, as (target index, key, message): names of auths and
-        modules must exist. (The configuration loader does not call this yet; ``collect`` checks too.)"""
+        modules must exist. The configuration loader reports these; ``collect`` checks too."""
         assert isinstance(settings, SSHSettings)
         problems: list[tuple[int, str, str]] = []
         for i, t in enumerate(targets):
