@@ -125,10 +125,12 @@ def _ssh(lab: Lab) -> dict[str, Any]:
     return {
         "collectors": {
             "ssh": {
+                "trust_on_first_use": True,
                 "auths": {
                     "pw": {"username": "canary", "password": "{secret:password}"},
-                    "key": {"username": "canary", "key_file": str(key), "passphrase": "{secret:passphrase}"},
-                }
+                    # Logs in for real to an sshd started by the test (success path), see sshd_with_canaries.
+                    "key": {"username": "root", "key_file": str(key), "passphrase": "{secret:passphrase}"},
+                },
             }
         },
         "targets": {
@@ -338,6 +340,37 @@ def snmpd_with_canaries(lab: Lab) -> Iterator[None]:
         stop_process(proc)
 
 
+@contextmanager
+def sshd_with_canaries(lab: Lab, planted: Planted) -> Iterator[None]:
+    """A real sshd accepting the passphrase-protected canary key; points target host-key at it."""
+    if "ssh" not in COLLECTORS:
+        yield
+        return
+    from tests.integration.sshd_server import start_sshd
+
+    key = lab.dir / "id_canary"
+    server = start_sshd(lab.dir / "sshd", key.with_suffix(".pub"), key)
+    try:
+        data = yaml.safe_load(planted.config.read_text())
+        for t in data["targets"]["ssh"]:
+            if t["name"] == "host-key":
+                t["port"] = server.port
+        planted.config.write_text(yaml.safe_dump(data, sort_keys=False))
+        yield
+    finally:
+        server.stop()
+
+
+def assert_ssh_succeeded(exposition: str) -> None:
+    """With ssh registered, the key whose passphrase is a canary opened a real session."""
+    if "ssh" not in COLLECTORS:
+        return
+    line = next(
+        (ln for ln in exposition.splitlines() if ln.startswith("ssh_up{") and 'target="host-key"' in ln), ""
+    )
+    assert line.endswith((" 1.0", " 1")), line
+
+
 def assert_snmp_succeeded(exposition: str) -> None:
     """With snmp registered, the devices behind the real snmpd answered: the canary credentials worked."""
     if "snmp" not in COLLECTORS:
@@ -383,10 +416,11 @@ def test_check_config_and_once_never_print_secrets(lab: Lab, source: str) -> Non
     assert r.returncode == 0, r.stderr
     assert_clean("check-config output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
     # Success paths (host; SNMP targets behind a real snmpd), failure paths (closed ports, SSH).
-    with snmpd_with_canaries(lab):
+    with snmpd_with_canaries(lab), sshd_with_canaries(lab, p):
         r = giamsat("once", "--config.file", str(p.config), "--log.level", "debug", env=p.env)
     assert "node_load1" in r.stdout
     assert_snmp_succeeded(r.stdout)
+    assert_ssh_succeeded(r.stdout)
     assert_clean("once output", r.stdout + r.stderr, p.canaries, lab.extra_texts)
 
 
@@ -434,7 +468,7 @@ class Running:
 @pytest.fixture
 def running(lab: Lab) -> Iterator[tuple[Running, Planted]]:
     p = plant(lab, "file")
-    with snmpd_with_canaries(lab):
+    with snmpd_with_canaries(lab), sshd_with_canaries(lab, p):
         yield from _run_agent(lab, p)
 
 
