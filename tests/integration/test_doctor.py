@@ -253,3 +253,33 @@ if "snmp" in __import__("collectors").COLLECTORS:
         assert rows["snmp/sw-bad"][0] == FAIL
         assert "auth" in rows["snmp/sw-bad"][1]
         assert "collectors.snmp.auths" in out.getvalue()
+
+
+if "ssh" in __import__("collectors").COLLECTORS:
+
+    def test_ssh_targets_fail_by_name_with_the_fix(tmp_path: Path) -> None:
+        """A real sshd whose host key is not known yet, and a port where nothing listens."""
+        from tests.helpers import free_port
+        from tests.integration.sshd_server import keygen, start_sshd
+
+        key = keygen(tmp_path / "id_doctor")
+        server = start_sshd(tmp_path / "sshd", key.with_suffix(".pub"), key)
+        try:
+            (tmp_path / "state").mkdir()
+            cfg = write_config(tmp_path, tmp_path / "state")
+            cfg.write_text(
+                cfg.read_text().replace("agent:\n", "agent:\n  timeout: 5s\n")
+                + f"  ssh:\n    auths:\n      root: {{username: root, key_file: {key}}}\n"
+                "targets:\n  ssh:\n"
+                f"    - {{name: unknown-key, site: here, address: 127.0.0.1, port: {server.port}, auth: root}}\n"
+                f"    - {{name: nobody-home, site: here, address: 127.0.0.1, port: {free_port()}, auth: root}}\n"
+            )
+            out = io.StringIO()
+            rc = run_doctor(load_config(cfg), out=out)
+        finally:
+            server.stop()
+        rows = table(out.getvalue())
+        assert rc == 1, out.getvalue()
+        assert rows["ssh/unknown-key"] == (FAIL, "target reports down: host_key_unknown")
+        assert rows["ssh/nobody-home"] == (FAIL, "target reports down: connection_refused")
+        assert "ssh-keyscan" in out.getvalue() and "nothing listens there" in out.getvalue()
