@@ -139,6 +139,33 @@ def skewed_prometheus(offset: float) -> Iterator[str]:
         srv.server_close()
 
 
+def test_clock_from_the_date_header_when_there_is_no_query_api() -> None:
+    """A server that is not Prometheus (or an old one): its Date header, whole seconds, still catches skew."""
+
+    class H(BaseHTTPRequestHandler):
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return super().date_time_string(time.time() + 120)
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        c = check_clock(f"http://127.0.0.1:{srv.server_address[1]}")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert c.status == FAIL and "behind" in c.detail
+
+
 def test_clock_against_a_real_prometheus(tmp_path: Path) -> None:
     with prometheus(tmp_path / "prom", "global: {scrape_interval: 1h}\n") as url:
         c = check_clock(url)

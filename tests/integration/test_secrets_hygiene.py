@@ -566,20 +566,28 @@ def test_world_readable_secret_file_warns_without_its_content(
     assert not [r for r in caplog.records if "readable by every user" in r.getMessage()]
 
 
-if "snmp" in COLLECTORS:  # defined once a collector with a secret field is registered
+if "ssh" in COLLECTORS or "snmp" in COLLECTORS:  # defined once a collector with a secret field exists
 
     def test_world_readable_secret_warning_reaches_the_cli(tmp_path: Path) -> None:
         """Through the real loader and CLI: the warning names key and file, never the content."""
-        secret = tmp_path / "community"
-        secret.write_text("CANARY-public-community\n")
+        secret = tmp_path / "secret"
+        secret.write_text("CANARY-public-secret\n")
         secret.chmod(0o644)
-        extra = {
-            "collectors": {"snmp": {"auths": {"pub": {"version": 2, "community_file": str(secret)}}}},
-            "targets": {"snmp": [{"name": "d", "site": "here", "address": "127.0.0.1", "auth": "pub"}]},
-        }
+        if "ssh" in COLLECTORS:
+            key = "password_file"
+            extra: dict[str, Any] = {
+                "collectors": {"ssh": {"auths": {"pub": {"username": "u", key: str(secret)}}}},
+                "targets": {"ssh": [{"name": "d", "site": "here", "address": "127.0.0.1", "auth": "pub"}]},
+            }
+        else:
+            key = "community_file"
+            extra = {
+                "collectors": {"snmp": {"auths": {"pub": {"version": 2, key: str(secret)}}}},
+                "targets": {"snmp": [{"name": "d", "site": "here", "address": "127.0.0.1", "auth": "pub"}]},
+            }
         cfg = tmp_path / "giamsat.yml"
         cfg.write_text(yaml.safe_dump(_merge(BASE, extra)))
         r = giamsat("check-config", str(cfg), env={})
         assert r.returncode == 0, r.stderr
-        assert "readable by every user" in r.stderr and str(secret) in r.stderr
+        assert "readable by every user" in r.stderr and str(secret) in r.stderr and key in r.stderr
         assert "CANARY" not in r.stdout + r.stderr
