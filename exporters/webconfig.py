@@ -237,6 +237,10 @@ class WebConfig:
             raise ConfigError([ConfigProblem(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
         except OSError as exc:
             raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
+        except ValueError:  # a NUL in the path
+            raise ConfigError(
+                [ConfigProblem(file, "", "cannot read: the file name contains a NUL")]
+            ) from None
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
             data = yaml.safe_load(text)

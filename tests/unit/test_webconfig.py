@@ -171,3 +171,10 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir("/")
     wc = WebConfig.load(path)
     assert wc.ssl_context() is not None
+
+
+def test_unreadable_paths_are_config_errors(tmp_path: Path) -> None:
+    for path in (tmp_path / "missing.yml", tmp_path, Path("web\x00.yml")):
+        with pytest.raises(ConfigError) as ei:
+            WebConfig.load(path)
+        assert "cannot read" in str(ei.value)
