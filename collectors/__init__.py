@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from collectors.base import Collector
 from collectors.host import HostCollector
+from collectors.probes.dns import DnsCollector
+from collectors.probes.http import HttpCollector
+from collectors.probes.icmp import IcmpCollector
+from collectors.probes.tcp import TcpCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
+    "icmp": IcmpCollector,
+    "tcp": TcpCollector,
+    "http": HttpCollector,
+    "dns": DnsCollector,
 }
