@@ -7,7 +7,10 @@ router and the target. Names carry the pid so parallel test runs never collide.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import os
+import socket
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +31,9 @@ def sh(*args: str, check: bool = True, input: str | None = None) -> subprocess.C
     return subprocess.run(list(args), check=check, capture_output=True, text=True, input=input, timeout=30)
 
 
-def in_ns(ns: str, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def in_ns(
+    ns: str, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return sh("ip", "netns", "exec", ns, *args, check=check, input=input)
 
 
@@ -42,7 +47,9 @@ class Lab:
     def nft(self, ns: str, hook: str, *rules: str) -> None:
         """Load ``rules`` into a filter chain on ``hook`` (input, forward, output) in namespace ``ns``."""
         body = "\n".join(f"    {r}" for r in rules)
-        ruleset = f"table inet gs {{\n  chain filt {{\n    type filter hook {hook} priority 0;\n{body}\n  }}\n}}\n"
+        ruleset = (
+            f"table inet gs {{\n  chain filt {{\n    type filter hook {hook} priority 0;\n{body}\n  }}\n}}\n"
+        )
         in_ns(ns, "nft", "-f", "-", input=ruleset)
 
     def flush_nft(self, ns: str) -> None:
@@ -88,7 +95,9 @@ def destroy_lab(lab: Lab) -> None:
     sh("ip", "netns", "del", lab.target, check=False)
 
 
-def write_config(tmp: Path, targets: dict[str, list[dict[str, Any]]], collectors: dict[str, Any] | None = None) -> Path:
+def write_config(
+    tmp: Path, targets: dict[str, list[dict[str, Any]]], collectors: dict[str, Any] | None = None
+) -> Path:
     cfg = {
         "agent": {"state_dir": str(tmp / "state"), "timeout": "30s", "interval": "60s"},
         "sites": [{"id": "tinh", "name": "Tỉnh", "level": "province"}],
@@ -126,3 +135,46 @@ def value(families: Iterable[Metric], name: str, **labels: str) -> float | None:
 
 def label_values(families: Iterable[Metric], name: str, label: str) -> list[str]:
     return [s.labels[label] for fam in families for s in fam.samples if s.name == name and label in s.labels]
+
+
+def make_cert(tmp: Path, not_after: datetime.datetime, cn: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate for ``cn`` and 127.0.0.1, valid until ``not_after``: (cert, key) PEM paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(cn), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

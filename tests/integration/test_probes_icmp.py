@@ -98,7 +98,17 @@ def test_host_unreachable_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
 def test_outage_by_link_down_gives_probe_success_0_then_recovers(lab: Lab, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
-        {"icmp": [{"name": "wan", "address": TARGET_IP, "count": 2, "packet_interval": "10ms", "packet_timeout": "1s"}]},
+        {
+            "icmp": [
+                {
+                    "name": "wan",
+                    "address": TARGET_IP,
+                    "count": 2,
+                    "packet_interval": "10ms",
+                    "packet_timeout": "1s",
+                }
+            ]
+        },
     )
     assert value(run(run_config(cfg))["wan"].families, "probe_success") == 1
     in_ns(lab.target, "ip", "link", "set", lab.target_if, "down")
@@ -123,8 +133,13 @@ def test_30_percent_loss_is_measured_within_tolerance(lab: Lab, tmp_path: Path) 
             tmp_path,
             {
                 "icmp": [
-                    {"name": f"wan{i}", "address": TARGET_IP, "count": 200, "packet_interval": "5ms",
-                     "packet_timeout": "1s"}
+                    {
+                        "name": f"wan{i}",
+                        "address": TARGET_IP,
+                        "count": 200,
+                        "packet_interval": "5ms",
+                        "packet_timeout": "1s",
+                    }
                     for i in range(3)
                 ]
             },
@@ -152,7 +167,8 @@ def test_blackholed_target_does_not_delay_others(lab: Lab) -> None:
         try:
             dead = asyncio.create_task(engine.ping("198.18.31.77", count=1, timeout=3.0), name="dead")
             live = [
-                asyncio.create_task(engine.ping(TARGET_IP, count=1, timeout=3.0), name=f"live{i}") for i in range(5)
+                asyncio.create_task(engine.ping(TARGET_IP, count=1, timeout=3.0), name=f"live{i}")
+                for i in range(5)
             ]
             order: list[str] = []
             for fut in asyncio.as_completed([dead, *live]):
@@ -179,8 +195,14 @@ def test_socket_modes_inside_a_namespace(lab: Lab, mode: str) -> None:
             {"address": HOST_IP, "count": 3, "interval": 0.01, "timeout": 2.0},
             {"address": HOST_IP, "count": 2, "interval": 0.01, "timeout": 2.0, "ttl": 1},
             {"address": "198.18.30.9", "count": 2, "interval": 0.01, "timeout": 2.0},
-            {"address": HOST_IP, "count": 2, "interval": 0.01, "timeout": 2.0, "payload_size": 1400,
-             "dont_fragment": True},
+            {
+                "address": HOST_IP,
+                "count": 2,
+                "interval": 0.01,
+                "timeout": 2.0,
+                "payload_size": 1400,
+                "dont_fragment": True,
+            },
         ],
     }
     try:
@@ -207,7 +229,9 @@ def test_frag_needed_when_dont_fragment_exceeds_the_path_mtu(lab: Lab) -> None:
         await engine.start()
         try:
             return await asyncio.gather(
-                engine.ping(TARGET_IP, count=2, interval=0.01, timeout=2.0, payload_size=1200, dont_fragment=True),
+                engine.ping(
+                    TARGET_IP, count=2, interval=0.01, timeout=2.0, payload_size=1200, dont_fragment=True
+                ),
                 engine.ping(TARGET_IP, count=2, interval=0.01, timeout=2.0, payload_size=1200),
             )
         finally:
@@ -225,7 +249,12 @@ def test_frag_needed_when_dont_fragment_exceeds_the_path_mtu(lab: Lab) -> None:
 
 def test_many_loopback_targets_v4_and_v6_are_demultiplexed(tmp_path: Path) -> None:
     targets = [
-        {"name": f"lo{i}", "address": f"127.30.{i // 200}.{i % 200 + 1}", "count": 3, "packet_interval": "10ms"}
+        {
+            "name": f"lo{i}",
+            "address": f"127.30.{i // 200}.{i % 200 + 1}",
+            "count": 3,
+            "packet_interval": "10ms",
+        }
         for i in range(400)
     ]
     targets.append({"name": "v6", "address": "::1", "count": 3, "packet_interval": "10ms"})
