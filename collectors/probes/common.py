@@ -6,6 +6,7 @@ value from the probe's bounded reason set. Only a broken collector raises.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import errno
 import ipaddress
@@ -20,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field
 
 from agent.model import Model
-from collectors.base import CollectorSettings, TargetConfig
+from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
 
 IpProtocol = Literal["auto", "ip4", "ip6"]
 
@@ -110,17 +111,38 @@ def result_metrics(
 
 
 DEFAULT_BUDGET = 10.0  # the agent's default job timeout
-_MARGIN = 0.25  # finish this much before the scheduler's deadline so a dead target is data, not a timeout
+_MARGIN = 0.2  # finish this much before the scheduler's deadline so a dead target is data, not a timeout
 
 
 def probe_budget(settings: CollectorSettings, target: TargetConfig) -> float:
-    """Seconds this probe may take: the target's timeout, else the collector's, else the agent default.
+    """Seconds this probe may take: what is left of the job's deadline, less a margin.
 
     The scheduler cancels a job at its timeout and records a *collector* failure; a probe must give up a
-    little earlier and report ``probe_success 0`` instead.
+    little earlier and report ``probe_success 0`` instead. Outside the scheduler (tests, ``once``
+    without a deadline) the target's, then the collector's timeout applies, else the agent default.
     """
-    total = target.timeout or settings.timeout or DEFAULT_BUDGET
-    return max(total * 0.9, total - _MARGIN) if total > 1 else total * 0.9
+    fallback = target.timeout or settings.timeout or DEFAULT_BUDGET
+    return time_left(fallback * 0.9, margin=min(_MARGIN, fallback * 0.1))
+
+
+class ProbeCollector(Collector):
+    """Base of the probe collectors: ``probe()`` does the work, ``collect()`` adds the ``probe`` label."""
+
+    blocking_threads = 1
+
+    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+        return with_probe_label(self.kind, await self.probe(target))
+
+    @abc.abstractmethod
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+        """Probe one target; a down target is data (``probe_success 0``), never an exception."""
+
+
+def with_probe_label(kind: str, families: list[Metric]) -> list[Metric]:
+    """Add ``probe="<kind>"`` to every sample, so an ICMP and a TCP probe of the same link never collide."""
+    for fam in families:
+        fam.samples = [s._replace(labels={**s.labels, "probe": kind}) for s in fam.samples]
+    return families
 
 
 def connect_error_reason(exc: BaseException) -> str:

@@ -20,8 +20,9 @@ import dns.rdatatype
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field, field_validator
 
-from collectors.base import Collector, TargetConfig
+from collectors.base import TargetConfig
 from collectors.probes.common import (
+    ProbeCollector,
     ProbeTarget,
     ResolveError,
     connect_error_reason,
@@ -79,12 +80,11 @@ class DnsTarget(ProbeTarget):
         return v
 
 
-class DnsCollector(Collector):
+class DnsCollector(ProbeCollector):
     kind = "dns"
     target_model = DnsTarget
-    blocking_threads = 1
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
         assert isinstance(target, DnsTarget)
         start = time.perf_counter()
         budget = probe_budget(self.settings, target)

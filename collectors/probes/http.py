@@ -20,8 +20,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field, field_validator
 
 from agent import __version__
-from collectors.base import Collector, TargetConfig
+from collectors.base import TargetConfig
 from collectors.probes.common import (
+    ProbeCollector,
     ProbeTarget,
     ResolveError,
     TlsOptions,
@@ -110,12 +111,11 @@ class _State:
     lookup: float | None = None
 
 
-class HttpCollector(Collector):
+class HttpCollector(ProbeCollector):
     kind = "http"
     target_model = HttpTarget
-    blocking_threads = 1
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
         assert isinstance(target, HttpTarget)
         start = time.perf_counter()
         st = _State()

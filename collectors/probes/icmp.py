@@ -17,8 +17,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from pydantic import Field, model_validator
 
 from agent.model import Duration
-from collectors.base import Collector, CollectorSettings, TargetConfig
-from collectors.probes.common import ProbeTarget, ResolveError, gauge, resolve, result_metrics
+from collectors.base import CollectorSettings, TargetConfig, time_left
+from collectors.probes.common import ProbeCollector, ProbeTarget, ResolveError, gauge, resolve, result_metrics
 from collectors.probes.icmp_engine import EchoResult, IcmpEngine
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
@@ -80,11 +80,10 @@ class _Histogram:
     seen: set[str] = field(default_factory=set)
 
 
-class IcmpCollector(Collector):
+class IcmpCollector(ProbeCollector):
     kind = "icmp"
     settings_model = IcmpSettings
     target_model = IcmpTarget
-    blocking_threads = 1
 
     def __init__(self, settings: CollectorSettings, ctx: object) -> None:
         super().__init__(settings, ctx)  # type: ignore[arg-type]
@@ -104,18 +103,21 @@ class IcmpCollector(Collector):
             await self.engine.close()
             self.engine = None
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
         assert isinstance(target, IcmpTarget) and self.engine is not None
         start = time.perf_counter()
         try:
             ip, family, lookup = await resolve(target.address, target.ip_protocol)
         except ResolveError:
             return result_metrics(False, time.perf_counter() - start, "resolve")
+        # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
+        sending = (target.count - 1) * target.packet_interval
+        window = min(target.packet_timeout, time_left(target.packet_timeout + sending, 0.2) - sending)
         result = await self.engine.ping(
             ip,
             count=target.count,
             interval=target.packet_interval,
-            timeout=target.packet_timeout,
+            timeout=max(0.05, window),
             payload_size=target.payload_size,
             dont_fragment=target.dont_fragment,
             ttl=target.ttl,

@@ -13,8 +13,9 @@ import time
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from collectors.base import Collector, TargetConfig
+from collectors.base import TargetConfig
 from collectors.probes.common import (
+    ProbeCollector,
     ProbeTarget,
     ResolveError,
     TlsOptions,
@@ -62,12 +63,11 @@ class TcpTarget(ProbeTarget):
         return v
 
 
-class TcpCollector(Collector):
+class TcpCollector(ProbeCollector):
     kind = "tcp"
     target_model = TcpTarget
-    blocking_threads = 1
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
         assert isinstance(target, TcpTarget)
         start = time.perf_counter()
         budget = probe_budget(self.settings, target)
