@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import errno
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 from pydantic import Field
 
 from agent.model import Model
@@ -62,12 +63,26 @@ async def resolve(host: str, ip_protocol: IpProtocol = "auto") -> tuple[str, int
     return str(sockaddr[0]).split("%", 1)[0], int(family), time.perf_counter() - start
 
 
-def gauge(name: str, doc: str, value: float | None = None, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    """A gauge family, with its one unlabelled sample when ``value`` is given."""
-    fam = GaugeMetricFamily(name, doc, labels=list(labels))
+#: The kind of the probe being run; every sample carries it as the ``probe`` label.
+current_probe: contextvars.ContextVar[str] = contextvars.ContextVar("current_probe", default="")
+
+
+def gauge(name: str, doc: str, value: float | None = None) -> Metric:
+    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given.
+
+    Built from ``Sample`` tuples directly: client_python's ``add_metric`` validates on every call, which
+    dominated the cost of an ICMP probe in profiles (bench/icmp.py).
+    """
+    fam = Metric(name, doc, "gauge")
     if value is not None:
-        fam.add_metric([], value)
+        fam.samples.append(Sample(name, {"probe": current_probe.get()}, float(value)))
     return fam
+
+
+def add(fam: Metric, value: float, **labels: str) -> None:
+    """Add one sample with ``labels`` (plus ``probe``) to a gauge family."""
+    labels["probe"] = current_probe.get()
+    fam.samples.append(Sample(fam.name, labels, float(value)))
 
 
 def result_metrics(
@@ -103,9 +118,8 @@ def result_metrics(
         fam = gauge(
             "probe_failure_reason",
             "Why the probe failed, from a bounded set of reasons (1 while failing; absent on success)",
-            labels=["reason"],
         )
-        fam.add_metric([reason], 1.0)
+        add(fam, 1.0, reason=reason)
         out.append(fam)
     return out
 
@@ -131,18 +145,15 @@ class ProbeCollector(Collector):
     blocking_threads = 1
 
     async def collect(self, target: TargetConfig | None) -> list[Metric]:
-        return with_probe_label(self.kind, await self.probe(target))
+        token = current_probe.set(self.kind)
+        try:
+            return await self.probe(target)
+        finally:
+            current_probe.reset(token)
 
     @abc.abstractmethod
     async def probe(self, target: TargetConfig | None) -> list[Metric]:
         """Probe one target; a down target is data (``probe_success 0``), never an exception."""
-
-
-def with_probe_label(kind: str, families: list[Metric]) -> list[Metric]:
-    """Add ``probe="<kind>"`` to every sample, so an ICMP and a TCP probe of the same link never collide."""
-    for fam in families:
-        fam.samples = [s._replace(labels={**s.labels, "probe": kind}) for s in fam.samples]
-    return families
 
 
 def connect_error_reason(exc: BaseException) -> str:
@@ -203,17 +214,13 @@ def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric
         )
     version = ssl_object.version()
     if version:
-        fam = gauge(
-            "probe_tls_version_info", "Returns the TLS version used or NaN when unknown", labels=["version"]
-        )
-        fam.add_metric([version.replace("TLSv", "TLS ")], 1.0)
+        fam = gauge("probe_tls_version_info", "Returns the TLS version used or NaN when unknown")
+        add(fam, 1.0, version=version.replace("TLSv", "TLS "))
         out.append(fam)
     cipher = ssl_object.cipher()
     if cipher:
-        fam = gauge(
-            "probe_tls_cipher_info", "Returns the TLS cipher negotiated during handshake", labels=["cipher"]
-        )
-        fam.add_metric([cipher[0]], 1.0)
+        fam = gauge("probe_tls_cipher_info", "Returns the TLS cipher negotiated during handshake")
+        add(fam, 1.0, cipher=cipher[0])
         out.append(fam)
     return out
 

@@ -17,7 +17,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
 from collectors.base import TargetConfig
@@ -25,6 +25,7 @@ from collectors.probes.common import (
     ProbeCollector,
     ProbeTarget,
     ResolveError,
+    add,
     connect_error_reason,
     gauge,
     probe_budget,
@@ -111,11 +112,9 @@ class DnsCollector(ProbeCollector):
         except OSError as exc:
             reason = connect_error_reason(exc)
         t2 = time.perf_counter()
-        phases = GaugeMetricFamily(
-            "probe_dns_duration_seconds", "Duration of DNS request by phase", labels=["phase"]
-        )
-        phases.add_metric(["resolve"], lookup)
-        phases.add_metric(["request"], t2 - t1)
+        phases = gauge("probe_dns_duration_seconds", "Duration of DNS request by phase")
+        add(phases, lookup, phase="resolve")
+        add(phases, t2 - t1, phase="request")
         extra: list[Metric] = [phases]
         if response is not None:
             rcode = response.rcode()

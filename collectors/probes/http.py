@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
 from agent import __version__
@@ -26,6 +26,7 @@ from collectors.probes.common import (
     ProbeTarget,
     ResolveError,
     TlsOptions,
+    add,
     connect_error_reason,
     gauge,
     probe_budget,
@@ -140,13 +141,11 @@ class HttpCollector(ProbeCollector):
                 reason = "not_tls"
         duration = time.perf_counter() - start
         out = result_metrics(not reason, duration, reason, lookup=st.lookup, family=st.family)
-        phases = GaugeMetricFamily(
-            "probe_http_duration_seconds",
-            "Duration of http request by phase, summed over all redirects",
-            labels=["phase"],
+        phases = gauge(
+            "probe_http_duration_seconds", "Duration of http request by phase, summed over all redirects"
         )
         for p in PHASES:
-            phases.add_metric([p], st.phases[p])
+            add(phases, st.phases[p], phase=p)
         length = resp.headers.get("content-length", "")
         out += [
             phases,

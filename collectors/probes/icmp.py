@@ -8,17 +8,28 @@ per target (as smokeping_prober does) for Grafana latency heatmaps.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 from pydantic import Field, model_validator
 
 from agent.model import Duration
 from collectors.base import CollectorSettings, TargetConfig, time_left
-from collectors.probes.common import ProbeCollector, ProbeTarget, ResolveError, gauge, resolve, result_metrics
+from collectors.probes.common import (
+    ProbeCollector,
+    ProbeTarget,
+    ResolveError,
+    add,
+    current_probe,
+    gauge,
+    resolve,
+    result_metrics,
+)
 from collectors.probes.icmp_engine import EchoResult, IcmpEngine
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
@@ -77,7 +88,6 @@ class _Histogram:
     buckets: list[int]
     total: float = 0.0
     count: int = 0
-    seen: set[str] = field(default_factory=set)
 
 
 class IcmpCollector(ProbeCollector):
@@ -89,6 +99,9 @@ class IcmpCollector(ProbeCollector):
         super().__init__(settings, ctx)  # type: ignore[arg-type]
         self.engine: IcmpEngine | None = None
         self._hist: dict[str, _Histogram] = {}
+        assert isinstance(settings, IcmpSettings)
+        self._bounds = list(settings.histogram_buckets)
+        self._le = [*(_fmt(b) for b in self._bounds), "+Inf"]
 
     async def start(self) -> None:
         s = self.settings
@@ -132,13 +145,11 @@ class IcmpCollector(ProbeCollector):
 
     def _icmp_metrics(self, name: str, r: EchoResult, lookup: float) -> list[Metric]:
         out: list[Metric] = []
-        phases = GaugeMetricFamily(
-            "probe_icmp_duration_seconds", "Duration of icmp request by phase", labels=["phase"]
-        )
-        phases.add_metric(["resolve"], lookup)
+        phases = gauge("probe_icmp_duration_seconds", "Duration of icmp request by phase")
+        add(phases, lookup, phase="resolve")
         rtts = r.rtts
         avg = sum(rtts) / len(rtts) if rtts else 0.0
-        phases.add_metric(["rtt"], avg)
+        add(phases, avg, phase="rtt")
         out.append(phases)
         out.append(gauge("probe_icmp_packets_sent", "Echo requests sent by this probe", r.sent))
         out.append(gauge("probe_icmp_packets_received", "Echo replies received by this probe", r.received))
@@ -165,43 +176,37 @@ class IcmpCollector(ProbeCollector):
                 gauge("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)", r.hop_limit)
             )
         if r.errors:
-            errs = GaugeMetricFamily(
-                "probe_icmp_errors",
-                "ICMP errors received for this probe's echoes, by reason",
-                labels=["reason"],
-            )
+            errs = gauge("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
             for reason, n in sorted(r.errors.items()):
-                errs.add_metric([reason], n)
+                add(errs, n, reason=reason)
             out.append(errs)
         out.append(self._histogram(name, rtts))
         return out
 
     def _histogram(self, name: str, rtts: list[float]) -> Metric:
-        s = self.settings
-        assert isinstance(s, IcmpSettings)
-        bounds = s.histogram_buckets
+        bounds = self._bounds
         h = self._hist.get(name)
         if h is None:
-            h = self._hist[name] = _Histogram([0] * len(bounds))
+            h = self._hist[name] = _Histogram([0] * (len(bounds) + 1))
         for x in rtts:
-            for i, b in enumerate(bounds):
-                if x <= b:
-                    h.buckets[i] += 1
-                    break
+            h.buckets[bisect.bisect_left(bounds, x)] += 1  # le: x <= bound; the last slot is +Inf
             h.total += x
             h.count += 1
-        cumulative: list[tuple[str, float]] = []
-        running = 0
-        for b, n in zip(bounds, h.buckets, strict=True):
-            running += n
-            cumulative.append((_fmt(b), float(running)))
-        cumulative.append(("+Inf", float(h.count)))
-        fam = HistogramMetricFamily(
-            "probe_icmp_response_duration_seconds",
+        base = "probe_icmp_response_duration_seconds"
+        fam = Metric(
+            base,
             "Round-trip times of every echo reply since the agent started (for latency heatmaps)",
-            labels=[],
+            "histogram",
         )
-        fam.add_metric([], cumulative, h.total)
+        probe = current_probe.get()
+        bucket = base + "_bucket"
+        running = 0
+        samples = fam.samples
+        for le, n in zip(self._le, h.buckets, strict=True):
+            running += n
+            samples.append(Sample(bucket, {"le": le, "probe": probe}, float(running)))
+        samples.append(Sample(base + "_count", {"probe": probe}, float(h.count)))
+        samples.append(Sample(base + "_sum", {"probe": probe}, h.total))
         return fam
 
 

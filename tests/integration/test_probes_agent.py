@@ -88,7 +88,9 @@ def test_probe_metrics_on_metrics_and_probe_endpoints(agent_url: str) -> None:
     assert m['probe_success{probe="dns",site="tinh",target="resolver"}'] == 0
     assert m['probe_failure_reason{reason="timeout",probe="dns",site="tinh",target="resolver"}'] == 1
     assert m['probe_icmp_response_duration_seconds_count{probe="icmp",site="xa-1",target="wan"}'] >= 2
-    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
     findings = [ln for ln in (lint.stdout + lint.stderr).splitlines() if ln.strip()]
     assert findings == []
 
