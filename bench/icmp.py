@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import json
 import os
 import platform
@@ -37,6 +38,13 @@ INTERVAL_MS = 100
 TIMEOUT_MS = 1000
 COUNT = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+TOOLS = {
+    "giamsat": "the full job path: scheduler job -> IcmpCollector -> engine, metrics built, default GC",
+    "giamsat+gc": "the same with gc.freeze() after start-up and gc.set_threshold(50000, 20, 20)",
+    "giamsat engine": "IcmpEngine.ping() alone (the echo path without jobs or metrics)",
+    "fping": "fping -C 3 -q -i 0 -p <interval> -t <timeout>",
+    "blackbox_exporter": "blackbox_exporter 0.23 /probe?module=icmp, 3 requests per target, 64 in flight",
+}
 
 
 def targets(n: int) -> list[str]:
@@ -78,6 +86,13 @@ def giamsat_worker(n: int) -> None:
     async def go() -> dict[str, float]:
         runner = Runner(loaded, Store())
         await runner.open()
+        if os.environ.get("BENCH_GC") == "freeze":
+            gc.freeze()
+        elif os.environ.get("BENCH_GC") == "tune":
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 20)
+        elif os.environ.get("BENCH_GC") == "off":
+            gc.disable()
         try:
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             results = await runner.run_once()
@@ -97,11 +112,54 @@ def giamsat_worker(n: int) -> None:
     print(json.dumps(asyncio.run(go())))
 
 
-def run_giamsat(n: int) -> dict[str, float]:
+def engine_worker(n: int) -> None:
+    from collectors.probes.icmp_engine import IcmpEngine
+
+    async def go() -> dict[str, float]:
+        engine = IcmpEngine("auto")
+        await engine.start()
+        try:
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            results = await asyncio.gather(
+                *(
+                    engine.ping(a, count=COUNT, interval=INTERVAL_MS / 1000, timeout=TIMEOUT_MS / 1000)
+                    for a in targets(n)
+                )
+            )
+            wall = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            await engine.close()
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        received = sum(r.received for r in results)
+        return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "received": received}
+
+    print(json.dumps(asyncio.run(go())))
+
+
+def _worker(mode: str, n: int, gc_mode: str = "") -> dict[str, float]:
+    env = {**os.environ, "BENCH_GC": gc_mode}
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n)], capture_output=True, text=True, check=True, cwd=REPO
+        [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env=env,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_giamsat(n: int) -> dict[str, float]:
+    return _worker("job", n)
+
+
+def run_giamsat_gc(n: int) -> dict[str, float]:
+    return _worker("job", n, "tune")
+
+
+def run_engine(n: int) -> dict[str, float]:
+    return _worker("engine", n)
 
 
 # -- fping ---------------------------------------------------------------------------------------------
@@ -243,14 +301,21 @@ def write_section(text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--tools", nargs="+", default=["giamsat", "fping", "blackbox_exporter"])
+    ap.add_argument("--tools", nargs="+", default=list(TOOLS))
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        giamsat_worker(args.worker)
+        (engine_worker if args.worker_mode == "engine" else giamsat_worker)(args.worker)
         return
-    runners = {"giamsat": run_giamsat, "fping": run_fping, "blackbox_exporter": run_blackbox}
+    runners = {
+        "giamsat": run_giamsat,
+        "giamsat+gc": run_giamsat_gc,
+        "giamsat engine": run_engine,
+        "fping": run_fping,
+        "blackbox_exporter": run_blackbox,
+    }
     rows: dict[int, dict[str, dict[str, float]]] = {}
     for n in args.targets:
         rows[n] = {}

@@ -146,15 +146,21 @@ class EchoResult:
 class _Probe:
     """One in-flight probe: its destination, send times by packet index, and what came back."""
 
-    __slots__ = ("addr", "all_sent", "done", "expected", "result", "sent_ns")
+    __slots__ = ("addr", "done", "expected", "result", "sent_ns", "seqs", "timeout", "timer")
 
-    def __init__(self, addr: str, count: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, addr: str, count: int, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.addr = addr
         self.sent_ns: list[int] = [0] * count
+        self.seqs: list[int] = []
         self.result = EchoResult()
         self.expected = count
         self.done: asyncio.Future[None] = loop.create_future()
-        self.all_sent: asyncio.Future[None] = loop.create_future()
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
     def _check_done(self) -> None:
         r = self.result
@@ -248,6 +254,7 @@ class _Socket:
             seq = (seq + 1) % _SEQ_SPACE
         self._next_seq = (seq + 1) % _SEQ_SPACE
         self.pending[seq] = (probe, index)
+        probe.seqs.append(seq)
         return seq
 
     def build(self, seq: int, payload: bytes, payload_sum: int) -> bytes:
@@ -471,20 +478,28 @@ class IcmpEngine:
             result = EchoResult(sent=0)
             result.errors["send_error"] += 1
             return result
-        probe = _Probe(str(ip), count, self.loop)
+        probe = _Probe(str(ip), count, self.loop, timeout)
+        # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.
+        queue, later = self._queue, self.loop.call_later
+        queue.put_nowait(_Send(sock, probe, 0, payload_size, ttl))
+        timers = [
+            later(i * interval, queue.put_nowait, _Send(sock, probe, i, payload_size, ttl))
+            for i in range(1, count)
+        ]
         try:
-            for i in range(count):
-                if i:
-                    await asyncio.sleep(interval)
-                self._queue.put_nowait(_Send(sock, probe, i, payload_size, ttl))
-            # The reply window opens when the sender has really sent the last packet (it may be
-            # rate limited), not when it was queued.
-            await probe.all_sent
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(probe.done), timeout)
+            # Resolved when every echo is answered (or errored), or ``timeout`` after the sender really
+            # sent the last one (it may be rate limited).
+            await probe.done
         finally:
-            for seq, (p, _) in list(sock.pending.items()):
-                if p is probe:
+            for t in timers:
+                t.cancel()
+            if probe.timer is not None:
+                probe.timer.cancel()
+            if not probe.done.done():  # cancelled: queued echoes of this probe are skipped
+                probe.done.cancel()
+            for seq in probe.seqs:  # forget what is still unanswered (late replies are then ignored)
+                entry = sock.pending.get(seq)
+                if entry is not None and entry[0] is probe:
                     del sock.pending[seq]
         return probe.result
 
@@ -511,11 +526,14 @@ class IcmpEngine:
                 await asyncio.sleep(0)  # let the reader drain replies between bursts
 
     def _send_one(self, item: _Send) -> None:
+        probe = item.probe
+        if probe.done.done():  # cancelled, or the engine is closing
+            return
         try:
             self._send_packet(item)
         finally:
-            if item.index == item.probe.expected - 1 and not item.probe.all_sent.done():
-                item.probe.all_sent.set_result(None)
+            if item.index == probe.expected - 1 and not probe.done.done():
+                probe.timer = self.loop.call_later(probe.timeout, probe.finish)
 
     def _send_packet(self, item: _Send) -> None:
         sock, probe = item.sock, item.probe
