@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import errno
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -33,6 +34,16 @@ class ProbeTarget(TargetConfig):
     ip_protocol: IpProtocol = Field(
         default="auto", description="ip4 or ip6 to force a family; auto takes the resolver's first answer"
     )
+
+
+def check_regexes(patterns: list[str]) -> list[str]:
+    """Compile each pattern, turning ``re.error`` into a ValueError pydantic reports with its key path."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+    return patterns
 
 
 class ResolveError(Exception):

@@ -26,6 +26,7 @@ from collectors.probes.common import (
     ProbeTarget,
     ResolveError,
     add,
+    check_regexes,
     connect_error_reason,
     gauge,
     probe_budget,
@@ -63,22 +64,26 @@ class DnsTarget(ProbeTarget):
     @field_validator("query_type")
     @classmethod
     def _qtype(cls, v: str) -> str:
-        dns.rdatatype.from_text(v.upper())
+        try:
+            dns.rdatatype.from_text(v.upper())
+        except dns.exception.DNSException:
+            raise ValueError(f"unknown DNS query type {v!r}") from None
         return v.upper()
 
     @field_validator("valid_rcodes")
     @classmethod
     def _rcodes(cls, v: list[str]) -> list[str]:
         for r in v:
-            dns.rcode.from_text(r.upper())
+            try:
+                dns.rcode.from_text(r.upper())
+            except dns.exception.DNSException:
+                raise ValueError(f"unknown DNS rcode {r!r}") from None
         return [r.upper() for r in v]
 
     @field_validator("expect_answer")
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
-        for r in v:
-            re.compile(r)
-        return v
+        return check_regexes(v)
 
 
 class DnsCollector(ProbeCollector):

@@ -27,6 +27,7 @@ from collectors.probes.common import (
     ResolveError,
     TlsOptions,
     add,
+    check_regexes,
     connect_error_reason,
     gauge,
     probe_budget,
@@ -88,9 +89,7 @@ class HttpTarget(ProbeTarget):
     @field_validator("fail_if_body_matches_regexp", "fail_if_body_not_matches_regexp")
     @classmethod
     def _compiles(cls, v: list[str]) -> list[str]:
-        for r in v:
-            re.compile(r)
-        return v
+        return check_regexes(v)
 
 
 @dataclass

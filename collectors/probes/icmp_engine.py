@@ -31,7 +31,6 @@ import os
 import socket
 import struct
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from agent.errors import StartupError
@@ -135,7 +134,7 @@ class EchoResult:
 
     sent: int = 0
     rtts: list[float] = field(default_factory=list)
-    errors: Counter[str] = field(default_factory=Counter)
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> count (a Counter is slow to create)
     hop_limit: int | None = None
 
     @property
@@ -174,7 +173,8 @@ class _Probe:
         self._check_done()
 
     def error(self, reason: str) -> None:
-        self.result.errors[reason] += 1
+        errors = self.result.errors
+        errors[reason] = errors.get(reason, 0) + 1
         self._check_done()
 
 
@@ -476,7 +476,7 @@ class IcmpEngine:
             sock = self._socket(family, dont_fragment)
         except OSError:
             result = EchoResult(sent=0)
-            result.errors["send_error"] += 1
+            result.errors["send_error"] = 1
             return result
         probe = _Probe(str(ip), count, self.loop, timeout)
         # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.

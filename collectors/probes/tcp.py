@@ -19,6 +19,7 @@ from collectors.probes.common import (
     ProbeTarget,
     ResolveError,
     TlsOptions,
+    check_regexes,
     connect_error_reason,
     gauge,
     probe_budget,
@@ -58,9 +59,7 @@ class TcpTarget(ProbeTarget):
     @field_validator("expect")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            re.compile(v)
-        return v
+        return v if v is None else check_regexes([v])[0]
 
 
 class TcpCollector(ProbeCollector):
