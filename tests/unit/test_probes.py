@@ -93,3 +93,11 @@ def test_rtt_histogram_is_cumulative_per_target(tmp_path: Path) -> None:
     assert got[("probe_icmp_response_duration_seconds_sum", None)] == pytest.approx(0.5565)
     assert all(s.labels["probe"] == "icmp" for s in fam.samples)
     assert {s.name: s.value for s in other.samples}["probe_icmp_response_duration_seconds_count"] == 1
+
+
+def test_the_example_probe_config_is_valid() -> None:
+    from agent.config import load_config
+
+    loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "probes.example.yml")
+    kinds = {k: len(loaded.config.targets_of(k)) for k in ("icmp", "tcp", "http", "dns")}
+    assert kinds == {"icmp": 3, "tcp": 2, "http": 1, "dns": 1}
