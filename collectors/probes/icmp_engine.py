@@ -24,14 +24,18 @@ inflate round-trip times.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import ipaddress
+import math
 import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.errors import StartupError
 
@@ -145,7 +149,7 @@ class EchoResult:
 class _Probe:
     """One in-flight probe: its destination, send times by packet index, and what came back."""
 
-    __slots__ = ("addr", "done", "expected", "result", "sent_ns", "seqs", "timeout", "timer")
+    __slots__ = ("addr", "done", "expected", "result", "sent_ns", "seqs", "timeout")
 
     def __init__(self, addr: str, count: int, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.addr = addr
@@ -155,7 +159,6 @@ class _Probe:
         self.expected = count
         self.done: asyncio.Future[None] = loop.create_future()
         self.timeout = timeout
-        self.timer: asyncio.TimerHandle | None = None
 
     def finish(self) -> None:
         if not self.done.done():
@@ -388,6 +391,27 @@ class _Send:
     ttl: int | None
 
 
+class _Timers:
+    """Callbacks grouped by due time at 1 ms resolution: one event-loop timer per millisecond in use
+    rather than one per echo (the loop's timer heap compares handles in Python code)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[int, list[tuple[Callable[[Any], None], Any]]] = {}
+
+    def at(self, when: float, fn: Callable[[Any], None], arg: Any) -> None:
+        key = math.ceil(when * 1000)
+        calls = self.due.get(key)
+        if calls is None:
+            calls = self.due[key] = []
+            self.loop.call_at(key / 1000, self._fire, key)
+        calls.append((fn, arg))
+
+    def _fire(self, key: int) -> None:
+        for fn, arg in self.due.pop(key, ()):
+            fn(arg)
+
+
 class IcmpEngine:
     """Shared ICMP sockets, the sender task, and ``ping()`` for any number of concurrent probes."""
 
@@ -401,7 +425,9 @@ class IcmpEngine:
         self.max_pps = max_packets_per_second
         self._fill = payload_fill or b"giamsat-icmp-probe."
         self._sockets: dict[tuple[int, bool], _Socket] = {}
-        self._queue: asyncio.Queue[_Send] | None = None
+        self._queue: collections.deque[_Send] = collections.deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._timers: _Timers | None = None
         self._sender: asyncio.Task[None] | None = None
         self._payloads: dict[int, tuple[bytes, int]] = {}
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
@@ -427,7 +453,7 @@ class IcmpEngine:
                 "`sysctl -w net.ipv4.ping_group_range='0 2147483647'` (persist it in /etc/sysctl.d/), "
                 "or give the agent CAP_NET_RAW (systemd: AmbientCapabilities=CAP_NET_RAW)."
             )
-        self._queue = asyncio.Queue()
+        self._timers = _Timers(self.loop)
         self._sender = asyncio.create_task(self._send_loop(), name="giamsat-icmp-sender")
 
     async def close(self) -> None:
@@ -468,7 +494,7 @@ class IcmpEngine:
         ttl: int | None = None,
     ) -> EchoResult:
         """Send ``count`` echoes to an IP address, ``interval`` apart; wait ``timeout`` after the last one."""
-        if self._queue is None:
+        if self._timers is None:
             raise RuntimeError("IcmpEngine.start() was not awaited")
         ip = ipaddress.ip_address(address)
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
@@ -480,22 +506,16 @@ class IcmpEngine:
             return result
         probe = _Probe(str(ip), count, self.loop, timeout)
         # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.
-        queue, later = self._queue, self.loop.call_later
-        queue.put_nowait(_Send(sock, probe, 0, payload_size, ttl))
-        timers = [
-            later(i * interval, queue.put_nowait, _Send(sock, probe, i, payload_size, ttl))
-            for i in range(1, count)
-        ]
+        self._enqueue(_Send(sock, probe, 0, payload_size, ttl))
+        now = self.loop.time()
+        for i in range(1, count):
+            self._timers.at(now + i * interval, self._enqueue, _Send(sock, probe, i, payload_size, ttl))
         try:
             # Resolved when every echo is answered (or errored), or ``timeout`` after the sender really
             # sent the last one (it may be rate limited).
             await probe.done
         finally:
-            for t in timers:
-                t.cancel()
-            if probe.timer is not None:
-                probe.timer.cancel()
-            if not probe.done.done():  # cancelled: queued echoes of this probe are skipped
+            if not probe.done.done():  # cancelled: this probe's echoes still due are skipped
                 probe.done.cancel()
             for seq in probe.seqs:  # forget what is still unanswered (late replies are then ignored)
                 entry = sock.pending.get(seq)
@@ -503,14 +523,23 @@ class IcmpEngine:
                     del sock.pending[seq]
         return probe.result
 
+    def _enqueue(self, item: _Send) -> None:
+        self._queue.append(item)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     async def _send_loop(self) -> None:
-        assert self._queue is not None
         queue = self._queue
         sent_in_batch = 0
         window_start = self.loop.time()
         window_sent = 0
         while True:
-            item = await queue.get() if queue.empty() else queue.get_nowait()
+            if not queue:
+                self._wake = self.loop.create_future()
+                await self._wake
+                continue
+            item = queue.popleft()
             self._send_one(item)
             sent_in_batch += 1
             window_sent += 1
@@ -521,7 +550,7 @@ class IcmpEngine:
                     await asyncio.sleep(0.05 - elapsed)
                 window_start, window_sent = self.loop.time(), 0
                 sent_in_batch = 0
-            elif sent_in_batch >= _SEND_BATCH or queue.empty():
+            elif sent_in_batch >= _SEND_BATCH or not queue:
                 sent_in_batch = 0
                 await asyncio.sleep(0)  # let the reader drain replies between bursts
 
@@ -532,8 +561,8 @@ class IcmpEngine:
         try:
             self._send_packet(item)
         finally:
-            if item.index == probe.expected - 1 and not probe.done.done():
-                probe.timer = self.loop.call_later(probe.timeout, probe.finish)
+            if item.index == probe.expected - 1 and not probe.done.done() and self._timers is not None:
+                self._timers.at(self.loop.time() + probe.timeout, _Probe.finish, probe)
 
     def _send_packet(self, item: _Send) -> None:
         sock, probe = item.sock, item.probe
