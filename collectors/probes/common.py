@@ -78,15 +78,34 @@ async def resolve(host: str, ip_protocol: IpProtocol = "auto") -> tuple[str, int
 current_probe: contextvars.ContextVar[str] = contextvars.ContextVar("current_probe", default="")
 
 
-def gauge(name: str, doc: str, value: float | None = None) -> Metric:
-    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given.
+def family(name: str, doc: str, typ: str = "gauge") -> Metric:
+    """An empty metric family, without client_python's per-call name validation.
 
-    Built from ``Sample`` tuples directly: client_python's ``add_metric`` validates on every call, which
-    dominated the cost of an ICMP probe in profiles (bench/icmp.py).
+    Probe families are built for every target on every run; ``Metric.__init__``'s regex checks showed up
+    in profiles (bench/icmp.py). Our names are constants, checked by promtool in the tests.
     """
-    fam = Metric(name, doc, "gauge")
+    fam = Metric.__new__(Metric)
+    fam.name, fam.documentation, fam.unit, fam.type, fam.samples = name, doc, "", typ, []
+    return fam
+
+
+_LABELS: dict[str, dict[str, str]] = {}
+
+
+def probe_labels() -> dict[str, str]:
+    """``{"probe": kind}`` for the running probe, shared between samples (label dicts are never mutated)."""
+    kind = current_probe.get()
+    labels = _LABELS.get(kind)
+    if labels is None:
+        labels = _LABELS[kind] = {"probe": kind}
+    return labels
+
+
+def gauge(name: str, doc: str, value: float | None = None) -> Metric:
+    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given."""
+    fam = family(name, doc)
     if value is not None:
-        fam.samples.append(Sample(name, {"probe": current_probe.get()}, float(value)))
+        fam.samples.append(Sample(name, probe_labels(), float(value)))
     return fam
 
 

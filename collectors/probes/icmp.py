@@ -25,8 +25,9 @@ from collectors.probes.common import (
     ProbeTarget,
     ResolveError,
     add,
-    current_probe,
+    family,
     gauge,
+    probe_labels,
     resolve,
     result_metrics,
 )
@@ -102,6 +103,7 @@ class IcmpCollector(ProbeCollector):
         assert isinstance(settings, IcmpSettings)
         self._bounds = list(settings.histogram_buckets)
         self._le = [*(_fmt(b) for b in self._bounds), "+Inf"]
+        self._le_labels: dict[str, list[dict[str, str]]] = {}
 
     async def start(self) -> None:
         s = self.settings
@@ -193,20 +195,23 @@ class IcmpCollector(ProbeCollector):
             h.total += x
             h.count += 1
         base = "probe_icmp_response_duration_seconds"
-        fam = Metric(
+        fam = family(
             base,
             "Round-trip times of every echo reply since the agent started (for latency heatmaps)",
             "histogram",
         )
-        probe = current_probe.get()
+        probe = probe_labels()
+        le_labels = self._le_labels.get(probe["probe"])
+        if le_labels is None:
+            le_labels = self._le_labels[probe["probe"]] = [{"le": le, **probe} for le in self._le]
         bucket = base + "_bucket"
         running = 0
         samples = fam.samples
-        for le, n in zip(self._le, h.buckets, strict=True):
+        for labels, n in zip(le_labels, h.buckets, strict=True):
             running += n
-            samples.append(Sample(bucket, {"le": le, "probe": probe}, float(running)))
-        samples.append(Sample(base + "_count", {"probe": probe}, float(h.count)))
-        samples.append(Sample(base + "_sum", {"probe": probe}, h.total))
+            samples.append(Sample(bucket, labels, float(running)))
+        samples.append(Sample(base + "_count", probe, float(h.count)))
+        samples.append(Sample(base + "_sum", probe, h.total))
         return fam
 
 
