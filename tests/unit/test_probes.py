@@ -101,3 +101,28 @@ def test_the_example_probe_config_is_valid() -> None:
     loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "probes.example.yml")
     kinds = {k: len(loaded.config.targets_of(k)) for k in ("icmp", "tcp", "http", "dns")}
     assert kinds == {"icmp": 3, "tcp": 2, "http": 1, "dns": 1}
+
+
+def test_site_links_shorthand_expands_to_ordinary_targets() -> None:
+    from collectors.probes.links import LinkConfig, expand_links
+
+    links = [
+        LinkConfig(
+            name="wan", address="198.18.31.2", probes=["icmp", "tcp:22", "https:8443"], icmp={"count": 5}
+        ),
+        LinkConfig(name="backup", address="::1"),
+    ]
+    got = expand_links("xa-1", links)
+    assert got["icmp"] == [
+        {"count": 5, "name": "xa-1/wan", "site": "xa-1", "address": "198.18.31.2"},
+        {"name": "xa-1/backup", "site": "xa-1", "address": "::1"},
+    ]
+    assert got["tcp"] == [{"name": "xa-1/wan:22", "site": "xa-1", "address": "198.18.31.2", "port": 22}]
+    assert got["http"] == [{"name": "xa-1/wan:8443", "site": "xa-1", "url": "https://198.18.31.2:8443/"}]
+    # and the generated dicts are valid targets
+    IcmpTarget.model_validate(got["icmp"][0])
+    TcpTarget.model_validate(got["tcp"][0])
+    HttpTarget.model_validate(got["http"][0])
+    for bad in (["tcp"], ["ftp:21"], ["icmp", "icmp"], ["tcp:70000"]):
+        with pytest.raises(ValidationError):
+            LinkConfig(name="wan", address="198.18.31.2", probes=bad)
