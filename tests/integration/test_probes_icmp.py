@@ -289,3 +289,54 @@ def test_no_usable_socket_is_a_startup_error_naming_both_remedies() -> None:
     assert out.returncode != 0
     assert "ping_group_range" in out.stderr and "CAP_NET_RAW" in out.stderr
     assert StartupError.__name__ in out.stderr
+
+
+V6_NS_SCRIPT = """
+ip link set lo up
+sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+nft -f - <<'NFT'
+table inet gs {
+  chain filt {
+    type filter hook input priority 0;
+    ip6 daddr ::1 icmpv6 type echo-request meta length > 300 reject with icmpv6 type addr-unreachable
+  }
+}
+NFT
+exec "$@"
+"""
+
+
+@pytest.mark.parametrize("mode", ["dgram", "raw"])
+def test_ipv6_replies_and_errors_in_a_fresh_namespace(mode: str, tmp_path: Path) -> None:
+    """ICMPv6 in both socket modes: ::1 answers small echoes; big ones are rejected (address unreachable)."""
+    script = tmp_path / "v6.sh"
+    script.write_text(V6_NS_SCRIPT)
+    spec = {
+        "mode": mode,
+        "probes": [
+            {"address": "::1", "count": 2, "interval": 0.01, "timeout": 1.0},
+            {"address": "::1", "count": 2, "interval": 0.01, "timeout": 1.0, "payload_size": 400},
+        ],
+    }
+    out = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            str(script),
+            sys.executable,
+            "-m",
+            "tests.integration.icmp_ns_helper",
+            json.dumps(spec),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    assert data["mode"] == mode
+    ok, rejected = data["results"]
+    assert (ok["sent"], ok["received"]) == (2, 2)
+    assert rejected["received"] == 0 and rejected["errors"] == {"host_unreachable": 2}
