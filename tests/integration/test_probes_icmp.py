@@ -340,3 +340,24 @@ def test_ipv6_replies_and_errors_in_a_fresh_namespace(mode: str, tmp_path: Path)
     ok, rejected = data["results"]
     assert (ok["sent"], ok["received"]) == (2, 2)
     assert rejected["received"] == 0 and rejected["errors"] == {"host_unreachable": 2}
+
+
+def test_packet_rate_cap_spreads_sends() -> None:
+    """max_packets_per_second holds back a burst (a lower bound on time, so a slow machine cannot fail it)."""
+
+    async def scenario() -> tuple[int, float]:
+        engine = IcmpEngine("auto", max_packets_per_second=200)
+        await engine.start()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            results = await asyncio.gather(
+                *(engine.ping(f"127.31.0.{i + 1}", count=1, timeout=1.0) for i in range(60))
+            )
+            return sum(r.received for r in results), loop.time() - t0
+        finally:
+            await engine.close()
+
+    received, took = run(scenario())
+    assert received == 60
+    assert took >= 0.2  # 60 echoes at 200/s need at least 0.25 s less one 50 ms window
