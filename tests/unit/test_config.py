@@ -232,6 +232,12 @@ def test_secret_from_file_env_and_world_readable_warning(
     assert "s3cret-canary" not in repr(a)
     assert any("readable by every user" in r.getMessage() for r in caplog.records)
     os.chmod(secret, 0o600)
+    os.environ["GIAMSAT_TEST_CREDS"] = str(tmp_path)  # as systemd's CREDENTIALS_DIRECTORY
+    try:
+        a = Auth.model_validate({"password_file": "${GIAMSAT_TEST_CREDS}/pw"})
+        assert a.password is not None and a.password.get_secret_value() == "s3cret-canary"
+    finally:
+        del os.environ["GIAMSAT_TEST_CREDS"]
     os.environ["GIAMSAT_TEST_PW"] = "from-env"
     try:
         assert (
