@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StartupError
 from collectors.probes.icmp_engine import IcmpEngine
+from tests.helpers import GIAMSAT
 from tests.integration.probes_support import (
     HOST_IP,
     ROUTER_B,
@@ -273,22 +273,31 @@ def test_unresolvable_name_is_a_failed_probe(tmp_path: Path) -> None:
     assert value(r.families, "probe_failure_reason", reason="resolve") == 1
 
 
-def test_no_usable_socket_is_a_startup_error_naming_both_remedies() -> None:
-    # ping_group_range on this host excludes root's group unless someone widened it: force dgram mode
-    # in a fresh namespace where the default ("1 0") applies.
-    code = (
-        "import asyncio\n"
-        "from collectors.probes.icmp_engine import IcmpEngine\n"
-        "async def m():\n"
-        "    await IcmpEngine('dgram').start()\n"
-        "asyncio.run(m())\n"
-    )
+def test_no_usable_socket_is_a_startup_error_naming_both_remedies(tmp_path: Path) -> None:
+    """`giamsat once` without CAP_NET_RAW, in a fresh namespace where ping sockets are not allowed
+    (net.ipv4.ping_group_range defaults to "1 0"): a clear error naming both fixes, not a traceback."""
+    cfg = write_config(tmp_path, {"icmp": [{"name": "lo", "address": "127.0.0.1", "count": 1}]})
     out = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30
+        [
+            "unshare",
+            "--net",
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            GIAMSAT,
+            "once",
+            "--config.file",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert out.returncode != 0
-    assert "ping_group_range" in out.stderr and "CAP_NET_RAW" in out.stderr
-    assert StartupError.__name__ in out.stderr
+    assert "cannot open an ICMP socket" in out.stderr
+    assert "net.ipv4.ping_group_range" in out.stderr and "CAP_NET_RAW" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 V6_NS_SCRIPT = """
