@@ -148,7 +148,7 @@ class EchoResult:
 class _Probe:
     """One in-flight probe: its destination, send times by packet index, and what came back."""
 
-    __slots__ = ("addr", "done", "expected", "result", "sent_ns", "seqs", "timeout")
+    __slots__ = ("addr", "answered", "done", "expected", "result", "sent_ns", "seqs", "timeout")
 
     def __init__(self, addr: str, count: int, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.addr = addr
@@ -156,6 +156,7 @@ class _Probe:
         self.seqs: list[int] = []
         self.result = EchoResult()
         self.expected = count
+        self.answered = 0  # replies plus errors
         self.done: asyncio.Future[None] = loop.create_future()
         self.timeout = timeout
 
@@ -164,8 +165,8 @@ class _Probe:
             self.done.set_result(None)
 
     def _check_done(self) -> None:
-        r = self.result
-        if r.received + sum(r.errors.values()) >= self.expected and not self.done.done():
+        self.answered += 1
+        if self.answered >= self.expected and not self.done.done():
             self.done.set_result(None)
 
     def reply(self, index: int, recv_ns: int, hop_limit: int | None) -> None:
@@ -228,7 +229,8 @@ class _Socket:
                     words[t >> 5] &= ~(1 << (t & 31)) & 0xFFFFFFFF
                 s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
         else:
-            s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            if self.mode == "dgram":  # raw sockets read the TTL from the IP header
+                s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             # DONT really lets routers fragment; Linux's default ("want") sets DF anyway.
             s.setsockopt(
                 socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if dont_fragment else IP_PMTUDISC_DONT
@@ -337,7 +339,7 @@ class _Socket:
             if self.mode == "raw" and ident != self.ident:
                 return
             entry = self.pending.get(seq)
-            if entry is None or entry[0].addr != _norm(src):
+            if entry is None or entry[0].addr != (_norm(src) if self.v6 else src):
                 return  # late, duplicate, or someone else's reply
             del self.pending[seq]
             entry[0].reply(entry[1], recv_ns, hop)
@@ -561,7 +563,7 @@ class IcmpEngine:
                     await asyncio.sleep(0.05 - elapsed)
                 window_start, window_sent = self.loop.time(), 0
                 sent_in_batch = 0
-            elif sent_in_batch >= _SEND_BATCH or not queue:
+            elif sent_in_batch >= _SEND_BATCH and queue:
                 sent_in_batch = 0
                 await asyncio.sleep(0)  # let the reader drain replies between bursts
 
