@@ -101,6 +101,8 @@ def giamsat_worker(n: int) -> None:
         elif os.environ.get("BENCH_GC") == "tune":
             gc.freeze()
             gc.set_threshold(50_000, 20, 20)
+        elif os.environ.get("BENCH_GC") == "thresh":
+            gc.set_threshold(50_000, 20, 20)
         elif os.environ.get("BENCH_GC") == "off":
             gc.disable()
         try:
