@@ -6,12 +6,14 @@ import datetime
 import http.server
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from exporters.exposition import render_text
 from tests.integration.probes_support import free_port, make_cert, run, run_config, value, write_config
 
 EXPIRY = datetime.datetime(2031, 7, 4, 12, 30, 0, tzinfo=datetime.UTC)
@@ -288,3 +290,9 @@ def test_https_self_signed_gives_the_right_expiry(
         assert value(fams, "probe_tls_version_info", version="TLS 1.3") == 1
     assert value(res["untrusted"].families, "probe_success") == 0
     assert value(res["untrusted"].families, "probe_failure_reason", reason="tls_verify") == 1
+    # the TLS metrics and the failure reasons as the exporter renders them are promtool-clean
+    body, conflicts = render_text(list(res.values()), [], 256)
+    assert conflicts == 0
+    assert b"probe_ssl_earliest_cert_expiry{" in body and b"probe_failure_reason{" in body
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert (lint.stdout + lint.stderr).strip() == b""
