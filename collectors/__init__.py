@@ -11,9 +11,11 @@ from collectors.probes.dns import DnsCollector
 from collectors.probes.http import HttpCollector
 from collectors.probes.icmp import IcmpCollector
 from collectors.probes.tcp import TcpCollector
+from collectors.ssh import SSHCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
+    "ssh": SSHCollector,
     "icmp": IcmpCollector,
     "tcp": TcpCollector,
     "http": HttpCollector,
