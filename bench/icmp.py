@@ -11,6 +11,8 @@ For N targets in 127.0.0.0/8 (default 1000 and 5000), 3 echoes each, it runs in 
   /proc/<pid>/stat around the probing phase, RSS is its VmHWM. The HTTP client's own cost is not counted.
 
 Prints a Markdown table and, with --write, replaces the "ICMP probes" section of docs/benchmarks.md.
+For exploring GC policy, ``BENCH_GC=freeze|thresh|tune|off python bench/icmp.py --worker N`` runs the
+job path alone with gc.freeze(), a raised threshold, both, or no collector.
 Needs root (raw sockets; fping -i 0). Traffic goes to 127.0.0.0/8 only.
 """
 
