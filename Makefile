@@ -28,6 +28,7 @@ typecheck: ## mypy --strict on the packages
 
 bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
+	$(VENV)/bin/python bench/icmp.py --write
 
 bundle: ## offline install tarball in dist/: wheels of the package and every dependency, install.sh, unit
 	rm -rf $(BUNDLE_DIR)
