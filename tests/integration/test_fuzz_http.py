@@ -25,6 +25,11 @@ sites:
     level: province
 collectors:
   host: {{}}
+targets:
+  tcp:
+    - {{name: t1, site: here, address: 127.0.0.1, port: {closed}}}
+  icmp:
+    - {{name: lo, site: here, address: 127.0.0.1, count: 1, packet_timeout: 1s}}
 """
 
 ALLOWED = {200, 400, 404, 414, 503}
@@ -33,7 +38,7 @@ ALLOWED = {200, 400, 404, 414, 503}
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     d = tmp_path_factory.mktemp("fuzz-http")
-    (d / "giamsat.yml").write_text(CONFIG.format(state=d / "state"))
+    (d / "giamsat.yml").write_text(CONFIG.format(state=d / "state", closed=free_port()))
     port = free_port()
     log = d / "agent.log"
     with log.open("wb") as f:
@@ -82,6 +87,8 @@ def query_strings(draw: st.DrawFn) -> str:
 @example(path="/probe", query="target=%ff%fe&module=host")
 @example(path="/snmp", query="target=" + "a" * 5000)
 @example(path="/probe", query="target=here&module=host")
+@example(path="/probe", query="target=t1&module=tcp")  # a configured target: 200 with its result
+@example(path="/probe", query="module=icmp&target=lo&target=t1&module=tcp")
 def test_query_strings_never_break_the_endpoint(agent: tuple[int, Path], path: str, query: str) -> None:
     port, _ = agent
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -93,6 +100,13 @@ def test_query_strings_never_break_the_endpoint(agent: tuple[int, Path], path: s
         conn.close()
     assert r.status in ALLOWED, (r.status, body[:300])
     assert b"Traceback" not in body
+
+
+def test_the_fuzzed_agent_does_serve_configured_targets(agent: tuple[int, Path]) -> None:
+    """The 200 path is reachable, so the fuzzing above covers rendering a real result too."""
+    wait_for(lambda: http_get(f"http://127.0.0.1:{agent[0]}/probe?target=t1&module=tcp")[0] == 200, 20)
+    status, body, _ = http_get(f"http://127.0.0.1:{agent[0]}/probe?target=t1&module=tcp")
+    assert status == 200 and 'reason="connection_refused"' in body  # nothing listens on that port
 
 
 def test_no_traceback_in_the_log(agent: tuple[int, Path]) -> None:
