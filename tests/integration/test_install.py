@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHONPATH", "PYTHONHOME"))}
     env.update(
         PIP_CONFIG_FILE=os.devnull,
         PIP_INDEX_URL="http://127.0.0.1:9/simple",  # discard port: nothing answers
