@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collectors.base import Collector
 from collectors.host import HostCollector
+from collectors.snmp import SnmpCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
+    "snmp": SnmpCollector,
 }
