@@ -14,7 +14,6 @@ never carry credentials. pysnmp's debug logging prints keys: nothing here enable
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -265,8 +264,12 @@ class GufoClient:
         # SNMPv1 fails the whole PDU on one missing OID (noSuchName): ask one by one.
         out: dict[str, Value] = {}
         for oid in oids:
+
+            async def one(oid: str = oid) -> Any:
+                return await session.get(oid)
+
             try:
-                v = await self._retry(lambda oid=oid: session.get(oid))
+                v = await self._retry(one)
             except NoSuchInstance:
                 continue
             except SnmpClientError as exc:
@@ -335,8 +338,7 @@ class PysnmpEngines:
     def close(self) -> None:
         for eng in self._engines.values():
             # closing a dispatcher that never opened raises
-            with contextlib.suppress(Exception):
-                eng.close_dispatcher()
+            eng.close_dispatcher()
         self._engines.clear()
 
 

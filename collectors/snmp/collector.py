@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.errors import CollectError
-from collectors.base import Collector, CollectorContext, CollectorSettings, TargetConfig
+from collectors.base import Collector, CollectorContext, CollectorSettings, TargetConfig, time_left
 from collectors.snmp.client import (
     Endpoint,
     GufoClient,
@@ -131,7 +131,7 @@ class SnmpCollector(Collector):
             raise CollectError("config", "; ".join(f"{key}: {msg}" for _, key, msg in problems))
         auth = self.cfg.auths[target.auth]
         # Finish inside the job's deadline so a dead device is reported as data, not as a killed job.
-        budget = (target.timeout or self.cfg.timeout or 10.0) * 0.9
+        budget = time_left((target.timeout or self.cfg.timeout or 10.0) * 0.9, margin=0.2)
         start = time.monotonic()
         results: list[ModuleResult] = []
         async with self._sem:
@@ -217,13 +217,13 @@ class SnmpCollector(Collector):
                     extra={
                         "target": t.name,
                         "address": f"{t.address}:{t.port}",
-                        "module": r.name,
+                        "snmp_module": r.name,
                         "reason": r.reason,
                         "detail": r.message,
                     },
                 )
             elif not r.reason and before:
-                self.ctx.log.info("snmp module recovered", extra={"target": t.name, "module": r.name})
+                self.ctx.log.info("snmp module recovered", extra={"target": t.name, "snmp_module": r.name})
             self._last_state[key] = r.reason
 
     # ------------------------------------------------------------------------------ /snmp
