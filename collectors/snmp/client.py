@@ -20,6 +20,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from gufo.snmp import (
+    Aes128Key,
+    Aes192Key,
+    Aes256Key,
+    DesKey,
+    KeyExpansion,
+    Md5Key,
+    NoSuchInstance,
+    Sha1Key,
+    Sha224Key,
+    Sha256Key,
+    Sha384Key,
+    Sha512Key,
+    SnmpAuthError,
+    SnmpDecodeError,
+    SnmpError,
+    SnmpVersion,
+    User,
+)
+from gufo.snmp.aio import SnmpSession
+
 from collectors.snmp.config import Auth
 
 Value = int | float | str | bytes
@@ -95,9 +116,10 @@ class WalkGuard:
     """
 
     def __init__(self, root: str, limit: int) -> None:
-        self.root = oid_tuple(root)
+        self.root = root
         self.prefix = root + "."
-        self.last: tuple[int, ...] = self.root
+        self.cut = len(self.prefix)
+        self.last: tuple[int, ...] = ()
         self.limit = limit
         self.count = 0
 
@@ -105,15 +127,15 @@ class WalkGuard:
         """True if ``oid`` belongs to the walk; False when the subtree has ended."""
         if not oid.startswith(self.prefix):
             return False
-        cur = oid_tuple(oid)
+        cur = tuple(map(int, oid[self.cut :].split(".")))  # only the part below the root can differ
         if cur <= self.last:
-            raise SnmpClientError("oid_loop", f"agent returned {oid} after {'.'.join(map(str, self.last))}")
+            raise SnmpClientError(
+                "oid_loop", f"agent returned {oid} after {self.root}.{'.'.join(map(str, self.last))}"
+            )
         self.last = cur
         self.count += 1
         if self.count > self.limit:
-            raise SnmpClientError(
-                "too_many_varbinds", f"walk of {'.'.join(map(str, self.root))} passed {self.limit}"
-            )
+            raise SnmpClientError("too_many_varbinds", f"walk of {self.root} passed {self.limit}")
         return True
 
 
@@ -151,21 +173,6 @@ class GufoClient:
         self._last_used = 0.0
 
     def _user(self) -> Any:
-        from gufo.snmp import (
-            Aes128Key,
-            Aes192Key,
-            Aes256Key,
-            DesKey,
-            KeyExpansion,
-            Md5Key,
-            Sha1Key,
-            Sha224Key,
-            Sha256Key,
-            Sha384Key,
-            Sha512Key,
-            User,
-        )
-
         a = self.ep.auth
         assert a.username is not None
         if a.security_level == "noAuthNoPriv":
@@ -195,9 +202,6 @@ class GufoClient:
         return User(a.username, auth_key=auth_key, priv_key=priv_key, key_expansion=expansion)
 
     async def _open(self) -> Any:
-        from gufo.snmp import SnmpVersion
-        from gufo.snmp.aio import SnmpSession
-
         ep = self.ep
         if self._session is None:
             addr = await resolve(ep.host, ep.port)
@@ -230,33 +234,35 @@ class GufoClient:
         return self._session
 
     async def _retry(self, fn: Callable[[], Awaitable[T]]) -> T:
-        from gufo.snmp import SnmpAuthError, SnmpDecodeError, SnmpError
-
         for _ in range(self.ep.retries + 1):
             try:
                 return await fn()
             except TimeoutError:
                 continue
-            except SnmpAuthError:
-                self._session = None
-                raise SnmpClientError("auth_failed", f"{self.ep}: SNMPv3 authentication failed") from None
-            except SnmpDecodeError as exc:
-                self._session = None
-                raise SnmpClientError("decode_error", f"{self.ep}: undecodable response: {exc}") from None
             except SnmpError as exc:
-                raise SnmpClientError("error_status", f"{self.ep}: {type(exc).__name__}: {exc}") from None
+                raise self._error(exc) from None
             except OSError as exc:
                 self._session = None
                 raise SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}") from None
+        raise self._timeout()
+
+    def _timeout(self) -> SnmpClientError:
         # A reply to an abandoned request may still arrive; a fresh socket next time never sees it.
         self._session = None
-        raise SnmpClientError(
+        return SnmpClientError(
             "timeout", f"{self.ep}: no answer within {self.ep.timeout:g}s, {self.ep.retries} retries"
         )
 
-    async def get(self, oids: Sequence[str]) -> dict[str, Value]:
-        from gufo.snmp import NoSuchInstance
+    def _error(self, exc: SnmpError) -> SnmpClientError:
+        if isinstance(exc, SnmpAuthError):
+            self._session = None
+            return SnmpClientError("auth_failed", f"{self.ep}: SNMPv3 authentication failed")
+        if isinstance(exc, SnmpDecodeError):
+            self._session = None
+            return SnmpClientError("decode_error", f"{self.ep}: undecodable response: {exc}")
+        return SnmpClientError("error_status", f"{self.ep}: {type(exc).__name__}: {exc}")
 
+    async def get(self, oids: Sequence[str]) -> dict[str, Value]:
         session = await self._open()
         if self.ep.auth.version != 1:
             res = await self._retry(lambda: session.get_many(list(oids)))
@@ -285,20 +291,39 @@ class GufoClient:
         it = session.getnext(oid) if self.ep.auth.version == 1 else session.getbulk(oid)
         guard = WalkGuard(oid, self.ep.max_varbinds)
         out: list[tuple[str, Value]] = []
-
-        async def step() -> tuple[str, Any] | None:
-            try:
-                item: tuple[str, Any] = await it.__anext__()
-            except StopAsyncIteration:
-                return None
-            return item
-
+        attempts = 0
         while True:
-            item = await self._retry(step)
-            if item is None or not guard.accept(item[0]):
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
                 break
-            if item[1] is not None:
-                out.append(item)
+            except TimeoutError:
+                attempts += 1
+                if attempts > self.ep.retries:
+                    raise self._timeout() from None
+                continue  # the iterator resends the same request
+            except SnmpError as exc:
+                raise self._error(exc) from None
+            except OSError as exc:
+                self._session = None
+                raise SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}") from None
+            attempts = 0
+            # gufo's GetBulkIter hands out one buffered varbind per coroutine call; taking the rest of
+            # the response at once halves the walk's CPU. Falls back to one by one if it ever changes.
+            batch: list[tuple[str, Any] | None] = [first]
+            buffered = getattr(it, "_buffer", None)
+            if isinstance(buffered, list) and buffered:
+                batch.extend(buffered)
+                buffered.clear()
+            ended = False
+            for item in batch:
+                if item is None or not guard.accept(item[0]):
+                    ended = True
+                    break
+                if item[1] is not None:
+                    out.append(item)
+            if ended:
+                break
         if not out and self.ep.auth.version == 3:
             # https://github.com/gufolabs/gufo_snmp: GETBULK hides a v3 report (e.g. usmStatsUnsupported
             # SecLevels) as zero varbinds; a GET raises it.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from agent.errors import CollectError
 from collectors.base import Collector, CollectorContext, CollectorSettings, TargetConfig, time_left
@@ -356,8 +357,6 @@ def _family(m: MetricDef, labelnames: list[str]) -> Metric:
 
 
 def _add(fam: Metric, name: str, labelnames: list[str], values: list[str], value: float) -> None:
-    from prometheus_client.samples import Sample
-
     fam.samples.append(Sample(name, dict(zip(labelnames, values, strict=True)), value))
 
 
@@ -392,6 +391,8 @@ def build_families(
     """Metric families from fetched values; rows with an unparsable index or a non-numeric value are
     left out rather than failing the module."""
     out: list[Metric] = []
+    # Row labels depend only on (indexes, lookups), shared by most columns of a table: compute once.
+    row_labels: dict[tuple[object, ...], dict[str, list[str] | None]] = {}
     for m in mod.metrics:
         labelnames = [i.labelname for i in m.indexes] + [lk.labelname for lk in m.lookups]
         fam = _family(m, labelnames)
@@ -404,21 +405,32 @@ def build_families(
                 ]
                 _emit(fam, m, labelnames, labels, raw, None)
         else:
+            key = (tuple(m.indexes), tuple(m.lookups))
+            cache = row_labels.setdefault(key, {})
             lookups = [(lk, tables.get(lk.oid, {})) for lk in m.lookups]
             factors = tables.get(m.multiply_by, {}) if m.multiply_by else None
             for suffix, raw in tables.get(m.oid, {}).items():
-                idx = parse_index(suffix, m)
-                if idx is None:
+                if suffix in cache:
+                    labels_or_none = cache[suffix]
+                else:
+                    idx = parse_index(suffix, m)
+                    labels_or_none = cache[suffix] = (
+                        None
+                        if idx is None
+                        else idx
+                        + [
+                            format_string(rows[suffix], lk.format) if suffix in rows else ""
+                            for lk, rows in lookups
+                        ]
+                    )
+                if labels_or_none is None:
                     continue
                 factor: float | None = None
                 if factors is not None:
                     factor = _number(factors.get(suffix))
                     if factor is None:
                         continue
-                labels = idx + [
-                    format_string(rows[suffix], lk.format) if suffix in rows else "" for lk, rows in lookups
-                ]
-                _emit(fam, m, labelnames, labels, raw, factor)
+                _emit(fam, m, labelnames, labels_or_none, raw, factor)
         if fam.samples:
             out.append(fam)
     return out

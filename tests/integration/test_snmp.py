@@ -25,6 +25,7 @@ pytestmark = pytest.mark.root
 
 NS = f"gs{os.getpid()}snmp"
 VETH_HOST, VETH_NS = f"gs{os.getpid()}sa", f"gs{os.getpid()}sb"
+# 198.18.40.0/25; bench/snmp.py uses 198.18.40.128/25
 HOST_IP, AGENT_IP = "198.18.40.2", "198.18.40.1"
 N_IFB = 40
 SECRETS = (COMMUNITY, AUTH_PASS, PRIV_PASS)
@@ -61,9 +62,9 @@ def netns_agent() -> Iterator[Snmpd]:
     try:
         _ip("link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS)
         _ip("link", "set", VETH_NS, "netns", NS)
-        _ip("addr", "add", f"{HOST_IP}/24", "dev", VETH_HOST)
+        _ip("addr", "add", f"{HOST_IP}/25", "dev", VETH_HOST)
         _ip("link", "set", VETH_HOST, "up")
-        _ip("-n", NS, "addr", "add", f"{AGENT_IP}/24", "dev", VETH_NS)
+        _ip("-n", NS, "addr", "add", f"{AGENT_IP}/25", "dev", VETH_NS)
         _ip("-n", NS, "link", "set", VETH_NS, "up")
         _ip("-n", NS, "link", "set", "lo", "up")
         batch = []

@@ -1,0 +1,277 @@
+"""SNMP benchmark: giamsat (gufo-snmp and pysnmp engines) against snmp_exporter 0.21, same run, same snmpd.
+
+Needs root (a network namespace with ifb interfaces so each snmpd has 50 interfaces). Prints:
+
+1. if_mib poll of one 50-interface device, sequential: latency (median, p90) and client CPU per poll.
+   giamsat is measured in-process including rendering the exposition text; snmp_exporter via HTTP,
+   CPU read from /proc for its PID.
+2. Throughput: 50..500 devices polled in one round (targets spread over several snmpd instances):
+   devices per second, client CPU per round, and the share of one core for an every-60-s schedule.
+
+Usage: sudo .venv/bin/python bench/snmp.py [--polls 30] [--devices 50,200,500] [--agents 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.store import JobResult
+from collectors.base import BlockingRunner, CollectorContext
+from collectors.snmp import SnmpCollector
+from collectors.snmp.config import SnmpSettings, SnmpTarget
+from exporters.exposition import render_text
+from tests.helpers import free_port
+from tests.snmpd import COMMUNITY, Snmpd
+
+PID = os.getpid()
+NS = f"gs{PID}bsnmp"
+VETH_HOST, VETH_NS = f"gs{PID}ba", f"gs{PID}bb"
+HOST_IP, AGENT_IP = "198.18.40.130", "198.18.40.129"  # 198.18.40.128/25; the tests use .0/25
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def ip(*args: str, stdin: str | None = None) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, input=stdin, text=True)
+
+
+def setup_netns(n_ifb: int) -> None:
+    ip("netns", "add", NS)
+    ip("link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS)
+    ip("link", "set", VETH_NS, "netns", NS)
+    ip("addr", "add", f"{HOST_IP}/25", "dev", VETH_HOST)
+    ip("link", "set", VETH_HOST, "up")
+    ip("-n", NS, "addr", "add", f"{AGENT_IP}/25", "dev", VETH_NS)
+    ip("-n", NS, "link", "set", VETH_NS, "up")
+    ip("-n", NS, "link", "set", "lo", "up")
+    lines = [f"link add ifb{i} type ifb\nlink set ifb{i} up" for i in range(n_ifb)]
+    ip("-n", NS, "-batch", "-", stdin="\n".join(lines))
+
+
+def teardown_netns() -> None:
+    subprocess.run(["ip", "link", "del", VETH_HOST], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True, check=False)
+
+
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
+
+
+def self_cpu() -> tuple[float, float]:
+    t = os.times()
+    return t.user, t.system
+
+
+def delta(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return b[0] - a[0], b[1] - a[1]
+
+
+def make_collector(engine: str) -> SnmpCollector:
+    cfg = SnmpSettings.model_validate(
+        {
+            "engine": engine,
+            "auths": {"v2": {"version": 2, "community": COMMUNITY}},
+            "max_concurrent_devices": 128,
+        }
+    )
+    ctx = CollectorContext(
+        "snmp", Path(tempfile.gettempdir()), BlockingRunner("bench", 1), logging.getLogger("bench")
+    )
+    return SnmpCollector(cfg, ctx)
+
+
+def target(i: int, port: int) -> SnmpTarget:
+    return SnmpTarget(
+        name=f"d{i}", site="s", address=AGENT_IP, port=port, auth="v2", modules=["if_mib"], timeout=30
+    )
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+async def giamsat_latency(engine: str, port: int, polls: int) -> dict[str, float]:
+    c = make_collector(engine)
+    t = target(0, port)
+    await c.collect(t)  # warm-up: session, v3 discovery, imports
+    lat = []
+    series = 0
+    cpu0 = self_cpu()
+    for _ in range(polls):
+        t0 = time.perf_counter()
+        fams = await c.collect(t)
+        res = JobResult("snmp/d0", "snmp", "d0", "s", tuple(fams), time.time(), 0.0, True)
+        body, _ = render_text([res], [], 256)
+        lat.append(time.perf_counter() - t0)
+    user, system = delta(cpu0, self_cpu())
+    series = body.count(b"\nif")
+    await c.close()
+    return {
+        "median": statistics.median(lat),
+        "p90": pct(lat, 0.9),
+        "cpu": (user + system) / polls,
+        "user": user / polls,
+        "sys": system / polls,
+        "series": series,
+    }
+
+
+def exporter_latency(url: str, pid: int, polls: int) -> dict[str, float]:
+    urllib.request.urlopen(url, timeout=30).read()
+    lat = []
+    cpu0 = proc_cpu(pid)
+    body = b""
+    for _ in range(polls):
+        t0 = time.perf_counter()
+        body = urllib.request.urlopen(url, timeout=30).read()
+        lat.append(time.perf_counter() - t0)
+    user, system = delta(cpu0, proc_cpu(pid))
+    return {
+        "median": statistics.median(lat),
+        "p90": pct(lat, 0.9),
+        "cpu": (user + system) / polls,
+        "user": user / polls,
+        "sys": system / polls,
+        "series": body.count(b"\nif"),
+    }
+
+
+async def giamsat_round(engine: str, ports: list[int], n: int) -> dict[str, float]:
+    c = make_collector(engine)
+    targets = [target(i, ports[i % len(ports)]) for i in range(n)]
+    await asyncio.gather(*(c.collect(t) for t in targets))  # warm-up round (sockets)
+    cpu0, t0 = self_cpu(), time.perf_counter()
+    results = await asyncio.gather(*(c.collect(t) for t in targets))
+    wall, cpu = time.perf_counter() - t0, sum(delta(cpu0, self_cpu()))
+    ok = sum(1 for fams in results for f in fams if f.name == "snmp_up" and f.samples[0].value == 1.0)
+    await c.close()
+    return {"wall": wall, "cpu": cpu, "ok": ok}
+
+
+def exporter_round(base: str, pid: int, ports: list[int], n: int) -> dict[str, float]:
+    urls = [f"{base}&target={AGENT_IP}:{ports[i % len(ports)]}" for i in range(n)]
+
+    def get(u: str) -> bool:
+        body = urllib.request.urlopen(u, timeout=120).read()
+        return b"ifHCInOctets{" in body
+
+    with ThreadPoolExecutor(128) as pool:
+        list(pool.map(get, urls[: min(n, 50)]))
+        cpu0, t0 = proc_cpu(pid), time.perf_counter()
+        ok = sum(pool.map(get, urls))
+        wall, cpu = time.perf_counter() - t0, sum(delta(cpu0, proc_cpu(pid)))
+    return {"wall": wall, "cpu": cpu, "ok": ok}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--polls", type=int, default=30)
+    ap.add_argument("--devices", default="50,200,500")
+    ap.add_argument("--agents", type=int, default=10, help="snmpd instances sharing the 50 interfaces")
+    ap.add_argument(
+        "--pysnmp-max-devices", type=int, default=50, help="pysnmp is slow; cap its throughput runs"
+    )
+    args = ap.parse_args()
+    devices = [int(x) for x in args.devices.split(",")]
+
+    agents: list[Snmpd] = []
+    exporter: subprocess.Popen[bytes] | None = None
+    tmp = Path(tempfile.mkdtemp(prefix="gs-bench-snmp-"))
+    try:
+        setup_netns(48)  # + lo + the veth end = 50 interfaces
+        for k in range(args.agents):
+            agents.append(Snmpd(host=AGENT_IP, port=10161 + k, netns=NS, sys_name=f"bench{k}").start())
+        ports = [a.port for a in agents]
+        n_if = len(agents[0].cli("snmpbulkwalk", "1.3.6.1.2.1.2.2.1.1").splitlines())
+        conf = tmp / "snmp.yml"
+        conf.write_text(
+            (Path(__file__).parent / "snmp_exporter.yml").read_text().replace("BENCH_COMMUNITY", COMMUNITY)
+        )
+        eport = free_port()
+        exporter = subprocess.Popen(
+            [
+                "prometheus-snmp-exporter",
+                f"--config.file={conf}",
+                f"--web.listen-address=127.0.0.1:{eport}",
+                "--log.level=error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{eport}/snmp?module=if_mib"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{eport}/", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        print(
+            f"# SNMP benchmark {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs (shared machine)"
+        )
+        print(
+            f"# device: net-snmp snmpd in a netns, {n_if} interfaces; if_mib = 14 columns, v2c, max-repetitions 25\n"
+        )
+
+        print(f"## 1. One device, {args.polls} sequential if_mib polls")
+        print("| client | median latency ms | p90 ms | client CPU ms/poll | of which user | of which system | if_ series |")
+        print("|---|---|---|---|---|---|---|")
+        rows = {}
+        for engine in ("gufo", "pysnmp"):
+            rows[engine] = r = asyncio.run(giamsat_latency(engine, ports[0], args.polls))
+            print(
+                f"| giamsat ({engine}) | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
+            )
+        rows["exp"] = r = exporter_latency(f"{base}&target={AGENT_IP}:{ports[0]}", exporter.pid, args.polls)
+        print(
+            f"| snmp_exporter 0.21 | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
+        )
+        print(
+            f"\nCPU per poll ratio to snmp_exporter: gufo {rows['gufo']['cpu'] / rows['exp']['cpu']:.2f}, "
+            f"pysnmp {rows['pysnmp']['cpu'] / rows['exp']['cpu']:.2f}\n"
+        )
+
+        print(
+            f"## 2. Throughput: one round over N devices ({len(ports)} snmpd instances, {n_if} interfaces each)"
+        )
+        print(
+            "| client | devices | answered | wall s | devices/s | client CPU s/round | core share at 60 s interval |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for n in devices:
+            for engine in ("gufo", "pysnmp"):
+                if engine == "pysnmp" and n > args.pysnmp_max_devices:
+                    continue
+                r = asyncio.run(giamsat_round(engine, ports, n))
+                print(
+                    f"| giamsat ({engine}) | {n} | {r['ok']:.0f} | {r['wall']:.2f} | {n / r['wall']:.0f} | {r['cpu']:.2f} | {r['cpu'] / 60:.3f} |"
+                )
+            r = exporter_round(base, exporter.pid, ports, n)
+            print(
+                f"| snmp_exporter 0.21 | {n} | {r['ok']:.0f} | {r['wall']:.2f} | {n / r['wall']:.0f} | {r['cpu']:.2f} | {r['cpu'] / 60:.3f} |"
+            )
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(10)
+        for a in agents:
+            a.stop()
+        teardown_netns()
+
+
+if __name__ == "__main__":
+    main()
