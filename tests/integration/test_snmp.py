@@ -444,3 +444,47 @@ def test_families_for_module(lo_agent: Snmpd, tmp_path: Path) -> None:
     assert mods == {"if_mib"}
     assert c.families_for_module(fams, "no_such_module") is None
     assert c.families_for_module(fams, "ups") is None  # known module, not polled for this device
+
+
+def test_agent_serves_snmp_the_snmp_exporter_way(
+    lo_agent: Snmpd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`giamsat run` polls the device in the background; /snmp serves one module of the cached result."""
+    from tests.helpers import http_get, wait_for
+    from tests.integration.test_agent_process import AgentProc
+
+    agent = AgentProc(
+        tmp_path,
+        f"""
+        agent:
+          site: tinh
+          interval: 2s
+          timeout: 2s
+          state_dir: {tmp_path / "state"}
+        sites:
+          - {{id: tinh, name: "Tỉnh", level: province}}
+        collectors:
+          snmp:
+            auths:
+              v2: {{version: 2, community_env: GS_TEST_COMMUNITY}}
+        targets:
+          snmp:
+            - {{name: r1, site: tinh, address: 127.0.0.1, port: {lo_agent.port}, auth: v2, modules: [system, if_mib]}}
+        """,
+    )
+    monkeypatch.setenv("GS_TEST_COMMUNITY", COMMUNITY)
+    try:
+        agent.start()
+        wait_for(lambda: agent.metrics().get('snmp_up{site="tinh",target="r1"}') == 1.0, 20, what="snmp_up 1")
+        status, body, _ = http_get(agent.url + "/snmp?target=r1&module=if_mib")
+        assert status == 200
+        assert 'ifOperStatus{ifIndex="1"' in body and "snmp_up 1" in body
+        assert "snmp_system_info" not in body and "target=" not in body
+        assert http_get(agent.url + "/snmp?target=r1&module=nope")[0] == 404
+        assert http_get(agent.url + "/snmp?target=other&module=if_mib")[0] == 404
+        _, metrics, _ = http_get(agent.url + "/metrics")
+        assert 'snmp_up{site="tinh",target="r1"} 1' in metrics
+    finally:
+        agent.stop()
+    log = agent.log.read_text()
+    assert COMMUNITY not in log and COMMUNITY not in metrics
