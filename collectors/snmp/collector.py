@@ -161,6 +161,8 @@ class SnmpCollector(Collector):
             families = build_families(mod, scalars, tables)
             return ModuleResult(name, families, time.monotonic() - start, n)
         except TimeoutError:
+            # Cut off mid-request: a late reply must not be read as the answer to the next request.
+            await client.close()
             return ModuleResult(
                 name, [], time.monotonic() - start, 0, "timeout", "device deadline reached during the module"
             )

@@ -488,3 +488,19 @@ def test_agent_serves_snmp_the_snmp_exporter_way(
         agent.stop()
     log = agent.log.read_text()
     assert COMMUNITY not in log and COMMUNITY not in metrics
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dead_device_is_reported_within_the_job_deadline(tmp_path: Path, engine: str) -> None:
+    """5 s x 4 attempts would outlive a 1 s job: the poll ends inside it with snmp_up 0, not an error."""
+    silent = FakeAgent("silent").start()
+    try:
+        c = make_collector(tmp_path, engine=engine)  # defaults: 5 s timeout, 3 retries
+        fams = collect(
+            c, target("dead", "127.0.0.1", silent.port, timeout="1s", modules=["system", "if_mib"])
+        )
+    finally:
+        silent.stop()
+    assert sample(fams, "snmp_up") == 0.0
+    assert sample(fams, "snmp_failure_reason", reason="timeout") == 1.0
+    assert sample(fams, "snmp_module_failure_reason", module="if_mib", reason="timeout") == 1.0
