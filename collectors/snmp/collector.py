@@ -284,7 +284,26 @@ async def fetch_module(
         scalars.update(await client.get(uniq_get[i : i + GET_BATCH]))
     tables: dict[str, dict[str, Value]] = {}
     n = len(scalars)
-    for col in dict.fromkeys(columns):
+    wanted = list(dict.fromkeys(columns))
+    for subtree in mod.walk:
+        inside = [c for c in wanted if c.startswith(subtree + ".")]
+        if not inside:
+            continue
+        rows = await client.walk(subtree)
+        n += len(rows)
+        for col in inside:
+            tables[col] = {}
+        for oid, v in rows:
+            # Find the wanted column this OID is under: try each arc boundary below the subtree.
+            pos = len(subtree)
+            while (pos := oid.find(".", pos + 1)) > 0:
+                rows_of = tables.get(oid[:pos])
+                if rows_of is not None and oid[:pos] in inside:
+                    rows_of[oid[pos + 1 :]] = v
+                    break
+    for col in wanted:
+        if col in tables:
+            continue
         rows = await client.walk(col)
         cut = len(col) + 1
         tables[col] = {oid[cut:]: v for oid, v in rows}

@@ -173,6 +173,14 @@ class Module(Model):
     """A named set of metrics (snmp_exporter ``modules`` entry)."""
 
     metrics: list[MetricDef] = Field(min_length=1)
+    #: subtrees to walk whole (snmp_exporter ``walk``), e.g. a table entry when most of its columns are
+    #: used: one walk instead of one per column. Columns outside these subtrees are walked one by one.
+    walk: list[str] = Field(default_factory=list)
+
+    @field_validator("walk")
+    @classmethod
+    def _norm_walk(cls, v: list[str]) -> list[str]:
+        return [normalize_oid(o) for o in v]
 
     @model_validator(mode="after")
     def _unique(self) -> Module:

@@ -504,3 +504,28 @@ def test_dead_device_is_reported_within_the_job_deadline(tmp_path: Path, engine:
     assert sample(fams, "snmp_up") == 0.0
     assert sample(fams, "snmp_failure_reason", reason="timeout") == 1.0
     assert sample(fams, "snmp_module_failure_reason", module="if_mib", reason="timeout") == 1.0
+
+
+def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp_path: Path) -> None:
+    """``walk:`` subtrees (one walk per table) give the same series as one walk per column."""
+    from collectors.snmp.modules import SHIPPED
+
+    whole = SHIPPED["if_mib"].model_dump()
+    whole["walk"] = ["1.3.6.1.2.1.2.2", "1.3.6.1.2.1.31.1.1.1"]  # a table and a table entry
+    results = {}
+    for name in ("if_mib", "if_whole"):
+        c = make_collector(tmp_path, modules={"if_whole": whole})
+        fams = collect(c, target("sw1", AGENT_IP, 161, modules=[name]))
+        results[name] = (
+            {
+                (s.name, tuple(sorted(s.labels.items())))
+                for f in fams
+                if f.name in ("ifOperStatus", "ifAdminStatus", "ifHighSpeed")
+                for s in f.samples
+            },
+            sample(fams, "snmp_scrape_pdus_returned"),
+        )
+    assert len(results["if_mib"][0]) == 3 * (N_IFB + 2)
+    assert results["if_whole"][0] == results["if_mib"][0]
+    pdus_whole, pdus_columns = results["if_whole"][1], results["if_mib"][1]
+    assert pdus_whole is not None and pdus_columns is not None and pdus_whole > pdus_columns  # whole tables
