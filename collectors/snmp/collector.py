@@ -286,7 +286,7 @@ async def fetch_module(
     n = len(scalars)
     wanted = list(dict.fromkeys(columns))
     for subtree in mod.walk:
-        inside = [c for c in wanted if c.startswith(subtree + ".")]
+        inside = {c for c in wanted if c.startswith(subtree + ".")}
         if not inside:
             continue
         rows = await client.walk(subtree)

@@ -518,7 +518,7 @@ def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp
         fams = collect(c, target("sw1", AGENT_IP, 161, modules=[name]))
         results[name] = (
             {
-                (s.name, tuple(sorted(s.labels.items())))
+                (s.name, tuple(sorted(s.labels.items())), s.value)
                 for f in fams
                 if f.name in ("ifOperStatus", "ifAdminStatus", "ifHighSpeed")
                 for s in f.samples
