@@ -26,6 +26,9 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,12 +84,61 @@ def delta(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]
     return b[0] - a[0], b[1] - a[1]
 
 
+IF_ENTRY, IFX_ENTRY = "1.3.6.1.2.1.2.2.1", "1.3.6.1.2.1.31.1.1.1"
+# Every numeric column of ifTable and ifXTable: the "one 2040-varbind ifTable+ifXTable poll".
+FULL_COLUMNS = [
+    f"{IF_ENTRY}.{c}" for c in (1, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
+] + [f"{IFX_ENTRY}.{c}" for c in (*range(2, 18), 19)]
+LOOKUPS = [("ifName", f"{IFX_ENTRY}.1"), ("ifAlias", f"{IFX_ENTRY}.18"), ("ifDescr", f"{IF_ENTRY}.2")]
+
+
+def full_module_giamsat() -> dict[str, Any]:
+    return {
+        "walk": [IF_ENTRY, IFX_ENTRY],
+        "metrics": [
+            {
+                "name": "if_" + col.replace(".", "_"),
+                "oid": col,
+                "indexes": [{"labelname": "ifIndex"}],
+                "lookups": [{"labelname": n, "oid": o} for n, o in LOOKUPS],
+            }
+            for col in FULL_COLUMNS
+        ],
+    }
+
+
+def full_module_exporter() -> dict[str, Any]:
+    return {
+        "walk": [IF_ENTRY, IFX_ENTRY],
+        "version": 2,
+        "auth": {"community": COMMUNITY},
+        "max_repetitions": 25,
+        "retries": 3,
+        "timeout": "5s",
+        "metrics": [
+            {
+                "name": "if_" + col.replace(".", "_"),
+                "oid": col,
+                "type": "gauge",
+                "help": col,
+                "indexes": [{"labelname": "ifIndex", "type": "gauge"}],
+                "lookups": [
+                    {"labels": ["ifIndex"], "labelname": n, "oid": o, "type": "DisplayString"}
+                    for n, o in LOOKUPS
+                ],
+            }
+            for col in FULL_COLUMNS
+        ],
+    }
+
+
 def make_collector(engine: str) -> SnmpCollector:
     cfg = SnmpSettings.model_validate(
         {
             "engine": engine,
             "auths": {"v2": {"version": 2, "community": COMMUNITY}},
             "max_concurrent_devices": 128,
+            "modules": {"if_full": full_module_giamsat()},
         }
     )
     ctx = CollectorContext(
@@ -95,9 +147,9 @@ def make_collector(engine: str) -> SnmpCollector:
     return SnmpCollector(cfg, ctx)
 
 
-def target(i: int, port: int) -> SnmpTarget:
+def target(i: int, port: int, module: str = "if_mib") -> SnmpTarget:
     return SnmpTarget(
-        name=f"d{i}", site="s", address=AGENT_IP, port=port, auth="v2", modules=["if_mib"], timeout=30
+        name=f"d{i}", site="s", address=AGENT_IP, port=port, auth="v2", modules=[module], timeout=30
     )
 
 
@@ -106,9 +158,9 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-async def giamsat_latency(engine: str, port: int, polls: int) -> dict[str, float]:
+async def giamsat_latency(engine: str, port: int, polls: int, module: str) -> dict[str, float]:
     c = make_collector(engine)
-    t = target(0, port)
+    t = target(0, port, module)
     await c.collect(t)  # warm-up: session, v3 discovery, imports
     lat = []
     series = 0
@@ -204,9 +256,11 @@ def main() -> None:
         ports = [a.port for a in agents]
         n_if = len(agents[0].cli("snmpbulkwalk", "1.3.6.1.2.1.2.2.1.1").splitlines())
         conf = tmp / "snmp.yml"
-        conf.write_text(
+        exporter_modules = yaml.safe_load(
             (Path(__file__).parent / "snmp_exporter.yml").read_text().replace("BENCH_COMMUNITY", COMMUNITY)
         )
+        exporter_modules["if_full"] = full_module_exporter()
+        conf.write_text(yaml.safe_dump(exporter_modules))
         eport = free_port()
         exporter = subprocess.Popen(
             [
@@ -219,6 +273,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{eport}/snmp?module=if_mib"
+        base_url = f"http://127.0.0.1:{eport}/snmp?target={AGENT_IP}:{ports[0]}&module="
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{eport}/", timeout=1).read()
@@ -232,25 +287,33 @@ def main() -> None:
             f"# device: net-snmp snmpd in a netns, {n_if} interfaces; if_mib = 14 columns, v2c, max-repetitions 25\n"
         )
 
-        print(f"## 1. One device, {args.polls} sequential if_mib polls")
-        print(
-            "| client | median latency ms | p90 ms | client CPU ms/poll | of which user | of which system | if_ series |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        rows = {}
-        for engine in ("gufo", "pysnmp"):
-            rows[engine] = r = asyncio.run(giamsat_latency(engine, ports[0], args.polls))
+        for part, module, what in (
+            ("1", "if_mib", "if_mib (14 columns walked one by one)"),
+            (
+                "1b",
+                "if_full",
+                "every numeric ifTable+ifXTable column, 2 subtree walks (the issue's workload)",
+            ),
+        ):
+            print(f"## {part}. One device, {args.polls} sequential polls: {what}")
             print(
-                f"| giamsat ({engine}) | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
+                "| client | median latency ms | p90 ms | client CPU ms/poll | of which user | of which system | if series |"
             )
-        rows["exp"] = r = exporter_latency(f"{base}&target={AGENT_IP}:{ports[0]}", exporter.pid, args.polls)
-        print(
-            f"| snmp_exporter 0.21 | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
-        )
-        print(
-            f"\nCPU per poll ratio to snmp_exporter: gufo {rows['gufo']['cpu'] / rows['exp']['cpu']:.2f}, "
-            f"pysnmp {rows['pysnmp']['cpu'] / rows['exp']['cpu']:.2f}\n"
-        )
+            print("|---|---|---|---|---|---|---|")
+            rows = {}
+            for engine in ("gufo", "pysnmp"):
+                rows[engine] = r = asyncio.run(giamsat_latency(engine, ports[0], args.polls, module))
+                print(
+                    f"| giamsat ({engine}) | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
+                )
+            rows["exp"] = r = exporter_latency(base_url + module, exporter.pid, args.polls)
+            print(
+                f"| snmp_exporter 0.21 | {r['median'] * 1e3:.1f} | {r['p90'] * 1e3:.1f} | {r['cpu'] * 1e3:.1f} | {r['user'] * 1e3:.1f} | {r['sys'] * 1e3:.1f} | {r['series']:.0f} |"
+            )
+            print(
+                f"\nCPU per poll ratio to snmp_exporter: gufo {rows['gufo']['cpu'] / rows['exp']['cpu']:.2f}, "
+                f"pysnmp {rows['pysnmp']['cpu'] / rows['exp']['cpu']:.2f}\n"
+            )
 
         print(
             f"## 2. Throughput: one round over N devices ({len(ports)} snmpd instances, {n_if} interfaces each)"
