@@ -103,10 +103,6 @@ class SnmpClient(Protocol):
         """Drop sockets and state."""
 
 
-def oid_tuple(oid: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in oid.split("."))
-
-
 class WalkGuard:
     """Stops a walk at the end of its subtree and refuses agents that loop or never end.
 
@@ -119,7 +115,9 @@ class WalkGuard:
         self.root = root
         self.prefix = root + "."
         self.cut = len(self.prefix)
-        self.last: tuple[int, ...] = ()
+        self.last_oid = ""
+        self.last_head = ""
+        self.last_arc = -1
         self.limit = limit
         self.count = 0
 
@@ -127,16 +125,22 @@ class WalkGuard:
         """True if ``oid`` belongs to the walk; False when the subtree has ended."""
         if not oid.startswith(self.prefix):
             return False
-        cur = tuple(map(int, oid[self.cut :].split(".")))  # only the part below the root can differ
-        if cur <= self.last:
-            raise SnmpClientError(
-                "oid_loop", f"agent returned {oid} after {self.root}.{'.'.join(map(str, self.last))}"
-            )
-        self.last = cur
+        head, _, arc = oid.rpartition(".")
+        n = int(arc)
+        if head == self.last_head:  # a column walk: only the last arc moves, compare just that
+            increasing = n > self.last_arc
+        else:
+            increasing = not self.last_oid or self._key(oid) > self._key(self.last_oid)
+        if not increasing:
+            raise SnmpClientError("oid_loop", f"agent returned {oid} after {self.last_oid}")
+        self.last_oid, self.last_head, self.last_arc = oid, head, n
         self.count += 1
         if self.count > self.limit:
             raise SnmpClientError("too_many_varbinds", f"walk of {self.root} passed {self.limit}")
         return True
+
+    def _key(self, oid: str) -> tuple[int, ...]:
+        return tuple(map(int, oid[self.cut :].split(".")))
 
 
 async def resolve(host: str, port: int) -> str:

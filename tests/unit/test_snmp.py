@@ -227,6 +227,15 @@ def test_walk_guard() -> None:
     with pytest.raises(SnmpClientError) as exc:
         g.accept("1.3.6.1.2.1.2.2.1.8.3")
     assert exc.value.reason == "oid_loop"
+    g3 = WalkGuard("1.3.6", 10)
+    assert g3.accept("1.3.6.3")
+    assert g3.accept("1.3.6.3.1")  # deeper: greater
+    with pytest.raises(SnmpClientError):
+        g3.accept("1.3.6.2.9")  # other branch, smaller
+    g4 = WalkGuard("1.3.6", 10)
+    g4.accept("1.3.6.3")
+    with pytest.raises(SnmpClientError):
+        g4.accept("1.3.6.3")  # the same OID again
     g2 = WalkGuard("1.3", 2)
     g2.accept("1.3.1")
     g2.accept("1.3.2")
