@@ -69,6 +69,7 @@ class Snmpd:
     netns: str | None = None
     users: list[V3User] = field(default_factory=lambda: list(V3_USERS))
     sys_name: str = "gs-test-agent"
+    extra_lines: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     tmp: Path | None = None
 
@@ -90,6 +91,7 @@ class Snmpd:
         ]
         for u in self.users:
             lines += [u.create_line(), f"rouser {u.name} {u.level}"]
+        lines += self.extra_lines
         conf = self.tmp / "snmpd.conf"
         conf.write_text("\n".join(lines) + "\n")
         log = self.tmp / "snmpd.log"

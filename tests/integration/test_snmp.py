@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -529,3 +530,35 @@ def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp
     assert results["if_whole"][0] == results["if_mib"][0]
     pdus_whole, pdus_columns = results["if_whole"][1], results["if_mib"][1]
     assert pdus_whole is not None and pdus_columns is not None and pdus_whole > pdus_columns  # whole tables
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ups_module_matches_snmpwalk(tmp_path: Path, engine: str) -> None:
+    """UPS-MIB served by a real snmpd through a `pass` script (tests/data/ups_pass.py)."""
+    script = Path(__file__).resolve().parent.parent / "data" / "ups_pass.py"
+    agent = Snmpd(extra_lines=[f"pass .1.3.6.1.2.1.33 {sys.executable} {script}"]).start()
+    try:
+        want = _walk(agent, "1.3.6.1.2.1.33")
+        c = make_collector(tmp_path, engine=engine)
+        fams = collect(c, target("ups1", "127.0.0.1", agent.port, modules=["ups"]))
+    finally:
+        agent.stop()
+    assert sample(fams, "snmp_module_success", module="ups") == 1.0
+    num = {oid: _num(v) for oid, v in want.items() if "INTEGER" in v}
+    assert sample(fams, "upsSecondsOnBattery") == num["1.3.6.1.2.1.33.1.2.2.0"]
+    assert sample(fams, "upsEstimatedSecondsRemaining") == num["1.3.6.1.2.1.33.1.2.3.0"] * 60
+    assert sample(fams, "upsEstimatedChargeRemaining") == num["1.3.6.1.2.1.33.1.2.4.0"]
+    assert sample(fams, "upsBatteryVoltage_volts") == pytest.approx(num["1.3.6.1.2.1.33.1.2.5.0"] / 10)
+    assert sample(fams, "upsOutputSource", upsOutputSource="battery") == 1.0  # on battery
+    assert sample(fams, "upsOutputSource", upsOutputSource="normal") == 0.0
+    assert sample(fams, "upsBatteryStatus", upsBatteryStatus="batteryNormal") == 1.0
+    assert {i: v for i, (_, v) in series(fams, "upsInputVoltage_volts").items()} == {
+        i: num[f"1.3.6.1.2.1.33.1.3.3.1.3.{i}"] for i in ("1", "2", "3")
+    }
+    assert sample(fams, "upsOutputVoltage_volts", upsOutputLineIndex="1") == num["1.3.6.1.2.1.33.1.4.4.1.2.1"]
+    assert sample(fams, "upsOutputPercentLoad", upsOutputLineIndex="1") == num["1.3.6.1.2.1.33.1.4.4.1.5.1"]
+    ((labels, _),) = series(fams, "upsIdent_info").values()
+    assert labels == {
+        "upsIdentModel": _text(want["1.3.6.1.2.1.33.1.1.2.0"]),
+        "upsIdentManufacturer": _text(want["1.3.6.1.2.1.33.1.1.1.0"]),
+    }
