@@ -8,8 +8,10 @@ from __future__ import annotations
 from collectors.base import Collector
 from collectors.host import HostCollector
 from collectors.snmp import SnmpCollector
+from collectors.ssh import SSHCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
     "snmp": SnmpCollector,
+    "ssh": SSHCollector,
 }

@@ -74,12 +74,16 @@ class SnmpCollector(Collector):
 
     # ------------------------------------------------------------------------------ config checks
 
-    @staticmethod
-    def check_targets(settings: SnmpSettings, targets: Sequence[SnmpTarget]) -> list[tuple[int, str, str]]:
+    @classmethod
+    def check_targets(
+        cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
+    ) -> list[tuple[int, str, str]]:
         """Cross-checks the config models cannot do alone: (target index, key, problem)."""
+        assert isinstance(settings, SnmpSettings)
         known = {**SHIPPED, **settings.modules}
         problems: list[tuple[int, str, str]] = []
         for i, t in enumerate(targets):
+            assert isinstance(t, SnmpTarget)
             if t.auth not in settings.auths:
                 problems.append((i, "auth", f"unknown auth {t.auth!r}; known: {sorted(settings.auths)}"))
             else:

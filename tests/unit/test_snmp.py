@@ -262,3 +262,21 @@ def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert SnmpCollector.check_targets(settings, targets) == []  # type: ignore[arg-type]
     v3 = [a for a in settings.auths.values() if a.version == 3]
     assert v3 and all(a.auth_protocol.startswith("SHA2") and a.priv_protocol.startswith("AES") for a in v3)
+
+
+def test_config_loader_reports_unknown_auth_and_module_with_key_path(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    (tmp_path / "c.yml").write_text(
+        "sites: [{id: s, name: S, level: province}]\n"
+        "collectors:\n  snmp:\n    auths:\n      v2: {version: 2, community: c}\n"
+        "targets:\n  snmp:\n"
+        "    - {name: sw1, site: s, address: 198.18.40.1, auth: v3, modules: [system, if_mibb]}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "c.yml")
+    found = {(p.key, p.line) for p in exc.value.problems}
+    assert ("targets.snmp[0].auth", 8) in found
+    assert any(k.startswith("targets.snmp[0].modules") for k, _ in found)
+    assert "if_mibb" in str(exc.value)
