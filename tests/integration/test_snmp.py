@@ -562,3 +562,28 @@ def test_ups_module_matches_snmpwalk(tmp_path: Path, engine: str) -> None:
         "upsIdentModel": _text(want["1.3.6.1.2.1.33.1.1.2.0"]),
         "upsIdentManufacturer": _text(want["1.3.6.1.2.1.33.1.1.1.0"]),
     }
+
+
+def test_gufo_socket_walk_equals_public_iterator(
+    netns_agent: Snmpd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk driven on gufo's socket and the fallback through gufo's public iterator agree."""
+    import collectors.snmp.client as client_mod
+
+    assert client_mod._GetIter is not None  # the fast path is what runs with gufo-snmp 0.13
+    results = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(client_mod, "_GetIter", None)
+        c = make_collector(tmp_path)
+        fams = collect(c, target("sw1", AGENT_IP, 161, modules=["if_mib"]))
+        results.append(
+            {
+                (s.name, tuple(sorted(s.labels.items())), s.value)
+                for f in fams
+                if f.name in ("ifOperStatus", "ifAdminStatus", "ifHighSpeed", "ifInErrors")
+                for s in f.samples
+            }
+        )
+    assert len(results[0]) == 4 * (N_IFB + 2)
+    assert results[0] == results[1]
