@@ -151,6 +151,8 @@ class Snmpd:
             *oids,
         ]
         env = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
+        if self.tmp is not None:  # the tools keep state too; never in /var/lib/snmp
+            env["SNMP_PERSISTENT_DIR"] = str(self.tmp / "persist-tools")
         res = subprocess.run(
             cmd, capture_output=True, text=True, env=env, timeout=timeout * 4 + 30, check=False
         )
