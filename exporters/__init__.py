@@ -1,0 +1,1 @@
+"""Ways results leave the agent: the Prometheus endpoint, remote write, textfile."""
