@@ -79,17 +79,34 @@ def encode_sample(value: float, timestamp_ms: int) -> bytes:
     return _TS_SAMPLE_TAG + uvarint(len(body)) + body
 
 
-def encode_timeseries(label_block: bytes, samples: Iterable[tuple[int, float]]) -> bytes:
-    """A tagged WriteRequest ``timeseries`` field: pre-encoded labels plus (timestamp_ms, value) pairs."""
-    body = bytearray(label_block)
+_SAMPLE_HEAD = struct.Struct("<BBBdB")  # samples tag, length, value tag, value, timestamp tag
+
+
+def encode_timeseries(
+    label_block: bytes, samples: Iterable[tuple[int, float]], ts_cache: dict[int, bytes] | None = None
+) -> bytes:
+    """A tagged WriteRequest ``timeseries`` field: pre-encoded labels plus (timestamp_ms, value) pairs.
+
+    ``ts_cache`` memoises timestamp varints across the series of one request (they mostly share one).
+    """
+    cache = ts_cache if ts_cache is not None else {}
+    parts = [label_block]
+    pack = _SAMPLE_HEAD.pack
     for ts, value in samples:
-        body += encode_sample(value, ts)
-    return _WR_SERIES_TAG + uvarint(len(body)) + bytes(body)
+        tsv = cache.get(ts)
+        if tsv is None:
+            tsv = cache[ts] = uvarint(ts)
+        # Sample body is 1+8+1+len(tsv) <= 20 bytes, so its length fits in one varint byte.
+        parts.append(pack(0x12, 10 + len(tsv), 0x09, value, 0x10))
+        parts.append(tsv)
+    body = b"".join(parts)
+    return _WR_SERIES_TAG + uvarint(len(body)) + body
 
 
 def encode_write_request(series: Iterable[tuple[bytes, Iterable[tuple[int, float]]]]) -> bytes:
     """A whole WriteRequest from (label block, samples) pairs."""
-    return b"".join(encode_timeseries(lb, samples) for lb, samples in series)
+    cache: dict[int, bytes] = {}
+    return b"".join(encode_timeseries(lb, samples, cache) for lb, samples in series)
 
 
 def labels_block(labels: Mapping[str, str]) -> bytes:

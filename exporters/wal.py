@@ -9,10 +9,12 @@ Layout of one buffer directory::
     cursor.json        acknowledged positions (written to a temp file and renamed over)
 
 A record is ``<u32 length><u32 crc32(payload)><payload>``; one record holds one ``append()`` call:
-``<u32 n_samples><i64 min_ts><i64 max_ts>`` then the series first used in this segment
-(``uvarint count``, each ``uvarint ref, uvarint len, label block``: the protobuf-encoded labels) then the
-samples (``uvarint ref, zigzag-varint ts delta from min_ts, f64 value``). Segments are self-contained
-(series refs restart in each), so dropping the oldest segment never orphans a later one.
+``<u32 n_samples><i64 min_ts><i64 max_ts><u8 flags>``, the series first used in this segment
+(``uvarint count``, each ``uvarint ref, uvarint len, label block``: the protobuf-encoded labels), then
+columns: series refs (u16, or u32 with flag 2), values (f64), and only when the samples do not all share
+``min_ts`` (flag 1) zigzag-varint timestamp deltas. One job result has one timestamp, so a sample costs
+10 bytes and decodes with two ``array.frombytes`` calls. Segments are self-contained (series refs
+restart in each), so dropping the oldest segment never orphans a later one.
 
 Durability: a record reaches the page cache with one ``write()``, so ``kill -9`` loses nothing appended;
 segments and the cursor file are fsynced every ``fsync_interval`` and on segment roll and close, so a
@@ -29,8 +31,10 @@ import json
 import logging
 import os
 import struct
+import sys
 import time
 import zlib
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +46,10 @@ log = logging.getLogger("giamsat.remote_write")
 
 MAGIC = b"GSRWAL1\n"
 _HDR = struct.Struct("<II")
-_RECHDR = struct.Struct("<Iqq")
-_F64 = struct.Struct("<d")
+_RECHDR = struct.Struct("<IqqB")
+_F_TS = 1  # samples carry their own timestamps (else all are at min_ts)
+_F_WIDE = 2  # series refs are u32 (else u16)
+_BIG_ENDIAN = sys.byteorder == "big"
 CURSOR_FILE = "cursor.json"
 SEGMENT_PREFIX = "seg-"
 
@@ -199,7 +205,7 @@ class Buffer:
             start = off + _HDR.size
             if length < _RECHDR.size or start + length > n or zlib.crc32(data[start : start + length]) != crc:
                 break
-            count, mn, mx = _RECHDR.unpack_from(data, start)
+            count, mn, mx, _flags = _RECHDR.unpack_from(data, start)
             seg.offsets.append(off)
             seg.counts.append(count)
             seg.min_ts.append(mn)
@@ -307,9 +313,10 @@ class Buffer:
         series = self._series
         new_defs = bytearray()
         n_new = 0
-        body = bytearray()
-        mn = min(s[2] for s in samples)
-        mx = max(s[2] for s in samples)
+        refs: list[int] = []
+        values = array("d")
+        first_ts = samples[0][2]
+        uniform = True
         for key, value, ts in samples:
             ref = series.get(key)
             if ref is None:
@@ -318,10 +325,25 @@ class Buffer:
                 block = _block_of_key(key)
                 new_defs += uvarint(ref) + uvarint(len(block)) + block
                 n_new += 1
-            body += uvarint(ref)
-            body += uvarint(_zigzag(ts - mn))
-            body += _F64.pack(value)
-        payload = _RECHDR.pack(len(samples), mn, mx) + uvarint(n_new) + new_defs + body
+            refs.append(ref)
+            values.append(value)
+            if ts != first_ts:
+                uniform = False
+        wide = len(series) > 0xFFFF
+        ref_arr = array("I" if wide else "H", refs)
+        if _BIG_ENDIAN:
+            ref_arr.byteswap()
+            values.byteswap()
+        if uniform:
+            mn = mx = first_ts
+            ts_part = b""
+        else:
+            mn = min(s[2] for s in samples)
+            mx = max(s[2] for s in samples)
+            ts_part = b"".join(uvarint(_zigzag(s[2] - mn)) for s in samples)
+        flags = (0 if uniform else _F_TS) | (_F_WIDE if wide else 0)
+        body = ref_arr.tobytes() + values.tobytes() + ts_part
+        payload = _RECHDR.pack(len(samples), mn, mx, flags) + uvarint(n_new) + new_defs + body
         rec = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
         off = tail.size
         assert self._fd is not None
@@ -507,14 +529,24 @@ class Buffer:
             length, _crc = _HDR.unpack_from(data, off)
             start = off + _HDR.size
             end = start + length
-            count, rmn, rmx = _RECHDR.unpack_from(data, start)
+            count, rmn, rmx, flags = _RECHDR.unpack_from(data, start)
             p = _parse_defs(data, start + _RECHDR.size, table)
-            for _ in range(count):
-                ref, p = read_uvarint(data, p)
-                dts, p = read_uvarint(data, p)
-                (value,) = _F64.unpack_from(data, p)
-                p += 8
-                series.setdefault(table[ref], []).append((rmn + _unzigzag(dts), value))
+            ref_arr = array("I" if flags & _F_WIDE else "H")
+            q = p + count * ref_arr.itemsize
+            ref_arr.frombytes(data[p:q])
+            values = array("d")
+            values.frombytes(data[q : q + 8 * count])
+            if _BIG_ENDIAN:
+                ref_arr.byteswap()
+                values.byteswap()
+            if flags & _F_TS:
+                p = q + 8 * count
+                for ref, value in zip(ref_arr, values, strict=True):
+                    dts, p = read_uvarint(data, p)
+                    series.setdefault(table[ref], []).append((rmn + _unzigzag(dts), value))
+            else:
+                for ref, value in zip(ref_arr, values, strict=True):
+                    series.setdefault(table[ref], []).append((rmn, value))
             n += count
             mn, mx = min(mn, rmn), max(mx, rmx)
             off = end

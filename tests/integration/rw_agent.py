@@ -27,8 +27,10 @@ def write_status(path: Path, w: RemoteWriter, extra: dict[str, object]) -> None:
         "buffer_bytes": w.buffer.size_bytes,
         "retries": w.stats.retries,
         "requests": w.stats.requests,
+        "sent_bytes": w.stats.sent_bytes,
         "resent_stored": w.stats.duplicate_batches,
         "backfill": w.buffer.backfill is not None,
+        "live_pending": w.buffer.live.pending,
         "cpu": time.process_time(),
         **extra,
     }

@@ -147,12 +147,12 @@ def test_outage_with_kill9_delivers_every_sample_once_in_order(
         "name": "central",
         "url": r.write_url,
         "batch_send_deadline": "50ms",
-        "max_samples_per_send": 200,
+        "max_samples_per_send": 100,
         "min_backoff": "50ms",
         "max_backoff": "300ms",
         "backfill_lane": True,
         "backfill_after": "1s",
-        "bandwidth_limit": 8000,
+        "bandwidth_limit": 2000,
         "max_sample_age": "3d",
         "buffer": {"segment_size": 16384, "fsync_interval": "200ms"},
     }
@@ -177,11 +177,23 @@ def test_outage_with_kill9_delivers_every_sample_once_in_order(
 
     # Link back: live samples keep coming while the backlog is delivered on the backfill lane.
     r.start()
-    p = start_agent(agents, state, status, settings, first=500, last=total, every=0.002, **common)
+    p = start_agent(agents, state, status, settings, first=500, last=total, every=0.01, **common)
     if kill_in_backfill:
-        st = wait_status(status, lambda s: not s["appending"] and s["backfill"] and s["sent"] >= 600, p)
+        st = wait_status(
+            status,
+            lambda s: not s["appending"] and s["backfill"] and s["live_pending"] == 0 and s["sent"] >= 600,
+            p,
+        )
         kill9(p)
         assert st["backfill"] and st["pending"] > 0, "the kill must land in the middle of the backfill"
+        # Newest first: the live samples are all in while part of the backlog is still missing.
+        mid = r.series_samples(metric)  # type: ignore[attr-defined]
+        newest = (t0 + (total - 1) * step, float(total - 1))
+        assert all(newest in mid.get(f"s{j}", []) for j in range(series)), (
+            st,
+            {k: len(v) for k, v in mid.items()},
+        )
+        assert sum(len(v) for v in mid.values()) < series * total
         p = start_agent(
             agents, state, status, settings, first=total, last=total, exit_when_drained=True, **common
         )
