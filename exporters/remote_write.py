@@ -32,8 +32,9 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -43,7 +44,7 @@ from agent import __version__
 from agent.model import Duration, Model, secret_value
 from agent.store import JobResult
 from exporters import remote_write_pb as pb
-from exporters.wal import Batch, Buffer, DiskFullError, LabelKey, Lane
+from exporters.wal import Batch, Buffer, CorruptRecordError, DiskFullError, LabelKey, Lane
 
 log = logging.getLogger("giamsat.remote_write")
 
@@ -108,6 +109,10 @@ class RemoteWriteSettings(Model):
                 raise ValueError(f"external_labels: invalid label name {k!r}")
         if self.basic_auth is not None and self.bearer_token is not None:
             raise ValueError("give basic_auth or bearer_token, not both")
+        if int(self.buffer.segment_size) * 4 > int(self.buffer.max_size):
+            raise ValueError("buffer.segment_size must be at most a quarter of buffer.max_size")
+        if int(self.buffer.segment_size) < 4096:
+            raise ValueError("buffer.segment_size must be at least 4KiB")
 
 
 def samples_from_result(result: JobResult, extra_labels: Mapping[str, str] | None = None) -> list[Sample]:
@@ -211,6 +216,10 @@ class RemoteWriter:
         self._cursor_unsynced = False
         self._ext: tuple[tuple[str, str], ...] = tuple(sorted(settings.external_labels.items()))
         self._started = False
+        # httpcore uses sni_hostname both for SNI and for checking the certificate's name.
+        self._extensions: dict[str, Any] = (
+            {"sni_hostname": settings.tls.server_name} if settings.tls.server_name else {}
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -243,9 +252,11 @@ class RemoteWriter:
             self._backfill_ready.set()
         loop_name = f"remote-write-{self.settings.name}"
         self._tasks = [
-            asyncio.create_task(self._live_loop(), name=f"{loop_name}-live"),
-            asyncio.create_task(self._backfill_loop(), name=f"{loop_name}-backfill"),
-            asyncio.create_task(self._housekeeping_loop(), name=f"{loop_name}-sync"),
+            asyncio.create_task(self._guarded("live", self._live_loop), name=f"{loop_name}-live"),
+            asyncio.create_task(self._guarded("backfill", self._backfill_loop), name=f"{loop_name}-backfill"),
+            asyncio.create_task(
+                self._guarded("housekeeping", self._housekeeping_loop), name=f"{loop_name}-sync"
+            ),
         ]
         log.info(
             "remote write started",
@@ -332,6 +343,30 @@ class RemoteWriter:
 
     # ---- delivery --------------------------------------------------------------------------------
 
+    async def _guarded(self, what: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a delivery loop alive: an unexpected error is logged and the loop restarts after a pause."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "remote write: %s loop failed; restarting", what, extra={"remote": self.settings.name}
+                )
+                await asyncio.sleep(1.0)
+
+    def _next_batch(self, lane: Lane) -> Batch | None:
+        try:
+            return self.buffer.next_batch(lane, self.settings.max_samples_per_send)
+        except CorruptRecordError as exc:
+            n = self.buffer.skip_segment(lane)
+            log.error(
+                "remote-write buffer: corrupt record, rest of segment dropped",
+                extra={"remote": self.settings.name, "error": str(exc), "samples": n},
+            )
+            return self._next_batch(lane)
+
     async def _live_loop(self) -> None:
         s = self.settings
         while True:
@@ -349,7 +384,7 @@ class RemoteWriter:
                 self._data.clear()
             while True:
                 self._maybe_split()
-                batch = self.buffer.next_batch(lane, s.max_samples_per_send)
+                batch = self._next_batch(lane)
                 if batch is None:
                     break
                 await self._deliver(lane, batch)
@@ -373,12 +408,11 @@ class RemoteWriter:
             self._backfill_ready.set()
 
     async def _backfill_loop(self) -> None:
-        s = self.settings
         while True:
             await self._backfill_ready.wait()
             self._backfill_ready.clear()
             while (lane := self.buffer.backfill) is not None:
-                batch = self.buffer.next_batch(lane, s.max_samples_per_send)
+                batch = self._next_batch(lane)
                 if batch is None:
                     break
                 await self._deliver(lane, batch)
@@ -414,7 +448,7 @@ class RemoteWriter:
             retry_after: float | None = None
             try:
                 assert self._client is not None
-                resp = await self._client.post(s.url, content=body)
+                resp = await self._client.post(s.url, content=body, extensions=self._extensions)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 self._note_failure(f"connect: {type(exc).__name__}")
             except httpx.HTTPError as exc:

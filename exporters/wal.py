@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -57,6 +58,14 @@ Pos = tuple[int, int]
 """(segment number, byte offset of a record start in that segment)."""
 
 LabelKey = tuple[tuple[str, str], ...]
+
+
+class CorruptRecordError(Exception):
+    """A record passed its CRC but does not decode (a bug or tampering): its segment is skipped."""
+
+
+class BufferLockedError(RuntimeError):
+    """Another process holds this buffer directory."""
 
 
 class DiskFullError(OSError):
@@ -148,6 +157,7 @@ class Buffer:
         self.live = Lane("live", (1, len(MAGIC)))
         self.backfill: Lane | None = None
         self._fd: int | None = None
+        self._lock_fd: int | None = None
         self._series: dict[LabelKey, int] = {}  # label key -> ref, for the tail segment
         self._tables: dict[int, tuple[int, dict[int, bytes]]] = {}  # seg -> (parsed up to, ref -> block)
         self.drops: dict[str, int] = {}
@@ -159,6 +169,13 @@ class Buffer:
 
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise BufferLockedError(f"{self.dir} is in use by another giamsat process") from None
         seqs = sorted(
             int(p.name[len(SEGMENT_PREFIX) :])
             for p in self.dir.iterdir()
@@ -521,6 +538,16 @@ class Buffer:
         with open(seg.path, "rb") as f:
             f.seek(pos[1])
             data = f.read(stop - pos[1])
+        try:
+            return self._decode(lane, seg, pos, data, table, max_samples)
+        except (KeyError, IndexError, ValueError, struct.error) as exc:
+            raise CorruptRecordError(
+                f"{seg.path}: undecodable record after offset {pos[1]}: {exc!r}"
+            ) from None
+
+    def _decode(
+        self, lane: Lane, seg: _Segment, pos: Pos, data: bytes, table: dict[int, bytes], max_samples: int
+    ) -> Batch:
         series: dict[bytes, list[tuple[int, float]]] = {}
         off = 0
         n = 0
@@ -572,6 +599,21 @@ class Buffer:
             parsed += off
         self._tables[seq] = (parsed, table)
         return table
+
+    def skip_segment(self, lane: Lane) -> int:
+        """Give up the rest of the lane's current segment (after CorruptRecordError); returns samples dropped."""
+        seg = self._seg(lane.pos[0])
+        if seg is None:
+            return 0
+        hi = lane.end[1] if lane.end is not None and lane.end[0] == seg.seq else None
+        n = seg.samples_from(lane.pos[1], hi)
+        self._count_drop(lane, "corrupt", n)
+        lane.pos = (seg.seq, seg.size) if hi is None else (seg.seq, hi)
+        lane.inflight = None
+        if lane is self.backfill and lane.end is not None and lane.pos >= lane.end:
+            self.backfill = None
+        self._cursor_dirty = True
+        return n
 
     def mark_inflight(self, lane: Lane, batch: Batch) -> None:
         lane.inflight = batch.end
@@ -644,6 +686,9 @@ class Buffer:
             self._fd = None
         with contextlib.suppress(OSError):
             self.write_cursor(self.cursor_state(), fsync=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def _fsync_dir(path: Path) -> None:
