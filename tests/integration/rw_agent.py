@@ -52,6 +52,7 @@ async def main() -> int:
     ap.add_argument("--every", type=float, default=0.0, help="seconds between appends")
     ap.add_argument("--metric", default="rwtest_value")
     ap.add_argument("--exit-when-drained", action="store_true")
+    ap.add_argument("--status-every", type=float, default=0.05)
     a = ap.parse_args()
     w = RemoteWriter(RemoteWriteSettings.model_validate_json(a.settings), a.state)
     await w.start()
@@ -60,16 +61,18 @@ async def main() -> int:
     async def status_loop() -> None:
         while True:
             write_status(a.status, w, done)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(a.status_every)
 
     st = asyncio.create_task(status_loop())
     names = [f"s{j}" for j in range(a.series)]
+    start = time.monotonic()
     for i in range(a.first, a.last):
         ts = a.t0 + i * a.step
         w.append([({"__name__": a.metric, "series": n}, float(i), ts) for n in names])
         done["appended_index"] = i + 1
         if a.every:
-            await asyncio.sleep(a.every)
+            # Paced like a scrape interval: the i-th append at start + i*every, as a scheduler would.
+            await asyncio.sleep(max(0.0, start + (i - a.first + 1) * a.every - time.monotonic()))
         elif i % 50 == 0:
             await asyncio.sleep(0)
     done["appending"] = False

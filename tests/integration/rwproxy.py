@@ -4,6 +4,7 @@ with a given status, or forward and then drop the answer (a lost acknowledgement
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,9 @@ class Proxy:
     """Actions are consumed one per request: "pass", "drop_answer" (forward, then close without answering),
     or an int status to answer without forwarding; once exhausted every request passes."""
 
-    def __init__(self, upstream: str, actions: list[str | int] | None = None) -> None:
+    def __init__(
+        self, upstream: str, actions: list[str | int] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.actions = list(actions or [])
         self.headers: list[dict[str, str]] = []
@@ -58,12 +61,15 @@ class Proxy:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.upstream.path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.upstream.path}"
 
     def __enter__(self) -> Proxy:
         self.thread.start()

@@ -4,7 +4,9 @@ outages, ``kill -9`` of the sender, lost acknowledgements, retry rules and a ful
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -350,6 +352,37 @@ def test_basic_auth_header(tmp_path: Path) -> None:
         finally:
             del os.environ["GS_TEST_RW_PW"]
     assert proxy.headers[0]["authorization"] == "Basic c2l0ZTc6cGE6c3M="  # base64("site7:pa:ss")
+
+
+def test_tls_with_own_ca_and_server_name(tmp_path: Path) -> None:
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl += ["-days", "2", "-keyout", str(key), "-out", str(crt), "-subj", "/CN=rw.test"]
+    openssl += ["-addext", "subjectAltName=DNS:rw.test"]
+    subprocess.run(
+        openssl,
+        check=True,
+        capture_output=True,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    with Proxy("http://127.0.0.1:1/api/v1/write", [204, 204], tls=ctx) as proxy:
+
+        async def run(tls: dict[str, Any], state: Path) -> RemoteWriter:
+            w = RemoteWriter(_settings(proxy.url, tls=tls), state)
+            await w.start()
+            w.append(_rows("x", 1, 0, int(time.time() * 1000)))
+            with contextlib.suppress(AssertionError):
+                await _until(lambda: w.pending == 0, 5)
+            await w.close()
+            return w
+
+        good = asyncio.run(run({"ca_file": str(crt), "server_name": "rw.test"}, tmp_path / "a"))
+        # The certificate does not name 127.0.0.1: without server_name verification must fail.
+        bad = asyncio.run(run({"ca_file": str(crt)}, tmp_path / "b"))
+    assert good.stats.sent == 1
+    assert bad.stats.sent == 0 and bad.stats.retries > 0 and bad.pending == 1
+    assert proxy.statuses == [204]
 
 
 def test_too_old_samples_are_dropped_not_retried_forever(
