@@ -663,9 +663,47 @@ def _retry_after(value: str | None) -> float | None:
     return v if math.isfinite(v) and v >= 0 else None
 
 
-def writers_from(settings: Sequence[RemoteWriteSettings], state_dir: Path) -> list[RemoteWriter]:
-    """One writer per configured receiver (names are unique: each owns a buffer directory)."""
-    names = [s.name for s in settings]
-    if len(set(names)) != len(names):
-        raise ValueError("remote_write names must be unique")
-    return [RemoteWriter(s, state_dir) for s in settings]
+class RemoteWriteSet:
+    """All configured receivers behind one object: what the agent core starts, feeds and scrapes.
+
+    ``on_result`` flattens each job result once and appends it to every receiver's buffer; ``collect``
+    merges the writers' self metrics into one family per name (one HELP/TYPE block each).
+    """
+
+    def __init__(self, settings: Sequence[RemoteWriteSettings], state_dir: Path) -> None:
+        names = [s.name for s in settings]
+        if len(set(names)) != len(names):
+            raise ValueError("remote_write names must be unique (each owns a buffer directory)")
+        self.writers = [RemoteWriter(s, state_dir) for s in settings]
+
+    async def start(self) -> None:
+        started: list[RemoteWriter] = []
+        try:
+            for w in self.writers:
+                await w.start()
+                started.append(w)
+        except BaseException:
+            for w in started:
+                await w.close()
+            raise
+
+    async def close(self) -> None:
+        for w in self.writers:
+            await w.close()
+
+    def on_result(self, result: JobResult) -> None:
+        if not self.writers or not result.families:
+            return
+        samples = samples_from_result(result)
+        for w in self.writers:
+            w.append(samples)
+
+    def collect(self) -> list[Metric]:
+        merged: dict[str, Metric] = {}
+        for w in self.writers:
+            for fam in w.collect():
+                if fam.name in merged:
+                    merged[fam.name].samples.extend(fam.samples)
+                else:
+                    merged[fam.name] = fam
+        return list(merged.values())

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,7 +19,7 @@ from prometheus_client.core import (
 from pydantic import ValidationError
 
 from agent.store import JobResult
-from exporters.remote_write import RemoteWriter, RemoteWriteSettings, samples_from_result
+from exporters.remote_write import RemoteWriteSet, RemoteWriteSettings, samples_from_result
 
 
 def result(families: list[Metric]) -> JobResult:
@@ -94,37 +95,52 @@ def test_settings_reject_bad_combinations() -> None:
     assert "s3cr3t" not in repr(s) and int(s.buffer.max_size) == 64 << 20
 
 
-def test_self_metrics_pass_promtool_and_keep_the_invariant(tmp_path: Path) -> None:
-    settings = RemoteWriteSettings.model_validate(
-        {"name": "central", "url": "http://127.0.0.1:1/api/v1/write"}
+def test_self_metrics_of_two_receivers_pass_promtool_and_keep_the_invariant(tmp_path: Path) -> None:
+    rws = RemoteWriteSet(
+        [
+            RemoteWriteSettings.model_validate({"name": n, "url": "http://127.0.0.1:1/api/v1/write"})
+            for n in ("central", "backup")
+        ],
+        tmp_path,
     )
+    g = GaugeMetricFamily("m", "m", labels=["series"])
+    for j in range(5):
+        g.add_metric([str(j)], 1.0)
 
     async def run() -> bytes:
-        w = RemoteWriter(settings, tmp_path)
-        await w.start()
-        w.append([({"__name__": "m", "series": str(j)}, 1.0, 1_700_000_000_000) for j in range(5)])
+        await rws.start()
+        rws.on_result(result([g]))
 
         class C:
             def collect(self) -> list[Metric]:
-                return w.collect()
+                return rws.collect()
 
         reg = CollectorRegistry()
         reg.register(C())  # type: ignore[arg-type]
         text = generate_latest(reg)
-        appended = reg.get_sample_value("giamsat_remote_write_samples_appended_total", {"remote": "central"})
-        sent = reg.get_sample_value("giamsat_remote_write_samples_sent_total", {"remote": "central"})
-        pending = reg.get_sample_value("giamsat_remote_write_samples_pending", {"remote": "central"})
-        dropped = sum(
-            s.value
-            for m in reg.collect()
-            if m.name == "giamsat_remote_write_samples_dropped"
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
-        assert appended == 5 and appended == (sent or 0) + dropped + (pending or 0)
-        await w.close()
+        for remote in ("central", "backup"):
+            lab = {"remote": remote}
+            appended = reg.get_sample_value("giamsat_remote_write_samples_appended_total", lab)
+            sent = reg.get_sample_value("giamsat_remote_write_samples_sent_total", lab) or 0
+            pending = reg.get_sample_value("giamsat_remote_write_samples_pending", lab) or 0
+            dropped = sum(
+                smp.value
+                for m in reg.collect()
+                if m.name == "giamsat_remote_write_samples_dropped"
+                for smp in m.samples
+                if smp.labels["remote"] == remote and smp.name.endswith("_total")
+            )
+            assert appended == 5 and appended == sent + dropped + pending
+        await rws.close()
         return text
 
     text = asyncio.run(run())
     out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_example_config_validates() -> None:
+    doc = yaml.safe_load((Path(__file__).parents[2] / "config" / "remote_write.example.yml").read_text())
+    for entry in doc["remote_write"]:
+        entry["basic_auth"] = {"username": entry["basic_auth"]["username"], "password": "x"}
+        RemoteWriteSettings.model_validate(entry)
