@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,15 @@ def prom_agent_steady_and_outage(work: Path, steady: float, outage: float) -> di
         vm.stop()
 
 
+def vm_count(vm: VictoriaMetricsReceiver, metric: str, hours: float) -> int:
+    """Raw samples the receiver holds for ``metric`` (count_over_time over the whole window)."""
+    urllib.request.urlopen(f"{vm.base}/internal/force_flush", timeout=30).read()  # noqa: S310 - loopback
+    q = urllib.parse.urlencode({"query": f"sum(count_over_time({metric}[{int(hours * 3600) + 600}s]))"})
+    with urllib.request.urlopen(f"{vm.base}/api/v1/query?{q}", timeout=120) as r:  # noqa: S310 - loopback
+        data = json.loads(r.read())
+    return int(float(data["data"]["result"][0]["value"][1]))
+
+
 def _ok(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as r:
@@ -221,6 +231,7 @@ def ours_backfill(work: Path, hours: float) -> dict[str, Any]:
             res["send_cpu_ms_per_1000"] = 1000 * (cpu_seconds(p.pid) - c0) / res["samples"] * 1000
             res["lost"] = sum(status(st)["dropped"].values())
             res["backfill_samples_per_s"] = res["samples"] / (time.monotonic() - b0)
+            res["received"] = vm_count(vm, "rwtest_value", hours + 1)
         finally:
             vm.stop()
         return res
@@ -234,10 +245,24 @@ def main() -> int:
     ap.add_argument("--outage", type=float, default=60.0, help="seconds the receiver is stopped")
     ap.add_argument("--hours", type=float, default=24.0, help="hours of 1000 series at 30 s to backfill")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--backfill-only", action="store_true", help="skip the side-by-side part")
     a = ap.parse_args()
     out: dict[str, Any] = {"load": os.getloadavg(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="gs-rw-bench-") as d:
         base = Path(d)
+        w = base / "backfill"
+        w.mkdir()
+        out["giamsat_backfill"] = b = ours_backfill(w, a.hours)
+        print("giamsat_backfill", json.dumps(b), flush=True)
+        print(
+            f"{a.hours:g}h backfill: {b['samples']} samples, buffer {b['buffer_bytes_per_sample']:.1f} B/sample "
+            f"({b['buffer_mib']:.1f} MiB), appended in {b['append_s']:.1f} s "
+            f"({b['append_cpu_ms_per_1000']:.2f} CPU ms/1000), delivered in {b['backfill_s']:.1f} s "
+            f"({b['backfill_samples_per_s']:.0f} samples/s, {b['send_cpu_ms_per_1000']:.2f} CPU ms/1000), "
+            f"lost {b['lost']}, receiver holds {b['received']}"
+        )
+        if a.backfill_only:
+            return _finish(a, out)
         for name, fn in (
             ("giamsat", ours_steady_and_outage),
             ("prometheus_agent", prom_agent_steady_and_outage),
@@ -246,10 +271,6 @@ def main() -> int:
             w.mkdir()
             out[name] = fn(w, a.steady, a.outage)
             print(name, json.dumps(out[name]), flush=True)
-        w = base / "backfill"
-        w.mkdir()
-        out["giamsat_backfill"] = ours_backfill(w, a.hours)
-        print("giamsat_backfill", json.dumps(out["giamsat_backfill"]), flush=True)
     g, pa = out["giamsat"], out["prometheus_agent"]
     out["cpu_ratio_giamsat_over_prometheus_agent"] = g["cpu_ms_per_1000"] / pa["cpu_ms_per_1000"]
     print()
@@ -263,15 +284,12 @@ def main() -> int:
         f"| catch-up after a {a.outage:.0f} s outage (s) | {g['catch_up_s']:.1f} | {pa['catch_up_s']:.1f} |"
     )
     print(f"| samples lost | {g['lost']} | {pa['lost']:.0f} |")
-    b = out["giamsat_backfill"]
     print()
     print(f"CPU ratio giamsat / Prometheus agent: {out['cpu_ratio_giamsat_over_prometheus_agent']:.2f}")
-    print(
-        f"24h backfill: {b['samples']} samples, buffer {b['buffer_bytes_per_sample']:.1f} B/sample "
-        f"({b['buffer_mib']:.1f} MiB), appended in {b['append_s']:.1f} s "
-        f"({b['append_cpu_ms_per_1000']:.2f} CPU ms/1000), delivered in {b['backfill_s']:.1f} s "
-        f"({b['backfill_samples_per_s']:.0f} samples/s, {b['send_cpu_ms_per_1000']:.2f} CPU ms/1000), lost {b['lost']}"
-    )
+    return _finish(a, out)
+
+
+def _finish(a: argparse.Namespace, out: dict[str, Any]) -> int:
     print(f"load average at start: {out['load']}")
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
