@@ -1,1 +1,1 @@
-"""Ways results leave the agent: the Prometheus endpoint, remote write, textfile."""
+"""Ways out of the agent: the Prometheus HTTP endpoint and its exposition rendering, remote write."""
