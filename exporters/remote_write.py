@@ -44,7 +44,7 @@ from agent import __version__
 from agent.model import Duration, Model, secret_value
 from agent.store import JobResult
 from exporters import remote_write_pb as pb
-from exporters.wal import Batch, Buffer, CorruptRecordError, DiskFullError, LabelKey, Lane
+from exporters.wal import Batch, Buffer, CorruptRecordError, DiskFullError, LabelKey, Lane, fsync_and_close
 
 log = logging.getLogger("giamsat.remote_write")
 
@@ -214,6 +214,7 @@ class RemoteWriter:
         self._failing = False
         self._disk_full = False
         self._cursor_unsynced = False
+        self._cursor_failing = False
         self._ext: tuple[tuple[str, str], ...] = tuple(sorted(settings.external_labels.items()))
         self._started = False
         # httpcore uses sni_hostname both for SNI and for checking the certificate's name.
@@ -541,11 +542,19 @@ class RemoteWriter:
             try:
                 await asyncio.to_thread(self.buffer.write_cursor, data, fsync)
             except OSError as exc:
-                log.warning(
-                    "remote-write buffer: cannot save acknowledged position (will retry)",
-                    extra={"remote": self.settings.name, "error": str(exc)},
-                )
+                if not self._cursor_failing:
+                    self._cursor_failing = True
+                    log.warning(
+                        "remote-write buffer: cannot save acknowledged positions (will retry)",
+                        extra={"remote": self.settings.name, "error": str(exc)},
+                    )
                 return
+            if self._cursor_failing:
+                self._cursor_failing = False
+                log.info(
+                    "remote-write buffer: acknowledged positions saved again",
+                    extra={"remote": self.settings.name},
+                )
             self._cursor_unsynced = not fsync
 
     def _truncate(self) -> None:
@@ -559,10 +568,12 @@ class RemoteWriter:
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                     log.warning("remote-write buffer: age bound failed", extra={"error": str(exc)})
-            try:
-                await asyncio.to_thread(self.buffer.sync)
-            except OSError as exc:
-                log.warning("remote-write buffer: fsync failed", extra={"error": str(exc)})
+            fd = self.buffer.sync_handle()
+            if fd is not None:
+                try:
+                    await asyncio.to_thread(fsync_and_close, fd)
+                except OSError as exc:
+                    log.warning("remote-write buffer: fsync failed", extra={"error": str(exc)})
             await self._persist(fsync=True)
 
     # ---- self metrics ----------------------------------------------------------------------------

@@ -667,16 +667,18 @@ class Buffer:
                 tmp.unlink()
             raise
 
-    def sync(self) -> None:
-        """fsync the tail segment (through a dup, so a concurrent roll cannot close it under us)."""
+    def sync_handle(self) -> int | None:
+        """A duplicate of the tail segment's fd to fsync in another thread (a roll cannot close it under
+        that thread), or None when nothing was written since the last sync. The caller closes it."""
         if self._synced or self._fd is None:
-            return
-        fd = os.dup(self._fd)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._synced = True
+            return None
+        self._synced = True  # appends after this point set it back
+        return os.dup(self._fd)
+
+    def sync(self) -> None:
+        fd = self.sync_handle()
+        if fd is not None:
+            fsync_and_close(fd)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -689,6 +691,13 @@ class Buffer:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 def _get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback test server
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return bytes(r.read())
 
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporters.wal import MAGIC, Batch, Buffer, BufferLockedError, LabelKey
 
@@ -182,3 +184,50 @@ def test_second_process_cannot_open_the_same_buffer(tmp_path: Path) -> None:
     buf(tmp_path)
     with pytest.raises(BufferLockedError):
         buf(tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["append", "append", "append", "live", "backfill", "split", "reopen", "crash"]),
+        max_size=60,
+    )
+)
+def test_any_sequence_delivers_each_sample_once_or_counts_it(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[str]
+) -> None:
+    d = tmp_path_factory.mktemp("prop")
+    kw = {"max_bytes": 16384, "segment_bytes": 4096}
+    b = buf(d, **kw)
+    appended = 0
+    delivered: list[float] = []  # values of series s0, each record i has value i
+    for op in ops:
+        if op == "append":
+            b.append(rows(appended, series=40))
+            appended += 1
+        elif op in ("live", "backfill"):
+            lane = b.live if op == "live" else b.backfill
+            if lane is not None and (batch := b.next_batch(lane, 80)) is not None:
+                b.mark_inflight(lane, batch)
+                b.write_cursor(b.cursor_state(), fsync=False)
+                if b.ack(lane, batch):
+                    delivered += values([batch])
+                b.write_cursor(b.cursor_state(), fsync=False)
+                b.truncate_acknowledged()
+        elif op == "split":
+            b.split_backfill()
+        else:
+            drops = dict(b.drops)
+            if op == "reopen":
+                b.close()
+            else:  # crash: no final fsync or cursor write beyond what was written
+                os.close(b._fd)  # type: ignore[arg-type]
+                os.close(b._lock_fd)  # type: ignore[arg-type]
+            b = buf(d, **kw)
+            b.drops = drops
+        pending = b.live.pending + (b.backfill.pending if b.backfill else 0)
+        assert appended * 40 == len(delivered) * 40 + sum(b.drops.values()) + pending
+    assert len(delivered) == len(set(delivered)), "a sample was delivered twice"
+    rest = values(drain(b, "live")) + values(drain(b, "backfill"))
+    assert len(set(delivered + rest)) == len(delivered + rest)
+    assert appended * 40 == (len(delivered) + len(rest)) * 40 + sum(b.drops.values())
