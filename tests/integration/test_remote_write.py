@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -324,11 +326,9 @@ def test_retry_rules_headers_and_auth(receivers: Callable[..., Receiver], tmp_pa
     assert h["authorization"] == "Bearer s3cret-token"
     got = vm.series_samples('{__name__="rwtest_retry"}')  # type: ignore[attr-defined]
     assert got == {f"s{j}": [(now - 2000, 0.0), (now, 2.0)] for j in range(2)}
-    raw = json.loads(
-        subprocess.run(
-            ["curl", "-s", f"{vm.base}/api/v1/series?match[]=rwtest_retry"], capture_output=True, check=True
-        ).stdout
-    )
+    with urllib.request.urlopen(f"{vm.base}/api/v1/series?match[]=rwtest_retry", timeout=10) as resp:
+        raw = json.loads(resp.read())
+    assert len(raw["data"]) == 2
     assert all(m.get("agent") == "a1" for m in raw["data"])
 
 
@@ -343,8 +343,6 @@ def test_basic_auth_header(tmp_path: Path) -> None:
             w.append(_rows("x", 1, 0, int(time.time() * 1000)))
             await _until(lambda: w.pending == 0)
             await w.close()
-
-        import os
 
         os.environ["GS_TEST_RW_PW"] = "pa:ss"
         try:
@@ -470,3 +468,92 @@ def test_full_disk_drops_with_a_count_and_recovers(
             assert [v for _, v in samples] == [float(i) for i in stored]
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def netns_prometheus(tmp_path: Path) -> Iterator[tuple[PrometheusReceiver, str]]:
+    """Prometheus inside a network namespace reached over a veth pair (198.19.208.0/30), so a test can
+    blackhole the path with an nftables drop rule: requests then hang until the sender's timeout."""
+    pid = os.getpid()
+    ns, host_if, ns_if = f"gsrw{pid}", f"gsrw{pid}h", f"gsrw{pid}n"
+    host_ip, ns_ip = "198.19.208.1", "198.19.208.2"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", ns)
+    prom: PrometheusReceiver | None = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        ip("-n", ns, "link", "set", ns_if, "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+
+        class NsPrometheus(PrometheusReceiver):
+            @property
+            def base(self) -> str:
+                return f"http://{ns_ip}:{self.port}"
+
+            def argv(self) -> list[str]:
+                argv = super().argv()
+                argv[argv.index(f"--web.listen-address=127.0.0.1:{self.port}")] = (
+                    f"--web.listen-address={ns_ip}:{self.port}"
+                )
+                return ["ip", "netns", "exec", ns, *argv]  # ip execs prometheus: the PID is prometheus'
+
+        prom = NsPrometheus(tmp_path / "nsprom", port=9090)
+        prom.start()
+        yield prom, ns
+    finally:
+        if prom is not None:
+            prom.stop()
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
+
+
+@pytest.mark.root
+def test_blackholed_link_times_out_and_delivers_everything_once(
+    netns_prometheus: tuple[PrometheusReceiver, str], tmp_path: Path
+) -> None:
+    prom, ns = netns_prometheus
+    t0 = int(time.time() * 1000) - 2 * HOUR
+    total = 120
+
+    def nft(script: str) -> None:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script.encode(), check=True)
+
+    async def run() -> RemoteWriter:
+        w = RemoteWriter(
+            _settings(
+                prom.write_url,
+                remote_timeout="1s",
+                max_samples_per_send=40,
+                backfill_lane=True,
+                backfill_after="1s",
+            ),
+            tmp_path,
+        )
+        await w.start()
+        for i in range(total):
+            w.append(_rows("rwtest_blackhole", 4, i, t0 + i * 60_000))
+            if i == 30:
+                await _until(lambda: w.pending == 0)
+                nft(
+                    f"table inet gsrw{os.getpid()} {{ chain blackhole {{ type filter hook input priority 0; tcp dport 9090 drop; }}; }}"
+                )
+            if i == 90:
+                await _until(lambda: w.stats.retries >= 2)
+                nft(f"delete table inet gsrw{os.getpid()}")
+            await asyncio.sleep(0.02)
+        await _until(lambda: w.pending == 0, 60)
+        _invariant(w)
+        await w.close()
+        return w
+
+    w = asyncio.run(run())
+    assert w.stats.retries >= 2 and sum(w.dropped().values()) == 0
+    got = prom.series_samples("rwtest_blackhole")
+    assert got == {f"s{j}": [(t0 + i * 60_000, float(i)) for i in range(total)] for j in range(4)}
