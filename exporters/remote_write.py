@@ -47,6 +47,8 @@ from exporters import remote_write_pb as pb
 from exporters.wal import Batch, Buffer, CorruptRecordError, DiskFullError, LabelKey, Lane, fsync_and_close
 
 log = logging.getLogger("giamsat.remote_write")
+# httpx logs every request at INFO; one line per push would drown the agent's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 Sample = tuple[dict[str, str], float, int]
 """(labels including ``__name__``, value, timestamp in milliseconds)."""
