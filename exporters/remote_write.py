@@ -305,13 +305,16 @@ class RemoteWriter:
     def append(self, samples: Iterable[Sample]) -> int:
         """Store samples for delivery; never raises for a full disk (drops and counts instead)."""
         ext = self._ext
-        rows: list[tuple[LabelKey, float, int]] = []
+        # Keyed by series: a series twice in one result would make Prometheus refuse the whole request
+        # ("duplicate sample for timestamp"), so the last value wins, as in the exposition.
+        by_key: dict[LabelKey, tuple[float, int]] = {}
         for labels, value, ts in samples:
             if ext:
                 labels = {**dict(ext), **labels}
-            rows.append((tuple(sorted(labels.items())), value, ts))
-        if not rows:
+            by_key[tuple(sorted(labels.items()))] = (value, ts)
+        if not by_key:
             return 0
+        rows = [(k, v, t) for k, (v, t) in by_key.items()]
         n = len(rows)
         self.stats.appended += n
         try:
@@ -325,11 +328,11 @@ class RemoteWriter:
                     extra={"remote": self.settings.name, "dir": str(self.buffer.dir)},
                 )
             return 0
-        except OSError as exc:
+        except Exception as exc:
             self._drop("write_error", n)
             log.error(
                 "remote-write buffer: write failed, samples dropped",
-                extra={"remote": self.settings.name, "error": str(exc)},
+                extra={"remote": self.settings.name, "error": repr(exc)},
             )
             return 0
         if self._disk_full:

@@ -66,7 +66,10 @@ def encode_labels(labels: Iterable[tuple[str, str]]) -> bytes:
     """The ``labels`` fields of a TimeSeries (already tagged), in the order given (callers sort by name)."""
     out = bytearray()
     for name, value in labels:
-        label = _field_bytes(_LABEL_NAME_TAG, name.encode()) + _field_bytes(_LABEL_VALUE_TAG, value.encode())
+        # "replace": a lone surrogate must not make a whole job result unencodable.
+        label = _field_bytes(_LABEL_NAME_TAG, name.encode("utf-8", "replace")) + _field_bytes(
+            _LABEL_VALUE_TAG, value.encode("utf-8", "replace")
+        )
         out += _TS_LABEL_TAG
         out += uvarint(len(label))
         out += label

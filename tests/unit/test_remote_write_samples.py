@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from pydantic import ValidationError
 
 from agent.store import JobResult
-from exporters.remote_write import RemoteWriteSet, RemoteWriteSettings, samples_from_result
+from exporters.remote_write import RemoteWriter, RemoteWriteSet, RemoteWriteSettings, samples_from_result
 
 
 def result(families: list[Metric]) -> JobResult:
@@ -144,3 +144,24 @@ def test_example_config_validates() -> None:
     for entry in doc["remote_write"]:
         entry["basic_auth"] = {"username": entry["basic_auth"]["username"], "password": "x"}
         RemoteWriteSettings.model_validate(entry)
+
+
+def test_a_series_twice_in_one_result_is_sent_once_and_odd_text_is_encodable(tmp_path: Path) -> None:
+    settings = RemoteWriteSettings.model_validate({"name": "c", "url": "http://127.0.0.1:1/api/v1/write"})
+
+    async def run() -> tuple[int, int]:
+        w = RemoteWriter(settings, tmp_path)
+        await w.start()
+        n = w.append(
+            [
+                ({"__name__": "m", "a": "1"}, 1.0, 1000),
+                ({"__name__": "m", "a": "1"}, 2.0, 1000),
+                ({"__name__": "m", "a": "bad\udcff"}, 3.0, 1000),
+            ]
+        )
+        batch = w.buffer.next_batch(w.buffer.live, 10)
+        await w.close()
+        assert batch is not None
+        return n, batch.n_samples
+
+    assert asyncio.run(run()) == (2, 2)
