@@ -557,3 +557,37 @@ def test_blackholed_link_times_out_and_delivers_everything_once(
     assert w.stats.retries >= 2 and sum(w.dropped().values()) == 0
     got = prom.series_samples("rwtest_blackhole")
     assert got == {f"s{j}": [(t0 + i * 60_000, float(i)) for i in range(total)] for j in range(4)}
+
+
+def test_bandwidth_budget_is_never_exceeded(receivers: Callable[..., Receiver], tmp_path: Path) -> None:
+    # A lower bound only (the budget forbids going faster), so a slow machine cannot make it fail.
+    vm = receivers("vm")
+    rate = 4000
+    t0 = int(time.time() * 1000) - HOUR
+
+    async def run() -> tuple[RemoteWriter, float]:
+        w = RemoteWriter(_settings(vm.write_url, bandwidth_limit=rate, max_samples_per_send=200), tmp_path)
+        await w.start()
+        start = time.monotonic()
+        for i in range(300):
+            w.append(
+                [
+                    ({"__name__": "rwtest_bw", "series": f"s{j}"}, float(i * j), t0 + i * 1000)
+                    for j in range(20)
+                ]
+            )
+        await _until(lambda: w.pending == 0, 120)
+        elapsed = time.monotonic() - start
+        await w.close()
+        return w, elapsed
+
+    w, elapsed = asyncio.run(run())
+    assert w.stats.sent_bytes > 3 * rate  # enough bytes for the budget to bind
+    # At most one second's burst plus the request in flight may go before the budget is paid (the
+    # bucket goes into debt for a request bigger than what is left; 2x the mean request size bounds it).
+    last_request = w.stats.sent_bytes / w.stats.requests
+    assert elapsed >= (w.stats.sent_bytes - rate - 2 * last_request) / rate, (
+        elapsed,
+        w.stats.sent_bytes,
+        w.stats.requests,
+    )
