@@ -222,6 +222,37 @@ def test_outage_with_kill9_delivers_every_sample_once_in_order(
     assert len(list(state.glob("remote_write/central/seg-*"))) == 1
 
 
+def test_kill9_while_appending_keeps_a_clean_prefix(
+    receivers: Callable[..., Receiver], agents: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """kill -9 at an arbitrary moment of a stream of appends (receiver down, so no request is in
+    flight): the restart repairs the buffer and the receiver gets exactly samples 0..k-1 of every series,
+    with k at least what the agent had reported appended."""
+    port = free_port()
+    series, t0 = 200, int(time.time() * 1000) - 10 * HOUR
+    state, status = tmp_path / "state", tmp_path / "status.json"
+    settings = {
+        "name": "c",
+        "url": f"http://127.0.0.1:{port}/api/v1/write",
+        "min_backoff": "50ms",
+        "max_backoff": "200ms",
+    }
+    common = {"series": series, "t0": t0, "step": 1000, "metric": "rwtest_tear", "status_every": 0.01}
+    p = start_agent(agents, state, status, settings, first=0, last=100_000, **common)
+    st = wait_status(status, lambda s: s["appended_index"] >= 300, p)
+    kill9(p)
+    reported = st["appended_index"]
+    vm = receivers("vm", port=port)
+    p = start_agent(agents, state, status, settings, first=0, last=0, exit_when_drained=True, **common)
+    assert p.wait(120) == 0
+    got = vm.series_samples('{__name__="rwtest_tear"}')  # type: ignore[attr-defined]
+    assert len(got) == series
+    k = len(got["s0"])
+    assert k >= reported
+    for name in got:
+        assert got[name] == [(t0 + i * 1000, float(i)) for i in range(k)], name
+
+
 # ------------------------------------------------------------------------------------------------------
 # In-process: lost acknowledgement, retry rules, headers, too-old samples, full disk.
 # ------------------------------------------------------------------------------------------------------
