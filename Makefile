@@ -18,5 +18,6 @@ typecheck: ## mypy --strict on the packages
 
 bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
+	$(VENV)/bin/python bench/icmp.py --write
 
 .PHONY: help run test lint typecheck bench
