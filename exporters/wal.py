@@ -40,6 +40,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from exporters.remote_write_pb import read_uvarint, uvarint
 
@@ -535,27 +536,43 @@ class Buffer:
         if pos[1] >= stop:
             return None
         table = self._table(seg.seq, pos[1])
-        with open(seg.path, "rb") as f:
-            f.seek(pos[1])
-            data = f.read(stop - pos[1])
+        # Read about what a batch needs (~12 bytes a sample plus labels), not the rest of the segment;
+        # _decode reads on when a record runs past the chunk.
+        chunk = min(stop - pos[1], max(1 << 16, 32 * min(max_samples, 1 << 20)))
         try:
-            return self._decode(lane, seg, pos, data, table, max_samples)
+            with open(seg.path, "rb") as f:
+                f.seek(pos[1])
+                return self._decode(seg, pos, f, chunk, stop - pos[1], table, max_samples)
         except (KeyError, IndexError, ValueError, struct.error) as exc:
             raise CorruptRecordError(
                 f"{seg.path}: undecodable record after offset {pos[1]}: {exc!r}"
             ) from None
 
     def _decode(
-        self, lane: Lane, seg: _Segment, pos: Pos, data: bytes, table: dict[int, bytes], max_samples: int
+        self,
+        seg: _Segment,
+        pos: Pos,
+        f: BinaryIO,
+        chunk: int,
+        limit: int,
+        table: dict[int, bytes],
+        max_samples: int,
     ) -> Batch:
+        data = f.read(chunk)
         series: dict[bytes, list[tuple[int, float]]] = {}
         off = 0
         n = 0
         mn, mx = 1 << 62, -(1 << 62)
-        while off < len(data) and n < max_samples:
+        while off < limit and n < max_samples:
+            if off + _HDR.size > len(data):
+                data += f.read(max(chunk, off + _HDR.size - len(data)))
             length, _crc = _HDR.unpack_from(data, off)
             start = off + _HDR.size
             end = start + length
+            if end > len(data):
+                data += f.read(max(chunk, end - len(data)))
+                if end > len(data):
+                    raise ValueError("record runs past the end of the segment")
             count, rmn, rmx, flags = _RECHDR.unpack_from(data, start)
             p = _parse_defs(data, start + _RECHDR.size, table)
             ref_arr = array("I" if flags & _F_WIDE else "H")

@@ -231,3 +231,14 @@ def test_any_sequence_delivers_each_sample_once_or_counts_it(
     rest = values(drain(b, "live")) + values(drain(b, "backfill"))
     assert len(set(delivered + rest)) == len(delivered + rest)
     assert appended * 40 == (len(delivered) + len(rest)) * 40 + sum(b.drops.values())
+
+
+def test_batches_read_across_chunk_boundaries(tmp_path: Path) -> None:
+    # Records of ~30 KB: a batch read (64 KiB chunks) regularly ends in the middle of one.
+    for max_samples in (1, 5000):
+        b2 = buf(tmp_path / f"copy{max_samples}", segment_bytes=4 << 20)
+        for i in range(40):
+            b2.append(rows(i, series=3000))
+        batches = drain(b2, max_samples=max_samples)
+        assert values(batches, "s2999") == [float(i) for i in range(40)]
+        assert all(bt.n_samples == (3000 if max_samples == 1 else 6000) for bt in batches)
