@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import types
 import typing
 import urllib.error
@@ -79,6 +80,8 @@ class Lab:
     closed_udp: int
     closed_tcp: int
     snmp_port: int
+    receiver_port: int = 0  # a remote-write receiver started by the test (remote_write_receiver)
+    receiver: Receiver | None = None
     values: dict[str, str] = field(default_factory=dict)  # "<kind>.<field>" -> canary planted there
     extra_texts: list[str] = field(default_factory=list)  # further secret material to search for
 
@@ -154,6 +157,17 @@ def _ssh(lab: Lab) -> dict[str, Any]:
     }
 
 
+def _remote_write(lab: Lab) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{lab.receiver_port}/api/v1/write"
+    return {
+        "remote_write": [
+            {"name": "rw-basic", "url": url, "basic_auth": {"username": "agent", "password": "{secret:password}"},
+             "batch_send_deadline": "1s"},
+            {"name": "rw-bearer", "url": url, "bearer_token": "{secret:bearer_token}", "batch_send_deadline": "1s"},
+        ]
+    }  # fmt: skip
+
+
 # Layouts as the snmp and ssh collectors define them (collectors.<kind>.auths, targets naming an auth).
 RECIPES = [
     Recipe(
@@ -172,7 +186,17 @@ RECIPES = [
         frozenset({"collectors.ssh.auths.*.password", "collectors.ssh.auths.*.passphrase"}),
         _ssh,
     ),
+    Recipe(
+        "remote_write",
+        frozenset({"remote_write[].basic_auth.password", "remote_write[].bearer_token"}),
+        _remote_write,
+    ),
 ]
+
+
+def _present(kind: str) -> bool:
+    return kind in COLLECTORS or kind in Config.model_fields
+
 
 CONFIG_SECRET_PATHS = secret_paths(Config)
 
@@ -255,7 +279,7 @@ def plant(lab: Lab, source: str, name: str = "giamsat.yml") -> Planted:
     env: dict[str, str] = {}
     data = dict(BASE)
     for recipe in RECIPES:
-        if recipe.kind in COLLECTORS:
+        if _present(recipe.kind):
             data = _merge(data, _fill(recipe.build(lab), source, lab, canaries, env, recipe.kind))
     # The ssh key-file recipe needs a real encrypted key whose passphrase is the canary.
     ssh_key = lab.dir / "id_canary"
@@ -371,6 +395,54 @@ def assert_ssh_succeeded(exposition: str) -> None:
     assert line.endswith((" 1.0", " 1")), line
 
 
+@dataclass
+class Receiver:
+    port: int
+    authorized: dict[str, int]  # "basic"/"bearer" -> writes accepted with the canary credentials
+
+
+@contextmanager
+def remote_write_receiver(lab: Lab) -> Iterator[Receiver]:
+    """A remote-write endpoint that accepts only the canary credentials (204), else 401."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    rec = Receiver(0, {"basic": 0, "bearer": 0})
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            auth = self.headers.get("Authorization") or ""
+            basic = (
+                "Basic "
+                + base64.b64encode(f"agent:{lab.values.get('remote_write.password')}".encode()).decode()
+            )
+            kind = (
+                "basic"
+                if auth == basic
+                else "bearer"
+                if auth == f"Bearer {lab.values.get('remote_write.bearer_token')}"
+                else ""
+            )
+            if kind:
+                rec.authorized[kind] += 1
+            self.send_response(204 if kind else 401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    rec.port = lab.receiver_port = srv.server_address[1]
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield rec
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def assert_snmp_succeeded(exposition: str) -> None:
     """With snmp registered, the devices behind the real snmpd answered: the canary credentials worked."""
     if "snmp" not in COLLECTORS:
@@ -467,9 +539,11 @@ class Running:
 
 @pytest.fixture
 def running(lab: Lab) -> Iterator[tuple[Running, Planted]]:
-    p = plant(lab, "file")
-    with snmpd_with_canaries(lab), sshd_with_canaries(lab, p):
-        yield from _run_agent(lab, p)
+    with remote_write_receiver(lab) as rec:
+        lab.receiver = rec
+        p = plant(lab, "file")
+        with snmpd_with_canaries(lab), sshd_with_canaries(lab, p):
+            yield from _run_agent(lab, p)
 
 
 def _run_agent(lab: Lab, p: Planted) -> Iterator[tuple[Running, Planted]]:
