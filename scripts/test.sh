@@ -14,6 +14,7 @@ DEB_PACKAGES=(
   dnsmasq-base                    # a real DNS server for the DNS probe
   victoria-metrics                # remote-write receiver
   systemd                         # systemd-analyze for the unit checks
+  prometheus-alertmanager         # amtool check-config for the shipped alertmanager.yml example
   python3-venv
 )
 missing=()
