@@ -13,6 +13,7 @@ The ``collectors`` and ``targets`` sections are built from the collector table i
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,14 +219,23 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         csv_file = str(csv_path)
         csv_rows, csv_problems = read_sites_csv(csv_path)
         problems += csv_problems
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems + _problems_from_validation(exc, file, root)) from None
+        problems += _problems_from_validation(exc, file, root)
 
-    sites: list[SiteConfig] = list(config.sites)
-    key_of = {s.id: f"sites[{i}]" for i, s in enumerate(config.sites)}
-    file_of = {s.id: file for s in config.sites}
+    # The site tree is checked even when other sections are invalid, so one run shows every problem.
+    yaml_sites: list[tuple[int, SiteConfig]] = []
+    if config is not None:
+        yaml_sites = list(enumerate(config.sites))
+    elif isinstance(data.get("sites"), list):
+        for i, raw in enumerate(data["sites"]):
+            with contextlib.suppress(ValidationError):  # already reported above with its key path
+                yaml_sites.append((i, SiteConfig.model_validate(raw)))
+    sites: list[SiteConfig] = [s for _, s in yaml_sites]
+    key_of = {s.id: f"sites[{i}]" for i, s in yaml_sites}
+    file_of = {s.id: file for _, s in yaml_sites}
     for row in csv_rows:
         rowno = row.pop("_row")
         key = f"row {rowno}"
@@ -233,7 +243,8 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             site = SiteConfig.model_validate(row)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
-                problems.append(ConfigProblem(csv_file, f"{key}.{format_loc(tuple(err['loc']))}", err["msg"]))
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(ConfigProblem(csv_file, f"{key}.{format_loc(tuple(err['loc']))}", msg))
             continue
         sites.append(site)
         key_of.setdefault(site.id, key)
@@ -245,6 +256,8 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         problems.append(
             ConfigProblem(where, p.key, p.message, _line_of(root, _loc_of(p.key)) if where == file else None)
         )
+    if config is None:
+        raise ConfigError(problems)
 
     ids = {s.id for s in sites}
     if config.agent.site is not None and config.agent.site not in ids:

@@ -23,7 +23,7 @@ from agent.config import LoadedConfig
 from agent.errors import CollectError
 from agent.store import JobResult, Store
 from collectors import COLLECTORS
-from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig
+from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
 
 log = logging.getLogger("giamsat.scheduler")
 
@@ -98,12 +98,18 @@ class Runner:
                 await self.close()
                 raise
             self.collectors[kind] = collector
-        self.jobs = build_jobs(self.loaded, self.collectors)
-        self._by_id = {j.job_id: j for j in self.jobs}
-        self._first_round = {j.job_id for j in self.jobs}
+        self.set_jobs(build_jobs(self.loaded, self.collectors))
+
+    def set_jobs(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self._by_id = {j.job_id: j for j in jobs}
+        self._first_round = {j.job_id for j in jobs}
         if not self._first_round:
             self.first_round_done.set()
         self.store.retain(set(self._by_id))
+
+    def has_job(self, job_id: str) -> bool:
+        return job_id in self._by_id
 
     def start_schedule(self) -> None:
         sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
@@ -138,6 +144,7 @@ class Runner:
         families: tuple[Metric, ...] = ()
         reason = ""
         message = ""
+        token = job_deadline.set(start + job.timeout)
         try:
             families = tuple(await asyncio.wait_for(job.collector.collect(job.target), job.timeout))
         except TimeoutError:
@@ -149,6 +156,8 @@ class Runner:
         except Exception as exc:
             reason, message = "error", f"{type(exc).__name__}: {exc}"
             log.debug("collector raised", exc_info=True, extra={"job": job.job_id})
+        finally:
+            job_deadline.reset(token)
         duration = time.monotonic() - start
         now = time.time()
         success = not reason

@@ -13,8 +13,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,22 @@ from agent.errors import CollectError
 from agent.model import Duration, Model
 
 T = TypeVar("T")
+
+
+#: Monotonic deadline of the job being run, set by the scheduler around ``collect``.
+job_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("job_deadline", default=None)
+
+
+def time_left(default: float, margin: float = 0.05) -> float:
+    """Seconds left before the current job's deadline (minus a margin for reporting), or ``default``.
+
+    Collectors that split their work into parts give each part this budget, so one hung part fails
+    alone instead of taking the whole job past its deadline.
+    """
+    deadline = job_deadline.get()
+    if deadline is None:
+        return default
+    return max(0.001, deadline - time.monotonic() - margin)
 
 
 class CollectorSettings(Model):

@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field
 
 from agent.errors import CollectError
-from collectors.base import Collector, CollectorSettings, TargetConfig
+from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
 from collectors.host import cpu, disk, filesystem, load, memory, network, system, systemd
 
 PARTS: dict[str, Callable[[], list[Metric]]] = {
@@ -52,17 +52,18 @@ class HostCollector(Collector):
     async def collect(self, target: TargetConfig | None) -> list[Metric]:
         settings = self.settings
         assert isinstance(settings, HostSettings)
-        budget = settings.timeout or 10.0
+        # Leave room to report: a part that overruns fails alone, the rest of the host is still served.
+        budget = time_left(settings.timeout or 10.0, margin=0.1)
         calls: dict[str, Callable[[], list[Metric]]] = {p: PARTS[p] for p in settings.parts if p in PARTS}
         if "systemd" in settings.parts and settings.systemd_units:
             units, path = list(settings.systemd_units), settings.systemctl_path
 
             def _systemd() -> list[Metric]:
-                return systemd.collect(units, path, timeout=budget * 0.8)
+                return systemd.collect(units, path, timeout=budget)
 
             calls["systemd"] = _systemd
         names = list(calls)
-        results = await asyncio.gather(*(self._part(n, calls[n], budget * 0.9) for n in names))
+        results = await asyncio.gather(*(self._part(n, calls[n], budget) for n in names))
         duration = GaugeMetricFamily(
             "node_scrape_collector_duration_seconds",
             "Duration of a host collector part.",

@@ -1,0 +1,119 @@
+"""``giamsat`` command line: run, once, check-config, --version.
+
+Flags follow the Prometheus exporters' spelling (``--config.file``, ``--web.listen-address``,
+``--log.level``, ``--log.format``) so operators reuse what they know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.config import load_config
+from agent.errors import ConfigError, StartupError
+from agent.logging import setup_logging
+from collectors import COLLECTORS
+
+EXIT_CONFIG = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="giamsat", description="Monitoring agent for provincial e-government networks."
+    )
+    parser.add_argument("--version", action="version", version=f"giamsat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent: collect on schedule and serve /metrics")
+    run.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    run.add_argument(
+        "--web.listen-address", dest="listen_address", default=None, help="HOST:PORT (overrides the config)"
+    )
+    _common(run)
+
+    once = sub.add_parser("once", help="collect once, print the exposition, exit 1 if a collector failed")
+    once.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    once.add_argument(
+        "--collector", action="append", default=None, help="only this collector kind (repeatable)"
+    )
+    _common(once)
+
+    check = sub.add_parser("check-config", help="validate a configuration file; print every problem")
+    check.add_argument("file", type=Path)
+    _common(check)
+    return parser
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"configuration invalid ({len(exc.problems)} problem(s)):", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  {p}", file=sys.stderr)
+
+
+async def _once(config_file: Path, kinds: list[str] | None) -> int:
+    from agent.lifecycle import Agent
+    from agent.scheduler import Runner
+    from exporters.exposition import render_text
+
+    loaded = load_config(config_file)
+    if kinds:
+        unknown = [k for k in kinds if k not in COLLECTORS]
+        if unknown:
+            print(
+                f"unknown collector(s): {', '.join(unknown)}; known: {', '.join(COLLECTORS)}", file=sys.stderr
+            )
+            return EXIT_CONFIG
+    agent = Agent(config_file)
+    runner = Runner(loaded, agent.store)
+    agent.loaded, agent.runner = loaded, runner
+    await runner.open(set(kinds) if kinds else None)
+    try:
+        results = await runner.run_once()
+    finally:
+        await runner.close()
+    body, _ = render_text(agent.store.snapshot(), agent.own_metrics(), loaded.config.agent.max_label_length)
+    sys.stdout.write(body.decode("utf-8"))
+    failed = [r for r in results if not r.success]
+    for r in failed:
+        print(f"collector {r.job_id} failed: {r.reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        if args.command == "check-config":
+            loaded = load_config(args.file)
+            n_targets = sum(len(loaded.config.targets_of(k)) for k in COLLECTORS)
+            print(f"{args.file}: OK ({len(loaded.inventory)} sites, {n_targets} targets)")
+            return 0
+        if args.command == "once":
+            return asyncio.run(_once(args.config_file, args.collector))
+        if args.command == "run":
+            from agent.lifecycle import Agent
+
+            return asyncio.run(Agent(args.config_file, args.listen_address).run())
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"giamsat: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The running agent: load config, start collection and the HTTP endpoint, reload, stop, sd_notify.
+
+A reload builds the new configuration's collectors completely before the old ones are stopped; a bad
+file (or a collector that fails to start) leaves the old configuration running and is reported in
+``giamsat_config_last_reload_successful``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from agent.config import LoadedConfig, load_config, parse_listen_address
+from agent.errors import ConfigError, StartupError
+from agent.scheduler import Runner
+from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
+from agent.store import Store
+from exporters.prometheus import ExporterServer, format_age
+
+log = logging.getLogger("giamsat")
+
+
+def sd_notify(message: str) -> bool:
+    """Send one message to systemd's notify socket, if there is one (Type=notify units)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError as exc:
+        log.warning("cannot notify systemd", extra={"error": exc.strerror})
+        return False
+
+
+class Agent:
+    """Implements ``exporters.prometheus.AgentView`` over the current configuration."""
+
+    def __init__(self, config_path: Path, listen_address: str | None = None) -> None:
+        self.config_path = config_path
+        self.listen_override = listen_address
+        self.store = Store()
+        self.reload_status = ReloadStatus()
+        self.scrape_stats = ScrapeStats()
+        self.loaded: LoadedConfig | None = None
+        self.runner: Runner | None = None
+        self.max_label_length = 256
+        self.server: ExporterServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self.extra_metrics: list[Callable[[], list[Metric]]] = []
+
+    # --- AgentView ----------------------------------------------------------------------------------
+    def own_metrics(self) -> list[Metric]:
+        runner = self.runner
+        blocking = (
+            {k: (c.ctx.blocking.stuck, c.ctx.blocking.abandoned_total) for k, c in runner.collectors.items()}
+            if runner
+            else None
+        )
+        out = self_metrics(
+            self.store,
+            self.loaded.inventory if self.loaded else None,
+            self.reload_status,
+            self.scrape_stats,
+            blocking,
+        )
+        for fn in self.extra_metrics:
+            try:
+                out.extend(fn())
+            except Exception:
+                log.exception("extra metrics failed")
+        return out
+
+    def is_ready(self) -> bool:
+        return self.runner is not None and self.runner.first_round_done.is_set()
+
+    def is_configured(self, job_id: str) -> bool:
+        runner = self.runner
+        return runner is not None and runner.has_job(job_id)
+
+    def module_filter(self, kind: str) -> Callable[[Sequence[Metric], str], list[Metric] | None] | None:
+        runner = self.runner
+        collector = runner.collectors.get(kind) if runner else None
+        fn = getattr(collector, "families_for_module", None)
+        return fn if callable(fn) else None
+
+    def landing(self) -> dict[str, Any]:
+        health = self.store.health_snapshot()
+        jobs = []
+        runner = self.runner
+        for job in runner.jobs if runner else []:
+            h = health.get(job.job_id)
+            jobs.append(
+                {
+                    "collector": job.kind,
+                    "target": job.target_name or "(this host)",
+                    "site": job.site or "",
+                    "success": h.last_success if h else None,
+                    "reason": h.last_reason if h else "",
+                    "age": format_age(h.last_success_timestamp) if h else "never",
+                }
+            )
+        sites = [
+            {"id": s.id, "name": s.name, "level": s.level.name, "parent": s.parent or ""}
+            for s in (self.loaded.inventory if self.loaded else [])
+        ]
+        return {
+            "jobs": jobs,
+            "sites": sites,
+            "config": str(self.config_path),
+            "reload_ok": self.reload_status.successful,
+        }
+
+    def request_reload(self) -> tuple[bool, str]:
+        """Thread-safe reload for the HTTP endpoint; waits for the outcome."""
+        loop = self._loop
+        if loop is None:
+            return False, "agent is not running"
+        fut = asyncio.run_coroutine_threadsafe(self.reload(), loop)
+        try:
+            return fut.result(timeout=60)
+        except FutureTimeout:
+            return False, "reload did not finish within 60s"
+
+    def note_scrape(self, rejected: bool, conflicts: int) -> None:
+        if rejected:
+            self.scrape_stats.rejected_total += 1
+        self.scrape_stats.conflicts_total += conflicts
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    async def _apply(self, loaded: LoadedConfig) -> None:
+        """Start collectors for ``loaded``; on success stop the old ones and switch over."""
+        cfg = loaded.config
+        new = Runner(loaded, self.store)
+        self.store.stale_after_intervals = cfg.agent.stale_after_intervals
+        await new.open()  # raises -> old config keeps running
+        old = self.runner
+        if old is not None:
+            await old.close()
+        self.loaded, self.runner = loaded, new
+        self.max_label_length = cfg.agent.max_label_length
+        new.start_schedule()
+
+    async def reload(self) -> tuple[bool, str]:
+        async with self._reload_lock:
+            self.reload_status.reloads_total += 1
+            try:
+                loaded = load_config(self.config_path)
+                await self._apply(loaded)
+            except ConfigError as exc:
+                self.reload_status.successful = False
+                self.reload_status.failures_total += 1
+                for p in exc.problems:
+                    log.error(
+                        "reload rejected: bad configuration; the old one keeps running",
+                        extra={"problem": str(p)},
+                    )
+                return False, f"reload rejected, old configuration kept:\n{exc}"
+            except Exception as exc:
+                self.reload_status.successful = False
+                self.reload_status.failures_total += 1
+                log.error("reload failed; the old configuration keeps running", extra={"error": repr(exc)})
+                return False, f"reload failed, old configuration kept: {type(exc).__name__}"
+            self.reload_status.successful = True
+            self.reload_status.last_success_timestamp = time.time()
+            if self.loaded and self.loaded.config.agent.listen_address != self._listen_address_in_use:
+                log.warning("listen_address changes take effect on restart")
+            log.info("configuration reloaded", extra={"jobs": len(self.runner.jobs) if self.runner else 0})
+            return True, "configuration reloaded"
+
+    _listen_address_in_use = ""
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        loaded = load_config(self.config_path)  # ConfigError goes to the CLI: exit 2 before anything starts
+        listen = self.listen_override or loaded.config.agent.listen_address
+        self._listen_address_in_use = loaded.config.agent.listen_address
+        host, port = parse_listen_address(listen)
+        try:
+            self.server = ExporterServer((host, port), self, loaded.config.agent.max_concurrent_scrapes)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {listen}: {exc.strerror}; choose another --web.listen-address"
+            ) from None
+        await self._apply(loaded)
+        self.server.serve_in_thread()
+        log.info(
+            "giamsat started",
+            extra={
+                "listen": f"{host}:{self.server.server_address[1]}",
+                "config": str(self.config_path),
+                "sites": len(loaded.inventory),
+                "jobs": len(self.runner.jobs) if self.runner else 0,
+            },
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        tasks = [asyncio.create_task(self._notify_ready()), asyncio.create_task(self._watchdog())]
+        await self._stop.wait()
+        log.info("stopping")
+        sd_notify("STOPPING=1")
+        for t in tasks:
+            t.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+        if self.runner is not None:
+            try:
+                await asyncio.wait_for(self.runner.close(), 4)
+            except TimeoutError:
+                log.warning("collectors did not stop within 4s; exiting anyway")
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _notify_ready(self) -> None:
+        runner = self.runner
+        if runner is None:
+            return
+        # Ready after the first collection round, so the first scrape already has data; a target that
+        # never answers cannot hold readiness back beyond its timeout.
+        deadline = max((j.timeout for j in runner.jobs), default=0) + 2
+        try:
+            await asyncio.wait_for(runner.first_round_done.wait(), deadline)
+        except TimeoutError:
+            runner.first_round_done.set()
+        sd_notify("READY=1")
+
+    async def _watchdog(self) -> None:
+        usec = os.environ.get("WATCHDOG_USEC")
+        if (
+            not usec
+            or not usec.isdigit()
+            or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid())
+        ):
+            return
+        period = int(usec) / 1e6 / 2
+        while True:
+            # Sent from the event loop itself: if the loop wedges, systemd stops hearing from us and restarts.
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(period)

@@ -1,0 +1,128 @@
+"""The agent's own metrics: build info, per-job collector health, config reloads and the site inventory."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent import __version__
+from agent.inventory import Inventory
+from agent.store import Store
+
+
+@dataclass
+class ReloadStatus:
+    successful: bool = True
+    last_success_timestamp: float = field(default_factory=time.time)
+    reloads_total: int = 0
+    failures_total: int = 0
+
+
+@dataclass
+class ScrapeStats:
+    rejected_total: int = 0
+    conflicts_total: int = 0
+
+
+def self_metrics(
+    store: Store,
+    inventory: Inventory | None,
+    reload: ReloadStatus,
+    scrape: ScrapeStats,
+    blocking: dict[str, tuple[int, int]] | None = None,
+) -> list[Metric]:
+    build = GaugeMetricFamily(
+        "giamsat_build_info",
+        "A metric with a constant '1' value labeled by version and Python version.",
+        labels=["version", "pythonversion"],
+    )
+    build.add_metric([__version__, platform.python_version()], 1)
+    labels = ["collector", "site", "target"]
+    duration = GaugeMetricFamily(
+        "giamsat_collector_duration_seconds", "How long the last run of a collection job took.", labels=labels
+    )
+    success = GaugeMetricFamily(
+        "giamsat_collector_success", "Whether the last run of a collection job succeeded.", labels=labels
+    )
+    last_ok = GaugeMetricFamily(
+        "giamsat_collector_last_success_timestamp_seconds",
+        "When a collection job last succeeded.",
+        labels=labels,
+    )
+    skipped = CounterMetricFamily(
+        "giamsat_collector_skipped",
+        "Runs skipped because the previous run of the job was still going.",
+        labels=labels,
+    )
+    failures = CounterMetricFamily(
+        "giamsat_collector_failures", "Failed runs of a collection job.", labels=labels
+    )
+    for h in store.health_snapshot().values():
+        if h.last_success is None and h.skipped_total == 0:
+            continue
+        lv = [h.kind, h.site or "", h.target or ""]
+        duration.add_metric(lv, h.last_duration)
+        success.add_metric(lv, 1.0 if h.last_success else 0.0)
+        last_ok.add_metric(lv, h.last_success_timestamp)
+        skipped.add_metric(lv, h.skipped_total)
+        failures.add_metric(lv, h.failures_total)
+    reload_ok = GaugeMetricFamily(
+        "giamsat_config_last_reload_successful",
+        "Whether the last configuration reload attempt was successful.",
+        value=1.0 if reload.successful else 0.0,
+    )
+    reload_ts = GaugeMetricFamily(
+        "giamsat_config_last_reload_success_timestamp_seconds",
+        "Timestamp of the last successful configuration reload.",
+        value=reload.last_success_timestamp,
+    )
+    rejected = CounterMetricFamily(
+        "giamsat_scrapes_rejected",
+        "Scrapes refused because too many were in flight.",
+        value=scrape.rejected_total,
+    )
+    conflicts = CounterMetricFamily(
+        "giamsat_exposition_conflicts",
+        "Series left out of /metrics because another job already exposed the same series or name with another type.",
+        value=scrape.conflicts_total,
+    )
+    out: list[Metric] = [
+        build,
+        duration,
+        success,
+        last_ok,
+        skipped,
+        failures,
+        reload_ok,
+        reload_ts,
+        rejected,
+        conflicts,
+    ]
+    if blocking:
+        stuck = GaugeMetricFamily(
+            "giamsat_blocking_calls_stuck",
+            "Blocking calls past their deadline whose thread has not returned.",
+            labels=["collector"],
+        )
+        abandoned = CounterMetricFamily(
+            "giamsat_blocking_calls_abandoned",
+            "Blocking calls abandoned at their deadline.",
+            labels=["collector"],
+        )
+        for kind, (n_stuck, n_abandoned) in sorted(blocking.items()):
+            stuck.add_metric([kind], n_stuck)
+            abandoned.add_metric([kind], n_abandoned)
+        out += [stuck, abandoned]
+    if inventory is not None:
+        info = GaugeMetricFamily(
+            "giamsat_site_info",
+            "The site inventory: one series per site, for joins.",
+            labels=["site", "name", "level", "parent"],
+        )
+        for s in inventory:
+            info.add_metric([s.id, s.name, s.level.name, s.parent or ""], 1)
+        out.append(info)
+    return out

@@ -1,0 +1,202 @@
+"""Render stored results as Prometheus text (0.0.4) or OpenMetrics, merged across jobs.
+
+Each job's families are rendered once per result (cached on the immutable result) with its ``site`` and
+``target`` labels added, so a scrape only concatenates. Label values are length-bounded and made valid
+UTF-8, and a series or name that another job already exposed is left out (and counted) rather than
+letting one odd device break the whole scrape, as a duplicate series would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as om_generate
+
+from agent.store import JobResult
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def clean_label_value(value: object, max_len: int) -> str:
+    s = str(value)
+    if len(s) > max_len:
+        s = s[:max_len]
+    # Strings decoded from devices may carry lone surrogates; they cannot be encoded as UTF-8.
+    return s.encode("utf-8", "replace").decode("utf-8")
+
+
+def format_value(v: float) -> str:
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(v)
+
+
+def _escape_label(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def exposed_name_and_type(fam: Metric) -> tuple[str, str]:
+    name, typ = fam.name, fam.type
+    if typ == "counter":
+        return name + "_total", "counter"
+    if typ == "info":
+        return name + "_info", "gauge"
+    if typ == "stateset":
+        return name, "gauge"
+    if typ == "gaugehistogram":
+        return name, "histogram"
+    if typ == "unknown":
+        return name, "untyped"
+    return name, typ
+
+
+@dataclass
+class RenderedFamily:
+    name: str
+    help: str
+    type: str
+    lines: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+def render_families(
+    families: Iterable[Metric], extra: Sequence[tuple[str, str]], max_label_length: int
+) -> list[RenderedFamily]:
+    out: list[RenderedFamily] = []
+    for fam in families:
+        name, typ = exposed_name_and_type(fam)
+        rf = RenderedFamily(name, fam.documentation, typ)
+        seen: set[str] = set()
+        for s in fam.samples:
+            if s.name.endswith("_created"):
+                continue
+            pairs = [(k, clean_label_value(v, max_label_length)) for k, v in s.labels.items()]
+            present = {k for k, _ in pairs}
+            pairs += [(k, v) for k, v in extra if k not in present]
+            if pairs:
+                key = s.name + "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
+            else:
+                key = s.name
+            if key in seen:
+                continue
+            seen.add(key)
+            line = f"{key} {format_value(s.value)}"
+            if s.timestamp is not None:
+                line += f" {int(float(s.timestamp) * 1000)}"
+            rf.lines.append(line)
+            rf.keys.append(key)
+        out.append(rf)
+    return out
+
+
+def result_labels(r: JobResult, max_label_length: int) -> list[tuple[str, str]]:
+    extra: list[tuple[str, str]] = []
+    if r.site:
+        extra.append(("site", clean_label_value(r.site, max_label_length)))
+    if r.target:
+        extra.append(("target", clean_label_value(r.target, max_label_length)))
+    return extra
+
+
+def _cached_render(r: JobResult, max_label_length: int) -> list[RenderedFamily]:
+    cache_key = f"text:{max_label_length}"
+    cached = r.rendered.get(cache_key)
+    if cached is None:
+        cached = render_families(r.families, result_labels(r, max_label_length), max_label_length)
+        r.rendered[cache_key] = cached
+    assert isinstance(cached, list)
+    return cached
+
+
+def render_text(
+    results: Sequence[JobResult], own: Sequence[Metric], max_label_length: int
+) -> tuple[bytes, int]:
+    """The merged text exposition and the number of series/families left out as conflicts."""
+    merged: dict[str, RenderedFamily] = {}
+    contributors: dict[str, int] = {}
+    conflicts = 0
+    groups = [render_families(own, (), max_label_length)]
+    groups += [_cached_render(r, max_label_length) for r in sorted(results, key=lambda r: r.job_id)]
+    seen_keys: dict[str, set[str]] = {}
+    for rendered in groups:
+        for rf in rendered:
+            cur = merged.get(rf.name)
+            if cur is None:
+                merged[rf.name] = RenderedFamily(rf.name, rf.help, rf.type, list(rf.lines), list(rf.keys))
+                contributors[rf.name] = 1
+                continue
+            if cur.type != rf.type:
+                conflicts += len(rf.lines)
+                continue
+            if contributors[rf.name] == 1:
+                seen_keys[rf.name] = set(cur.keys)
+            contributors[rf.name] += 1
+            keys = seen_keys[rf.name]
+            for key, line in zip(rf.keys, rf.lines, strict=True):
+                if key in keys:
+                    conflicts += 1
+                    continue
+                keys.add(key)
+                cur.lines.append(line)
+    parts: list[str] = []
+    for rf in merged.values():
+        if not rf.lines:
+            continue
+        parts.append(f"# HELP {rf.name} {_escape_help(rf.help)}\n# TYPE {rf.name} {rf.type}\n")
+        parts.append("\n".join(rf.lines))
+        parts.append("\n")
+    return "".join(parts).encode("utf-8"), conflicts
+
+
+def _relabel(fam: Metric, extra: Sequence[tuple[str, str]], max_label_length: int) -> Metric:
+    new = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+    for s in fam.samples:
+        labels = {k: clean_label_value(v, max_label_length) for k, v in s.labels.items()}
+        for k, v in extra:
+            labels.setdefault(k, v)
+        new.add_sample(s.name, labels, s.value, s.timestamp, s.exemplar)
+    return new
+
+
+class _Families:
+    def __init__(self, fams: list[Metric]) -> None:
+        self._fams = fams
+
+    def collect(self) -> Iterable[Metric]:
+        return self._fams
+
+
+def render_openmetrics(results: Sequence[JobResult], own: Sequence[Metric], max_label_length: int) -> bytes:
+    """OpenMetrics for scrapers that ask for it; slower than text, so not cached."""
+    merged: dict[str, Metric] = {}
+    seen: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {}
+    items: list[tuple[Metric, list[tuple[str, str]]]] = [(f, []) for f in own]
+    for r in sorted(results, key=lambda r: r.job_id):
+        items += [(f, result_labels(r, max_label_length)) for f in r.families]
+    for fam, extra in items:
+        rel = _relabel(fam, extra, max_label_length)
+        cur = merged.get(fam.name)
+        if cur is None:
+            cur = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            seen[fam.name] = set()
+        elif cur.type != fam.type:
+            continue
+        for s in rel.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            if key in seen[fam.name]:
+                continue
+            seen[fam.name].add(key)
+            cur.samples.append(s)
+    data: bytes = om_generate(_Families(list(merged.values())))  # type: ignore[no-untyped-call]
+    return data

@@ -1,0 +1,110 @@
+"""Rendering the store: merged families, site/target labels, bounded labels, conflicts never break a scrape."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from agent.store import JobResult, Store
+from exporters.exposition import render_openmetrics, render_text
+from tests.helpers import parse_exposition
+
+
+def result(
+    job: str, fams: list[Metric], site: str | None = "xa-1", target: str | None = "wan", **kw: object
+) -> JobResult:
+    kind = job.split("/")[0]
+    return JobResult(job, kind, target, site, tuple(fams), time.time(), 0.01, True, **kw)  # type: ignore[arg-type]
+
+
+def gauge(name: str, value: float, **labels: str) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, f"help for {name}", labels=list(labels))
+    g.add_metric(list(labels.values()), value)
+    return g
+
+
+def promtool_check(text: str) -> str:
+    p = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    return p.stdout + p.stderr
+
+
+def test_families_from_many_jobs_are_merged_under_one_header_with_site_and_target() -> None:
+    a = result("icmp/wan", [gauge("probe_success", 1)], site="xa-1", target="wan")
+    b = result("icmp/backup", [gauge("probe_success", 0)], site="xa-2", target="backup")
+    body, conflicts = render_text([a, b], [], 256)
+    text = body.decode()
+    assert text.count("# TYPE probe_success gauge") == 1
+    samples = parse_exposition(text)
+    assert samples['probe_success{site="xa-1",target="wan"}'] == 1
+    assert samples['probe_success{site="xa-2",target="backup"}'] == 0
+    assert conflicts == 0
+    assert promtool_check(text) == ""
+
+
+def test_counter_and_info_names_follow_the_text_format() -> None:
+    c = CounterMetricFamily("ifHCInOctets", "in octets", labels=["ifIndex"])
+    c.add_metric(["1"], 12345)
+    i = InfoMetricFamily("snmp_system", "system", labels=[])
+    i.add_metric([], {"sysName": "router-xa-1"})
+    text = render_text([result("snmp/r1", [c, i], target="r1")], [], 256)[0].decode()
+    assert "# TYPE ifHCInOctets_total counter" in text
+    assert 'ifHCInOctets_total{ifIndex="1",site="xa-1",target="r1"} 12345.0' in text
+    assert 'snmp_system_info{sysName="router-xa-1",site="xa-1",target="r1"} 1.0' in text
+
+
+def test_long_and_broken_label_values_are_bounded_not_fatal() -> None:
+    g = GaugeMetricFamily("if_alias_info", "alias", labels=["alias", "odd"])
+    g.add_metric(["x" * 10_000, 'bad\udcffsurrogate "quoted"\nnewline'], 1)
+    text = render_text([result("snmp/r1", [g])], [], 64)[0].decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith("if_alias_info{"))
+    assert 'alias="' + "x" * 64 + '"' in line
+    assert '\\"quoted\\"\\nnewline' in line
+    assert promtool_check(text) == ""
+
+
+def test_duplicate_series_and_type_clash_across_jobs_are_dropped_and_counted() -> None:
+    # Two jobs with the same target name at the same site would expose the same series twice, which
+    # makes Prometheus reject the whole scrape; the second copy is left out instead.
+    a = result("tcp/wan", [gauge("probe_success", 1)], target="wan")
+    b = result("icmp/wan", [gauge("probe_success", 0)], target="wan")
+    counter = result("ssh/g", [CounterMetricFamily("probe_extra", "a counter", value=3)], target="g")
+    clash = result("ssh/h", [gauge("probe_extra_total", 1)], target="h")
+    body, conflicts = render_text([a, b, counter, clash], [], 256)
+    text = body.decode()
+    assert conflicts == 2
+    assert text.count('probe_success{site="xa-1",target="wan"}') == 1
+    assert "# TYPE probe_extra_total counter" in text
+    assert 'probe_extra_total{site="xa-1",target="h"}' not in text
+    assert promtool_check(text) == ""
+
+
+def test_render_is_cached_per_result_and_own_metrics_are_fresh() -> None:
+    r = result("icmp/wan", [gauge("probe_success", 1)])
+    render_text([r], [], 256)
+    assert r.rendered  # cached after the first scrape
+    own = [gauge("giamsat_build_info", 1, version="x")]
+    text = render_text([r], own, 256)[0].decode()
+    assert text.index("giamsat_build_info") < text.index("probe_success")
+
+
+def test_openmetrics_output() -> None:
+    c = CounterMetricFamily("node_network_receive_bytes", "rx", labels=["device"])
+    c.add_metric(["lo"], 10)
+    text = render_openmetrics([result("host", [c], target=None)], [], 256).decode()
+    assert text.endswith("# EOF\n")
+    assert 'node_network_receive_bytes_total{device="lo",site="xa-1"} 10.0' in text
+
+
+def test_store_drops_stale_results() -> None:
+    store = Store(stale_after_intervals=3)
+    old = JobResult("icmp/a", "icmp", "a", "s", (), time.time() - 100, 0.1, True, interval=10, timeout=5)
+    fresh = JobResult("icmp/b", "icmp", "b", "s", (), time.time() - 20, 0.1, True, interval=10, timeout=5)
+    store.put(old)
+    store.put(fresh)
+    assert [r.job_id for r in store.snapshot()] == ["icmp/b"]
+    assert store.get("icmp/a") is None
+    assert store.get("icmp/b") is fresh
