@@ -24,6 +24,7 @@ from agent.config import LoadedConfig, load_config, parse_listen_address
 from agent.errors import ConfigError, StartupError
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
+from agent.sites import SiteTracker
 from agent.store import Store
 from exporters.prometheus import ExporterServer, format_age
 
@@ -64,6 +65,7 @@ class Agent:
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self.extra_metrics: list[Callable[[], list[Metric]]] = []
+        self.sites: SiteTracker | None = None
 
     # --- AgentView ----------------------------------------------------------------------------------
     def own_metrics(self) -> list[Metric]:
@@ -80,6 +82,11 @@ class Agent:
             self.scrape_stats,
             blocking,
         )
+        sites = self.sites
+        if sites is not None:
+            now = time.time()
+            sites.update(self.store.snapshot(now), now)
+            out.extend(sites.collect())
         for fn in self.extra_metrics:
             try:
                 out.extend(fn())
@@ -153,7 +160,12 @@ class Agent:
         old = self.runner
         if old is not None:
             await old.close()
-        self.loaded, self.runner = loaded, new
+        # Site state survives a reload through its file: the new inventory may differ.
+        if self.sites is not None:
+            await asyncio.to_thread(self.sites.save, True)
+        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir)
+        await asyncio.to_thread(tracker.load)
+        self.loaded, self.runner, self.sites = loaded, new, tracker
         self.max_label_length = cfg.agent.max_label_length
         new.start_schedule()
 
@@ -212,7 +224,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        tasks = [asyncio.create_task(self._notify_ready()), asyncio.create_task(self._watchdog())]
+        tasks = [
+            asyncio.create_task(self._notify_ready()),
+            asyncio.create_task(self._watchdog()),
+            asyncio.create_task(self._track_sites()),
+        ]
         await self._stop.wait()
         log.info("stopping")
         sd_notify("STOPPING=1")
@@ -225,10 +241,23 @@ class Agent:
                 await asyncio.wait_for(self.runner.close(), 4)
             except TimeoutError:
                 log.warning("collectors did not stop within 4s; exiting anyway")
+        if self.sites is not None:
+            self.sites.save(force=True)
         return 0
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _track_sites(self) -> None:
+        """Keep site state current without scrapes and write last-up times off the scrape path."""
+        while True:
+            await asyncio.sleep(5)
+            sites = self.sites
+            if sites is None:
+                continue
+            now = time.time()
+            sites.update(self.store.snapshot(now), now)
+            await asyncio.to_thread(sites.save)
 
     async def _notify_ready(self) -> None:
         runner = self.runner

@@ -1,6 +1,6 @@
 """``giamsat inventory export-sd``: the inventory as Prometheus file_sd target groups.
 
-For sites where Prometheus scrapes the agent blackbox-style (``/probe?collector=KIND&target=NAME``), one
+For sites where Prometheus scrapes the agent blackbox-style (``/probe?module=KIND&target=NAME``), one
 target group per (collector, site) carries the site's labels, so Prometheus knows every target and its
 place in the hierarchy even while the agent is unreachable. The scrape config (see
 ``deploy/prometheus/scrape-file-sd.yml``) moves ``__address__`` into ``__param_target`` and points
@@ -27,7 +27,7 @@ def export_sd(loaded: LoadedConfig) -> list[dict[str, Any]]:
     for (kind, site_id), names in sorted(groups.items()):
         site = inv.sites[site_id]
         labels = {
-            "__param_collector": kind,
+            "__param_module": kind,
             "collector": kind,
             "site": site.id,
             "site_name": site.name,

@@ -40,6 +40,10 @@ STATES = ("up", "down", "unreachable", "gap", "unknown")
 
 _BLOCKING = frozenset({"down", "unreachable", "gap"})
 STATE_FILE = "sites.json"
+STALE_AFTER_INTERVALS = 3
+"""An uplink result older than this many intervals (plus its timeout) no longer counts, as in the store."""
+SAVE_EVERY = 60.0
+"""Refreshed last-up times are written at most this often; first successes and new gaps at once."""
 _FORMAT_VERSION = 1
 
 
@@ -68,13 +72,15 @@ class SiteTracker:
         self.inventory = inventory
         self.path = Path(state_dir) / STATE_FILE
         self._lock = threading.Lock()
-        # uplink target name -> (timestamp, up) of its latest result
-        self._latest: dict[str, tuple[float, bool]] = {}
+        # uplink target name -> (timestamp, up, stale after) of its latest result
+        self._latest: dict[str, tuple[float, bool, float]] = {}
         self._last_up: dict[str, float] = {}
         # sites whose uplinks were tried and never worked (persisted, so a restart keeps the gap)
         self._tried: dict[str, float] = {}
         self._state: dict[str, str] = {s.id: "unknown" for s in inventory}
         self._dirty = False
+        self._urgent = False  # a gap appeared or ended: worth writing at once
+        self._saved_at = 0.0
         self._uplinks = frozenset(u for s in inventory for u in s.uplinks)
         self._order = _parents_first(inventory)
         self._ancestors = {sid: inventory.ancestors(sid) for sid in inventory.sites}
@@ -89,7 +95,9 @@ class SiteTracker:
                     continue
                 prev = self._latest.get(r.target)
                 if prev is None or r.timestamp >= prev[0]:
-                    self._latest[r.target] = (r.timestamp, uplink_is_up(r))
+                    # as the store: a result older than a few intervals says nothing about now
+                    stale_after = r.timestamp + STALE_AFTER_INTERVALS * r.interval + r.timeout
+                    self._latest[r.target] = (r.timestamp, uplink_is_up(r), stale_after)
             self._recompute(now)
 
     def _recompute(self, now: float) -> None:
@@ -106,7 +114,7 @@ class SiteTracker:
             else:
                 pstate = state[parent]
                 blocked[sid] = pstate in _BLOCKING or (pstate == "unknown" and blocked[parent])
-            seen = [self._latest[u] for u in site.uplinks if u in self._latest]
+            seen = self._fresh(site.uplinks, now)
             if not seen:
                 state[sid] = "unknown"
                 continue
@@ -114,15 +122,17 @@ class SiteTracker:
                 state[sid] = "up"
                 newest = max(ts for ts, up in seen if up)
                 if self._last_up.get(sid, 0.0) < newest:
+                    if sid not in self._last_up:
+                        self._urgent = True
                     self._last_up[sid] = newest
                     self._dirty = True
                 if self._tried.pop(sid, None) is not None:
-                    self._dirty = True
+                    self._dirty = self._urgent = True
                 continue
             if sid not in self._last_up:
                 if sid not in self._tried:
                     self._tried[sid] = now
-                    self._dirty = True
+                    self._dirty = self._urgent = True
                 state[sid] = "gap"
             elif blocked[sid]:
                 state[sid] = "unreachable"
@@ -132,6 +142,14 @@ class SiteTracker:
         for sid, st in state.items():
             if st == "unknown" and sid in self._tried and sid not in self._last_up:
                 state[sid] = "gap"
+
+    def _fresh(self, uplinks: tuple[str, ...], now: float) -> list[tuple[float, bool]]:
+        out = []
+        for u in uplinks:
+            latest = self._latest.get(u)
+            if latest is not None and now <= latest[2]:
+                out.append((latest[0], latest[1]))
+        return out
 
     def states(self) -> dict[str, str]:
         """Current state of every site (a copy)."""
@@ -226,25 +244,29 @@ class SiteTracker:
                 self._tried.pop(sid, None)
             self._recompute(time.time())
 
-    def save(self, force: bool = False) -> bool:
+    def save(self, force: bool = False, now: float | None = None) -> bool:
         """Write the state file atomically (temp file, fsync, rename) if anything changed.
 
+        Without ``force``, refreshed last-up times wait until ``SAVE_EVERY`` seconds after the previous
+        write (one small fsync a minute at most); a new gap or a first success is written at once.
         Returns whether it wrote. Failures are logged, never raised: monitoring goes on without it.
         """
+        now = time.time() if now is None else now
         with self._lock:
-            if not (self._dirty or force):
+            if not force and not (self._dirty and (self._urgent or now - self._saved_at >= SAVE_EVERY)):
                 return False
             data: dict[str, Any] = {
                 "version": _FORMAT_VERSION,
                 "last_up": dict(sorted(self._last_up.items())),
                 "tried_never_up": dict(sorted(self._tried.items())),
             }
-            self._dirty = False
+            self._dirty = self._urgent = False
+            self._saved_at = now
         try:
             _atomic_write(self.path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
         except OSError as exc:
             with self._lock:
-                self._dirty = True
+                self._dirty = self._urgent = True
             log.warning("cannot save site state", extra={"file": str(self.path), "error": str(exc)})
             return False
         return True

@@ -59,7 +59,7 @@ def test_groups_per_collector_and_site(monkeypatch: pytest.MonkeyPatch) -> None:
         {
             "targets": ["dd-wan"],
             "labels": {
-                "__param_collector": "tcp",
+                "__param_module": "tcp",
                 "collector": "tcp",
                 "site": "dd",
                 "site_name": "Xã Đạo Đức",
@@ -70,7 +70,7 @@ def test_groups_per_collector_and_site(monkeypatch: pytest.MonkeyPatch) -> None:
         {
             "targets": ["vx-backup", "vx-wan"],
             "labels": {
-                "__param_collector": "tcp",
+                "__param_module": "tcp",
                 "collector": "tcp",
                 "site": "vx",
                 "site_name": "Huyện Vị Xuyên",

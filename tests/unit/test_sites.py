@@ -269,3 +269,26 @@ def test_save_failure_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING, logger="giamsat.sites"):
         assert not t.save()
     assert any("cannot save" in r.getMessage() for r in caplog.records)
+
+
+def test_stale_uplink_result_no_longer_counts(tracker: SiteTracker) -> None:
+    tracker.update(_round(100), now=100)
+    # probes default to interval 30s, timeout 10s: stale after 3 * 30 + 10 = 100 s
+    tracker.update([], now=200)
+    assert tracker.states()["D1"] == "up"
+    tracker.update([], now=201)
+    assert tracker.states()["D1"] == "unknown"
+    assert tracker.last_up("D1") == 100
+
+
+def test_save_is_throttled_except_for_gap_changes(tmp_path: Path) -> None:
+    t = SiteTracker(_inventory(), tmp_path)
+    t.update(_round(100), now=100)
+    assert t.save(now=100)  # first successes and a new gap: at once
+    t.update(_round(110), now=110)
+    assert not t.save(now=110)  # only refreshed last-up times: wait
+    assert t.save(now=160)
+    t.update([_probe("c5-wan", True, 170)], now=170)
+    assert t.save(now=171)  # the gap ended: at once
+    assert "C5" not in json.loads((tmp_path / "sites.json").read_text())["tried_never_up"]
+    assert t.save(force=True, now=172)
