@@ -565,27 +565,30 @@ def site_detail() -> Board:
         7,
     )
     b.add(
-        {
-            **stat(
-                "Nguồn ra / output source",
-                'upsOutputSource{site="$site"}',
-                unit="none",
-                legend="{{target}}",
-                mappings=[
-                    {
-                        "type": "value",
-                        "options": {
-                            "3": {"text": "điện lưới / mains", "color": "green", "index": 0},
-                            "4": {"text": "bypass", "color": "orange", "index": 1},
-                            "5": {"text": "pin / battery", "color": "red", "index": 2},
-                        },
-                    }
-                ],
-                thresholds=[(None, "text")],
-                color_mode="background",
-            ),
-        },
-        12,
+        stat(
+            "Nguồn ra / output source",
+            'upsOutputSource{site="$site"} == 1',
+            unit="none",
+            legend="{{target}}: {{upsOutputSource}}",
+            thresholds=[(None, "blue")],
+            text_mode="name",
+            color_mode="background",
+            description="Where the UPS takes its output power from: normal (mains), battery, bypass...",
+        ),
+        6,
+        7,
+    )
+    b.add(
+        stat(
+            "Pin / battery status",
+            'upsBatteryStatus{site="$site"} == 1',
+            unit="none",
+            legend="{{target}}: {{upsBatteryStatus}}",
+            thresholds=[(None, "blue")],
+            text_mode="name",
+            color_mode="background",
+        ),
+        6,
         7,
     )
     return b
