@@ -78,6 +78,8 @@ class SiteTracker:
         # sites whose uplinks were tried and never worked (persisted, so a restart keeps the gap)
         self._tried: dict[str, float] = {}
         self._state: dict[str, str] = {s.id: "unknown" for s in inventory}
+        self._up_since: dict[str, float] = {}  # newest state change to up, by result time
+        self._fail_since: dict[str, float] = {}  # first failing result of the current failure
         self._dirty = False
         self._urgent = False  # a gap appeared or ended: worth writing at once
         self._saved_at = 0.0
@@ -119,8 +121,11 @@ class SiteTracker:
                 state[sid] = "unknown"
                 continue
             if any(up for _, up in seen):
-                state[sid] = "up"
                 newest = max(ts for ts, up in seen if up)
+                if state[sid] != "up":
+                    self._up_since[sid] = newest
+                state[sid] = "up"
+                self._fail_since.pop(sid, None)
                 if self._last_up.get(sid, 0.0) < newest:
                     if sid not in self._last_up:
                         self._urgent = True
@@ -129,6 +134,8 @@ class SiteTracker:
                 if self._tried.pop(sid, None) is not None:
                     self._dirty = self._urgent = True
                 continue
+            first_fail = self._fail_since.setdefault(sid, min(ts for ts, _ in seen))
+            last_fail = max(ts for ts, _ in seen)
             if sid not in self._last_up:
                 if sid not in self._tried:
                     self._tried[sid] = now
@@ -136,6 +143,16 @@ class SiteTracker:
                 state[sid] = "gap"
             elif blocked[sid]:
                 state[sid] = "unreachable"
+            elif parent is not None and state[parent] == "up" and state[sid] != "unknown":
+                # Probes of a site and of its parent run at different moments. Call the site down only
+                # once the parent has been seen up after the site started failing, and only for a
+                # failure seen after the parent came back; until then the site keeps its state, so a
+                # district outage never shows its communes as "down" for one probe interval.
+                if (
+                    last_fail >= self._up_since.get(parent, 0.0)
+                    and self._last_up.get(parent, 0.0) >= first_fail
+                ):
+                    state[sid] = "down"
             else:
                 state[sid] = "down"
         # A site that has a persisted "tried and never up" mark but no result yet stays a gap.

@@ -167,6 +167,9 @@ def test_gap_blocks_children_and_clears_on_first_success(tmp_path: Path) -> None
     assert t.states() == {"P": "unknown", "D": "gap", "C": "unreachable"}
     t.update([_probe("d-wan", True, 3)], now=3)
     assert t.states()["D"] == "up"
+    # C's failure was seen while D was a gap: it says nothing until C is probed again
+    assert t.states()["C"] == "unreachable"
+    t.update([_probe("c-wan", False, 4)], now=4)
     assert t.states()["C"] == "down"
 
 
@@ -292,3 +295,52 @@ def test_save_is_throttled_except_for_gap_changes(tmp_path: Path) -> None:
     assert t.save(now=171)  # the gap ended: at once
     assert "C5" not in json.loads((tmp_path / "sites.json").read_text())["tried_never_up"]
     assert t.save(force=True, now=172)
+
+
+def _chain(tmp_path: Path) -> SiteTracker:
+    inv = Inventory(
+        [
+            Site("P", "P", Level.province, None, ()),
+            Site("D", "D", Level.district, "P", ("d-wan",)),
+            Site("C", "C", Level.commune, "D", ("c-wan",)),
+        ]
+    )
+    t = SiteTracker(inv, tmp_path)
+    t.update([_probe("d-wan", True, 10), _probe("c-wan", True, 11)], now=11)
+    return t
+
+
+def test_commune_failing_before_its_district_is_reprobed_is_not_down(tmp_path: Path) -> None:
+    """The district's link is cut at t=15; the commune's probe notices first (t=16), the district's at
+    t=20. The commune must go straight from up to unreachable, never down in between."""
+    t = _chain(tmp_path)
+    t.update([_probe("c-wan", False, 16)], now=16)
+    assert t.states() == {"P": "unknown", "D": "up", "C": "up"}  # held: D not re-checked yet
+    t.update([_probe("d-wan", False, 20)], now=20)
+    assert t.states()["D"] == "down"
+    assert t.states()["C"] == "unreachable"
+
+
+def test_commune_failing_alone_is_down_once_its_district_is_seen_up(tmp_path: Path) -> None:
+    t = _chain(tmp_path)
+    t.update([_probe("c-wan", False, 16)], now=16)
+    assert t.states()["C"] == "up"
+    t.update([_probe("d-wan", True, 20)], now=20)
+    assert t.states()["C"] == "down"
+
+
+def test_after_restore_the_commune_stays_unreachable_until_probed_again(tmp_path: Path) -> None:
+    t = _chain(tmp_path)
+    t.update([_probe("d-wan", False, 20), _probe("c-wan", False, 21)], now=21)
+    assert t.states()["C"] == "unreachable"
+    t.update([_probe("d-wan", True, 30)], now=30)  # district back; commune's last result is from t=21
+    assert t.states()["D"] == "up"
+    assert t.states()["C"] == "unreachable"
+    t.update([_probe("c-wan", True, 32)], now=32)
+    assert t.states()["C"] == "up"
+    # and a commune that stays broken after the district is back is down at its next failure
+    t2 = _chain(tmp_path / "2")
+    t2.update([_probe("d-wan", False, 20), _probe("c-wan", False, 21)], now=21)
+    t2.update([_probe("d-wan", True, 30)], now=30)
+    t2.update([_probe("c-wan", False, 32)], now=32)
+    assert t2.states()["C"] == "down"
