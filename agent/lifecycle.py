@@ -25,7 +25,7 @@ from agent.errors import ConfigError, StartupError
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
-from agent.store import Store
+from agent.store import JobResult, Store
 from exporters.prometheus import ExporterServer, format_age
 
 log = logging.getLogger("giamsat")
@@ -64,7 +64,10 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        #: more self metrics (site state, remote write), rendered on every scrape.
         self.extra_metrics: list[Callable[[], list[Metric]]] = []
+        #: called with every finished job result.
+        self.result_listeners: list[Callable[[JobResult], None]] = []
         self.sites: SiteTracker | None = None
 
     # --- AgentView ----------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ class Agent:
     async def _apply(self, loaded: LoadedConfig) -> None:
         """Start collectors for ``loaded``; on success stop the old ones and switch over."""
         cfg = loaded.config
-        new = Runner(loaded, self.store)
+        new = Runner(loaded, self.store, self.result_listeners)
         self.store.stale_after_intervals = cfg.agent.stale_after_intervals
         await new.open()  # raises -> old config keeps running
         old = self.runner

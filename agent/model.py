@@ -56,7 +56,8 @@ class Model(BaseModel):
     """Strict, immutable config model: unknown keys are errors, so a typo never switches monitoring off.
 
     Every ``SecretStr`` field ``x`` may instead be given as ``x_file`` (a path; the file's content with
-    surrounding whitespace stripped; systemd ``LoadCredential=`` files work as-is) or ``x_env`` (the name
+    surrounding whitespace stripped; ``$VARS`` in the path are expanded, so
+    ``${CREDENTIALS_DIRECTORY}/name`` reads a systemd ``LoadCredential=`` file) or ``x_env`` (the name
     of an environment variable). Secret values print as ``**********``.
     """
 
@@ -80,7 +81,8 @@ class Model(BaseModel):
                 raise ValueError(f"give only one of {', '.join(given)}")
             if file_key in out:
                 raw = out.pop(file_key)
-                path = Path(str(raw))
+                # "${CREDENTIALS_DIRECTORY}/community" works with systemd's LoadCredential=.
+                path = Path(os.path.expandvars(str(raw)))
                 try:
                     out[name] = path.read_text(encoding="utf-8").strip()
                 except OSError as exc:

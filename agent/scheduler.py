@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -64,9 +65,13 @@ def build_jobs(loaded: LoadedConfig, collectors: dict[str, Collector]) -> list[J
 class Runner:
     """Owns the collectors and scheduled jobs of one loaded configuration."""
 
-    def __init__(self, loaded: LoadedConfig, store: Store) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, store: Store, listeners: list[Callable[[JobResult], None]] | None = None
+    ) -> None:
         self.loaded = loaded
         self.store = store
+        #: called with every finished result (remote write, site state); must be quick and not raise.
+        self.listeners = listeners if listeners is not None else []
         self.collectors: dict[str, Collector] = {}
         self.jobs: list[Job] = []
         self._by_id: dict[str, Job] = {}
@@ -175,6 +180,11 @@ class Runner:
             timeout=job.timeout,
         )
         self.store.put(result)
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("result listener failed", extra={"job": job.job_id})
         h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
         h.runs_total += 1
         h.last_duration = duration

@@ -9,38 +9,51 @@ in the blocking-call pool under its own deadline, so a hung NFS mount stalls onl
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from pydantic import Field
+from pydantic import AfterValidator, Field, field_validator
 
 from agent.errors import CollectError
 from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
 from collectors.host import cpu, disk, filesystem, load, memory, network, system, systemd
 
-PARTS: dict[str, Callable[[], list[Metric]]] = {
-    "cpu": cpu.collect,
-    "loadavg": load.collect,
-    "meminfo": memory.collect,
-    "filesystem": filesystem.collect,
-    "diskstats": disk.collect,
-    "netdev": network.collect,
-    "system": system.collect,
-}
+PARTS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "system", "systemd")
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class HostSettings(CollectorSettings):
     """``collectors.host``."""
 
-    parts: list[str] = Field(default_factory=lambda: [*PARTS, "systemd"])
+    parts: list[str] = Field(default_factory=lambda: list(PARTS))
     systemd_units: list[str] = Field(default_factory=list, description="units whose state to report")
     systemctl_path: str = "systemctl"
+    # Defaults are Debian's node_exporter 1.5 defaults, so both report the same series.
+    filesystem_mount_points_exclude: Regex = filesystem.MOUNT_POINTS_EXCLUDE
+    filesystem_fs_types_exclude: Regex = filesystem.FS_TYPES_EXCLUDE
+    diskstats_device_exclude: Regex = disk.DEVICE_EXCLUDE
+    netdev_device_exclude: Regex = network.DEVICE_EXCLUDE
 
-    def model_post_init(self, _ctx: object) -> None:
-        unknown = [p for p in self.parts if p not in PARTS and p != "systemd"]
+    @field_validator("parts")
+    @classmethod
+    def _known_parts(cls, v: list[str]) -> list[str]:
+        unknown = [p for p in v if p not in PARTS]
         if unknown:
-            raise ValueError(f"unknown host part(s) {unknown}; known: {[*PARTS, 'systemd']}")
+            raise ValueError(f"unknown host part(s) {unknown}; known: {list(PARTS)}")
+        return v
 
 
 class HostCollector(Collector):
@@ -54,14 +67,23 @@ class HostCollector(Collector):
         assert isinstance(settings, HostSettings)
         # Leave room to report: a part that overruns fails alone, the rest of the host is still served.
         budget = time_left(settings.timeout or 10.0, margin=0.1)
-        calls: dict[str, Callable[[], list[Metric]]] = {p: PARTS[p] for p in settings.parts if p in PARTS}
-        if "systemd" in settings.parts and settings.systemd_units:
-            units, path = list(settings.systemd_units), settings.systemctl_path
-
-            def _systemd() -> list[Metric]:
-                return systemd.collect(units, path, timeout=budget)
-
-            calls["systemd"] = _systemd
+        s = settings
+        available: dict[str, Callable[[], list[Metric]]] = {
+            "cpu": cpu.collect,
+            "loadavg": load.collect,
+            "meminfo": memory.collect,
+            "filesystem": lambda: filesystem.collect(
+                s.filesystem_mount_points_exclude, s.filesystem_fs_types_exclude
+            ),
+            "diskstats": lambda: disk.collect(s.diskstats_device_exclude),
+            "netdev": lambda: network.collect(s.netdev_device_exclude),
+            "system": system.collect,
+        }
+        if s.systemd_units:
+            available["systemd"] = lambda: systemd.collect(
+                list(s.systemd_units), s.systemctl_path, timeout=budget
+            )
+        calls = {p: available[p] for p in s.parts if p in available}
         names = list(calls)
         results = await asyncio.gather(*(self._part(n, calls[n], budget) for n in names))
         duration = GaugeMetricFamily(

@@ -7,11 +7,12 @@ import re
 import psutil
 from prometheus_client.core import CounterMetricFamily, Metric
 
-# node_exporter 1.5 default --collector.diskstats.device-exclude
-EXCLUDED_DEVICES = re.compile(r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
+# node_exporter 1.5 default --collector.diskstats.device-exclude: partitions, ram and loop devices.
+DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
 
-def collect() -> list[Metric]:
+def collect(device_exclude: str = DEVICE_EXCLUDE) -> list[Metric]:
+    excluded = re.compile(device_exclude)
     lab = ["device"]
     fams = {
         "reads": CounterMetricFamily(
@@ -40,7 +41,7 @@ def collect() -> list[Metric]:
     }
     counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
     for dev, c in sorted(counters.items()):
-        if EXCLUDED_DEVICES.match(dev):
+        if excluded.match(dev):
             continue
         fams["reads"].add_metric([dev], c.read_count)
         fams["writes"].add_metric([dev], c.write_count)

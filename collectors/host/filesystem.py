@@ -9,11 +9,9 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-# node_exporter 1.5 defaults (collector/filesystem_linux.go).
-EXCLUDED_MOUNT_POINTS = re.compile(
-    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
-)
-EXCLUDED_FS_TYPES = re.compile(
+# Debian's node_exporter 1.5 defaults (Debian widens upstream's mount point list with run, mnt, media).
+MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+FS_TYPES_EXCLUDE = (
     r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|"
     r"overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
 )
@@ -44,11 +42,16 @@ def parse_mounts(text: str) -> list[Mount]:
     return out
 
 
-def selected(mounts: list[Mount]) -> list[Mount]:
+def selected(
+    mounts: list[Mount],
+    mount_points_exclude: str = MOUNT_POINTS_EXCLUDE,
+    fs_types_exclude: str = FS_TYPES_EXCLUDE,
+) -> list[Mount]:
+    excluded_mount_points, excluded_fs_types = re.compile(mount_points_exclude), re.compile(fs_types_exclude)
     seen: set[str] = set()
     out: list[Mount] = []
     for m in mounts:
-        if EXCLUDED_MOUNT_POINTS.match(m.mountpoint) or EXCLUDED_FS_TYPES.match(m.fstype):
+        if excluded_mount_points.match(m.mountpoint) or excluded_fs_types.match(m.fstype):
             continue
         # node_exporter reports each mount point once (the last mount over it wins in the kernel view).
         key = m.mountpoint
@@ -59,9 +62,11 @@ def selected(mounts: list[Mount]) -> list[Mount]:
     return out
 
 
-def collect() -> list[Metric]:
+def collect(
+    mount_points_exclude: str = MOUNT_POINTS_EXCLUDE, fs_types_exclude: str = FS_TYPES_EXCLUDE
+) -> list[Metric]:
     source = MOUNTS if MOUNTS.exists() else Path("/proc/self/mounts")
-    mounts = selected(parse_mounts(source.read_text()))
+    mounts = selected(parse_mounts(source.read_text()), mount_points_exclude, fs_types_exclude)
     labels = ["device", "fstype", "mountpoint"]
     size = GaugeMetricFamily("node_filesystem_size_bytes", "Filesystem size in bytes.", labels=labels)
     free = GaugeMetricFamily("node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=labels)

@@ -17,16 +17,20 @@ _LINE = re.compile(r"^([A-Za-z0-9_()]+):\s+(\d+)(?:\s+kB)?\s*$")
 
 
 def parse_meminfo(text: str) -> dict[str, float]:
-    """/proc/meminfo -> {metric field name: bytes}. ``Active(anon)`` becomes ``Active_anon``."""
+    """/proc/meminfo -> {metric name suffix: value}, as node_exporter names them.
+
+    Fields in kB become ``<Field>_bytes`` in bytes; bare counts (``HugePages_Total``) keep their name.
+    ``Active(anon)`` becomes ``Active_anon``.
+    """
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _LINE.match(line)
         if not m:
             continue
-        key, value = m.group(1), float(m.group(2))
+        key, value = m.group(1).replace("(", "_").replace(")", ""), float(m.group(2))
         if line.rstrip().endswith("kB"):
             value *= 1024
-        key = key.replace("(", "_").replace(")", "")
+            key += "_bytes"
         out[key] = value
     return out
 
@@ -37,15 +41,15 @@ def collect() -> list[Metric]:
     else:
         vm, sw = psutil.virtual_memory(), psutil.swap_memory()
         fields = {
-            "MemTotal": vm.total,
-            "MemAvailable": vm.available,
-            "MemFree": vm.free,
-            "Buffers": getattr(vm, "buffers", 0),
-            "Cached": getattr(vm, "cached", 0),
-            "SwapTotal": sw.total,
-            "SwapFree": sw.free,
+            "MemTotal_bytes": vm.total,
+            "MemAvailable_bytes": vm.available,
+            "MemFree_bytes": vm.free,
+            "Buffers_bytes": getattr(vm, "buffers", 0),
+            "Cached_bytes": getattr(vm, "cached", 0),
+            "SwapTotal_bytes": sw.total,
+            "SwapFree_bytes": sw.free,
         }
     return [
-        GaugeMetricFamily(f"node_memory_{k}_bytes", f"Memory information field {k}_bytes.", value=v)
+        GaugeMetricFamily(f"node_memory_{k}", f"Memory information field {k}.", value=v)
         for k, v in fields.items()
     ]

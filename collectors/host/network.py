@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import psutil
 from prometheus_client.core import CounterMetricFamily, Metric
 
+# Debian's node_exporter 1.5 default --collector.netdev.device-exclude.
+DEVICE_EXCLUDE = r"^lo$"
 
-def collect() -> list[Metric]:
+
+def collect(device_exclude: str = DEVICE_EXCLUDE) -> list[Metric]:
+    excluded = re.compile(device_exclude) if device_exclude else None
     lab = ["device"]
     spec = [
         ("receive_bytes", "bytes_recv"),
@@ -23,6 +29,8 @@ def collect() -> list[Metric]:
         for name, attr in spec
     ]
     for dev, c in sorted((psutil.net_io_counters(pernic=True, nowrap=False) or {}).items()):
+        if excluded is not None and excluded.match(dev):
+            continue
         for fam, attr in fams:
             fam.add_metric([dev], getattr(c, attr))
     return [f for f, _ in fams]

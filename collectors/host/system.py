@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import psutil
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -13,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 def collect() -> list[Metric]:
     u = os.uname()
     try:
-        domain = open("/proc/sys/kernel/domainname").read().strip()  # noqa: SIM115
+        domain = Path("/proc/sys/kernel/domainname").read_text().strip()
     except OSError:
         domain = "(none)"
     uname = GaugeMetricFamily(

@@ -126,8 +126,13 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         ),
         pytest.param(
             "collectors:\n  host:\n    parts: [cpu, gpu]\n",
-            ["collectors.host: unknown host part(s) ['gpu']"],
+            ["giamsat.yml:3: collectors.host.parts: unknown host part(s) ['gpu']"],
             id="collector-setting",
+        ),
+        pytest.param(
+            "collectors:\n  host:\n    netdev_device_exclude: '^(lo'\n",
+            ["collectors.host.netdev_device_exclude: invalid regular expression: missing )"],
+            id="bad-regex",
         ),
         pytest.param(
             "collectors:\n  snmpp: {}\n",
@@ -227,6 +232,12 @@ def test_secret_from_file_env_and_world_readable_warning(
     assert "s3cret-canary" not in repr(a)
     assert any("readable by every user" in r.getMessage() for r in caplog.records)
     os.chmod(secret, 0o600)
+    os.environ["GIAMSAT_TEST_CREDS"] = str(tmp_path)  # as systemd's CREDENTIALS_DIRECTORY
+    try:
+        a = Auth.model_validate({"password_file": "${GIAMSAT_TEST_CREDS}/pw"})
+        assert a.password is not None and a.password.get_secret_value() == "s3cret-canary"
+    finally:
+        del os.environ["GIAMSAT_TEST_CREDS"]
     os.environ["GIAMSAT_TEST_PW"] = "from-env"
     try:
         assert (
