@@ -19,4 +19,16 @@ typecheck: ## mypy --strict on the packages
 bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
 
-.PHONY: help run test lint typecheck bench
+demo: ## simulated province + agent + Prometheus with the shipped rules (root; prints URLs)
+	bash deploy/demo/demo.sh start
+
+demo-stop: ## stop the demo and remove every namespace and file it made
+	bash deploy/demo/demo.sh stop
+
+demo-cut: ## cut a district's link in the demo (SITE=vx)
+	bash deploy/demo/demo.sh cut $(or $(SITE),vx)
+
+demo-restore: ## restore it (SITE=vx)
+	bash deploy/demo/demo.sh restore $(or $(SITE),vx)
+
+.PHONY: help run test lint typecheck bench demo demo-stop demo-cut demo-restore
