@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DIR=${DEMO_DIR:-/tmp/giamsat-demo}
-PREFIX=${DEMO_PREFIX:-gsdemo}
-BASE=${DEMO_BASE:-60}                  # uses 198.19.$BASE.0 - 198.19.$((BASE+12)).255
+# A running demo remembers its prefix and subnets, so `stop` removes exactly what `start` made.
+PREFIX=${DEMO_PREFIX:-$(cat "$DIR/prefix" 2>/dev/null || echo gsdemo)}
+BASE=${DEMO_BASE:-$(cat "$DIR/base" 2>/dev/null || echo 60)}   # 198.19.$BASE.0 - 198.19.$((BASE+12)).255
 AGENT_PORT=${DEMO_AGENT_PORT:-19469}
 PROM_PORT=${DEMO_PROM_PORT:-19090}
 PY=${PYTHON:-python3}
@@ -42,6 +43,8 @@ start() {
   need_root
   if [ -e "$DIR/giamsat.yml" ]; then echo "a demo is already set up in $DIR; run make demo-stop first" >&2; exit 1; fi
   mkdir -p "$DIR/state" "$DIR/prometheus"
+  echo "$PREFIX" > "$DIR/prefix"
+  echo "$BASE" > "$DIR/base"
   if [ ! -x .venv/bin/giamsat ]; then
     echo "installing giamsat into .venv"
     "$PY" -m venv .venv && .venv/bin/pip install -q -e . >/dev/null
