@@ -85,6 +85,7 @@ class SiteTracker:
         self._saved_at = 0.0
         self._uplinks = frozenset(u for s in inventory for u in s.uplinks)
         self._order = _parents_first(inventory)
+        self._families_cache: tuple[tuple[str, ...], tuple[Metric, Metric, Metric, Metric]] | None = None
         self._ancestors = {sid: inventory.ancestors(sid) for sid in inventory.sites}
 
     # -- state ------------------------------------------------------------------------------------
@@ -183,7 +184,23 @@ class SiteTracker:
         with self._lock:
             state = dict(self._state)
             last_up = dict(self._last_up)
-        sites = self.inventory.sites
+        last = GaugeMetricFamily(
+            "giamsat_site_last_up_timestamp_seconds",
+            "Unix time of the newest successful uplink result of the site (persisted across restarts).",
+            labels=["site"],
+        )
+        for sid in self.inventory.sites:
+            if sid in last_up:
+                last.add_metric([sid], last_up[sid])
+        # States change rarely; thousands of sites times five states are rebuilt only when they do.
+        key = tuple(state.values())
+        cached = self._families_cache
+        if cached is None or cached[0] != key:
+            cached = self._families_cache = (key, self._state_families(state))
+        up, one_hot, gap, sites_fam = cached[1]
+        return [up, one_hot, last, gap, sites_fam]
+
+    def _state_families(self, state: dict[str, str]) -> tuple[Metric, Metric, Metric, Metric]:
         up = GaugeMetricFamily(
             "giamsat_site_up",
             "Whether any uplink of the site works (1) or none does (0); absent while the state is unknown.",
@@ -194,25 +211,18 @@ class SiteTracker:
             "Site state, one-hot: up, down, unreachable (outage upstream), gap (never up), unknown.",
             labels=["site", "state"],
         )
-        last = GaugeMetricFamily(
-            "giamsat_site_last_up_timestamp_seconds",
-            "Unix time of the newest successful uplink result of the site (persisted across restarts).",
-            labels=["site"],
-        )
         gap = GaugeMetricFamily(
             "giamsat_site_coverage_gap",
             "1 if the site has uplinks configured and none has ever succeeded.",
             labels=["site"],
         )
         counts: dict[tuple[str, str], dict[str, int]] = {}
-        for sid, site in sites.items():
+        for sid, site in self.inventory.sites.items():
             st = state[sid]
             if st != "unknown":
                 up.add_metric([sid], 1.0 if st == "up" else 0.0)
             for s in STATES:
                 one_hot.add_metric([sid, s], 1.0 if s == st else 0.0)
-            if sid in last_up:
-                last.add_metric([sid], last_up[sid])
             if site.uplinks:
                 gap.add_metric([sid], 1.0 if st == "gap" else 0.0)
             for anc in self._ancestors[sid]:
@@ -226,7 +236,7 @@ class SiteTracker:
         for (anc, level), bucket in sorted(counts.items(), key=lambda kv: (kv[0][0], Level[kv[0][1]])):
             for s in STATES:
                 sites_fam.add_metric([anc, level, s], float(bucket[s]))
-        return [up, one_hot, last, gap, sites_fam]
+        return up, one_hot, gap, sites_fam
 
     # -- persistence ------------------------------------------------------------------------------
 

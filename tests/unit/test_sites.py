@@ -344,3 +344,16 @@ def test_after_restore_the_commune_stays_unreachable_until_probed_again(tmp_path
     t2.update([_probe("d-wan", True, 30)], now=30)
     t2.update([_probe("c-wan", False, 32)], now=32)
     assert t2.states()["C"] == "down"
+
+
+def test_collect_follows_state_changes(tracker: SiteTracker) -> None:
+    reg = _registry(tracker)
+    tracker.update(_round(100), now=100)
+    assert reg.get_sample_value("giamsat_site_state", {"site": "D1", "state": "up"}) == 1
+    tracker.update(_round(110, down={"d1-wan"}), now=110)
+    assert reg.get_sample_value("giamsat_site_state", {"site": "D1", "state": "up"}) == 0
+    assert reg.get_sample_value("giamsat_site_state", {"site": "D1", "state": "down"}) == 1
+    assert reg.get_sample_value("giamsat_sites", {"ancestor": "P", "level": "district", "state": "down"}) == 1
+    tracker.update(_round(120), now=120)
+    assert reg.get_sample_value("giamsat_site_last_up_timestamp_seconds", {"site": "D1"}) == 120
+    assert reg.get_sample_value("giamsat_site_state", {"site": "D1", "state": "up"}) == 1
