@@ -123,7 +123,7 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
                     stderr=log,
                 )
             )
-        wait_for(lambda: http_get(f"http://127.0.0.1:{agent_port}/-/ready")[0] == 200, 30, what="agent ready")
+        _wait_ready(procs[-1], f"http://127.0.0.1:{agent_port}/-/ready", tmp / "agent.log")
         (tmp / "rules.yml").write_text(fast_rules(RULES.read_text(encoding="utf-8")), encoding="utf-8")
         (tmp / "prometheus.yml").write_text(
             "global: {scrape_interval: 2s, evaluation_interval: 2s}\n"
@@ -146,11 +146,28 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
                 )
             )
         prom = Prom(f"http://127.0.0.1:{prom_port}")
-        wait_for(lambda: http_get(prom.url + "/-/ready")[0] == 200, 30, what="prometheus ready")
+        _wait_ready(procs[-1], prom.url + "/-/ready", tmp / "prometheus.log")
         yield prom, f"127.0.0.1:{agent_port}"
     finally:
         for p in reversed(procs):
             stop_process(p)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    def ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        try:
+            return http_get(url, timeout=2)[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, f"no answer from {url}"
+        time.sleep(0.2)
 
 
 def _codes(prom: Prom) -> dict[str, float]:
