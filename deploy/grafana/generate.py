@@ -132,7 +132,7 @@ def target(expr: str, legend: str = "", *, instant: bool = False, fmt: str = "ti
 
 def stat(title: str, expr: str, *, unit: str = "percentunit", legend: str = "", description: str = "",
          mappings: list[dict[str, Any]] | None = None, thresholds: list[tuple[float | None, str]] | None = None,
-         text_mode: str = "auto", color_mode: str = "value") -> dict[str, Any]:  # fmt: skip
+         text_mode: str = "auto", color_mode: str = "value", instant: bool = True) -> dict[str, Any]:  # fmt: skip
     steps = [
         {"value": v, "color": c} for v, c in (thresholds or [(None, "red"), (0.8, "orange"), (0.95, "green")])
     ]
@@ -140,7 +140,7 @@ def stat(title: str, expr: str, *, unit: str = "percentunit", legend: str = "", 
         "type": "stat",
         "title": title,
         "description": description,
-        "targets": [{**target(expr, legend, instant=True), "refId": "A"}],
+        "targets": [{**target(expr, legend, instant=instant), "refId": "A"}],
         "fieldConfig": {
             "defaults": {
                 "unit": unit,
@@ -573,6 +573,7 @@ def site_detail() -> Board:
             thresholds=[(None, "blue")],
             text_mode="name",
             color_mode="background",
+            instant=False,  # the last value seen in the time range, also while the site is cut off
             description="Where the UPS takes its output power from: normal (mains), battery, bypass...",
         ),
         6,
@@ -587,6 +588,7 @@ def site_detail() -> Board:
             thresholds=[(None, "blue")],
             text_mode="name",
             color_mode="background",
+            instant=False,  # the last value seen in the time range, also while the site is cut off
         ),
         6,
         7,
