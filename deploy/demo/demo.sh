@@ -74,7 +74,8 @@ YAML
 
 giamsat demo is running (files and logs in $DIR):
   agent       http://127.0.0.1:$AGENT_PORT/          (status page; /metrics)
-  prometheus  http://127.0.0.1:$PROM_PORT/alerts    (shipped rules; SiteDown fires after 3 minutes)
+  prometheus  http://127.0.0.1:$PROM_PORT/alerts    (shipped rules: SiteDown fires after 3 minutes,
+                                                    the coverage gap of bm-lacnong after 30)
               http://127.0.0.1:$PROM_PORT/graph?g0.expr=site%3Agiamsat_site_state%3Acode&g0.tab=1
   dashboards  import deploy/grafana/dashboards/*.json into a Grafana pointed at the Prometheus above
 
