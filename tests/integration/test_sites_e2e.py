@@ -110,7 +110,7 @@ def province() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prom, str]]:
+def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prom, str, Path]]:
     tmp = tmp_path_factory.mktemp("sites-e2e")
     config = tmp / "giamsat.yml"
     config.write_text(province.config(tmp / "state", interval="2s"), encoding="utf-8")
@@ -199,7 +199,7 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
             )
         prom = Prom(f"http://127.0.0.1:{prom_port}")
         _wait_ready(procs[-1], prom.url + "/-/ready", tmp / "prometheus.log")
-        yield prom, f"127.0.0.1:{agent_port}"
+        yield prom, f"127.0.0.1:{agent_port}", tmp / "state" / "sites.json"
     finally:
         for p in reversed(procs):
             stop_process(p)
@@ -226,8 +226,8 @@ def _codes(prom: Prom) -> dict[str, float]:
     return prom.by_site("site:giamsat_site_state:code")
 
 
-def test_cut_district_then_restore(stack: tuple[Prom, str], province: Any) -> None:
-    prom, agent_addr = stack
+def test_cut_district_then_restore(stack: tuple[Prom, str, Path], province: Any) -> None:
+    prom, agent_addr, state_file = stack
     all_up = {n.site: 1.0 for n in province_mod.NODES} | {"bm-lacnong": 4.0}
 
     # Steady state: everything up but the commune that was never connected.
@@ -243,6 +243,10 @@ def test_cut_district_then_restore(stack: tuple[Prom, str], province: Any) -> No
         "bm": pytest.approx(2 / 3),
     }
     assert prom.firing("SiteDown") == set()
+    # first successes and the gap are on disk already (written at once, not on the minute)
+    saved = json.loads(state_file.read_text(encoding="utf-8"))
+    assert set(saved["last_up"]) == set(all_up) - {"bm-lacnong"}
+    assert set(saved["tried_never_up"]) == {"bm-lacnong"}
 
     # Cut Vị Xuyên's link at the hub.
     province.cut("vx")
