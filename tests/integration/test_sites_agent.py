@@ -8,7 +8,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
+from tests.helpers import GIAMSAT, free_port, http_get, http_post, parse_exposition, stop_process, wait_for
 
 CONFIG = """
 agent:
@@ -51,6 +51,22 @@ def test_agent_serves_site_state_and_survives_a_corrupt_state_file(tmp_path: Pat
         assert not any(k.startswith("giamsat_site_up{") for k in m)
         lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
         assert not [ln for ln in (lint.stdout + lint.stderr).splitlines() if "giamsat_site" in ln]
+
+        # a reload with a changed inventory: the new site is tracked, the removed one is gone
+        config.write_text(
+            textwrap.dedent(CONFIG.format(state=state))
+            .replace(
+                "parent: vx}",
+                'parent: vx}\n  - {id: vx-linhho, name: "Xã Linh Hồ", level: commune, parent: vx}',
+            )
+            .replace("vx-daoduc", "vx-phulinh"),
+            encoding="utf-8",
+        )
+        assert http_post(url + "/-/reload")[0] == 200
+        m = parse_exposition(http_get(url + "/metrics")[1])
+        assert m['giamsat_site_state{site="vx-linhho",state="unknown"}'] == 1
+        assert not any('site="vx-daoduc"' in k for k in m if k.startswith("giamsat_site_state"))
+        assert m['giamsat_sites{ancestor="vx",level="commune",state="unknown"}'] == 2
     finally:
         stop_process(proc)
     assert proc.returncode == 0
