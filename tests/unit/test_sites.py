@@ -357,3 +357,18 @@ def test_collect_follows_state_changes(tracker: SiteTracker) -> None:
     tracker.update(_round(120), now=120)
     assert reg.get_sample_value("giamsat_site_last_up_timestamp_seconds", {"site": "D1"}) == 120
     assert reg.get_sample_value("giamsat_site_state", {"site": "D1", "state": "up"}) == 1
+
+
+def test_exposition_is_promtool_clean(tracker: SiteTracker) -> None:
+    import subprocess
+
+    from prometheus_client.exposition import generate_latest
+
+    tracker.update(_round(100), now=100)
+    tracker.update(_round(110, down={"d1-wan", "c1-wan", "c2-wan"}), now=110)
+    body = generate_latest(_registry(tracker)).decode()
+    assert "giamsat_site_last_up_timestamp_seconds" in body
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
