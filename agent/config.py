@@ -281,6 +281,9 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
                 )
             seen.add(target.name)
         names_by_kind[kind] = seen
+        cls = COLLECTORS[kind]
+        for i, key, msg in cls.check_targets(config.collector_settings(kind), config.targets_of(kind)):
+            problems.append(_problem(file, root, ("targets", kind, i, key), msg))
     all_names = set().union(*names_by_kind.values()) if names_by_kind else set()
     for i, s in enumerate(config.sites):
         for j, up in enumerate(s.uplinks):

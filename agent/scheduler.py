@@ -93,7 +93,7 @@ class Runner:
             ctx = CollectorContext(
                 kind=kind,
                 state_dir=cfg.agent.state_dir,
-                blocking=BlockingRunner(f"giamsat-{kind}", cls.blocking_threads),
+                blocking=BlockingRunner(f"giamsat-{kind}", cls.pool_size(settings)),
                 log=logging.getLogger(f"giamsat.collector.{kind}"),
             )
             collector = cls(settings, ctx)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collectors.base import Collector
 from collectors.host import HostCollector
+from collectors.ssh import SSHCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
+    "ssh": SSHCollector,
 }

@@ -17,7 +17,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -91,12 +91,20 @@ class BlockingRunner:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
         except TimeoutError:
-            if not fut.done():
-                with self._lock:
-                    self._stuck.add(key)
-                    self.abandoned_total += 1
-                fut.add_done_callback(lambda _f: self._release(key))
+            self._abandon(key, fut)
             raise CollectError("timeout", f"{key}: no answer within {timeout:g}s") from None
+        except asyncio.CancelledError:
+            # The job's own deadline ran out first: the thread is just as abandoned.
+            self._abandon(key, fut)
+            raise
+
+    def _abandon(self, key: str, fut: concurrent.futures.Future[Any]) -> None:
+        if fut.cancel() or fut.done():
+            return
+        with self._lock:
+            self._stuck.add(key)
+            self.abandoned_total += 1
+        fut.add_done_callback(lambda _f: self._release(key))
 
     def _release(self, key: str) -> None:
         with self._lock:
@@ -132,6 +140,19 @@ class Collector(abc.ABC):
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+
+    @classmethod
+    def pool_size(cls, settings: CollectorSettings) -> int:
+        """Threads of this collector's blocking-call pool (e.g. from a max_concurrency setting)."""
+        return cls.blocking_threads
+
+    @classmethod
+    def check_targets(
+        cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
+    ) -> list[tuple[int, str, str]]:
+        """Problems between targets and settings (unknown auth or module names) as (target index, key,
+        message), so ``check-config`` reports them with the file, line and key path."""
+        return []
 
     async def start(self) -> None:
         """Open shared resources (sockets, engines) once, before the first ``collect``."""

@@ -135,6 +135,11 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
             id="bad-regex",
         ),
         pytest.param(
+            GOOD_SITES + "targets:\n  ssh:\n    - {name: h1, site: xa-1, address: 127.0.0.1, auth: nobody}\n",
+            ["giamsat.yml:9: targets.ssh[0].auth: no auth 'nobody' under collectors.ssh.auths"],
+            id="collector-cross-check",
+        ),
+        pytest.param(
             "collectors:\n  snmpp: {}\n",
             ["collectors.snmpp: unknown key"],
             id="unknown-collector",

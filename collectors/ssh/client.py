@@ -1,0 +1,456 @@
+"""Blocking SSH client for the collector: strict host keys, reused connections, hard wall-clock deadlines.
+
+Everything here blocks and runs in the collector's bounded thread pool. paramiko's own timeouts do not
+bound every wait: ``recv_exit_status`` ignores the channel timeout (paramiko/paramiko#1815), so does
+``exec_command`` (#1787), and connection setup can hang (#515). So every call also arms a watchdog that
+closes the channel at the deadline and the whole transport shortly after if that was not enough; the
+calling thread then returns at once. stdout and stderr are drained together while waiting, because
+waiting for the exit status first deadlocks once output exceeds the channel window (#448).
+
+Failures are raised as ``SSHError`` whose ``reason`` is one of ``REASONS`` (a bounded label value).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from collectors.ssh.errors import SSHError
+
+_GRACE = 1.0  # seconds between closing the channel and closing the whole transport
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to log in. Secrets never appear in ``repr``."""
+
+    address: str
+    port: int
+    username: str
+    pkey: paramiko.PKey | None = field(default=None, repr=False, compare=False)
+    password: str | None = field(default=None, repr=False, compare=False)
+    auth_name: str = ""
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH writes in known_hosts: ``host`` on port 22, ``[host]:port`` otherwise."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0  # TCP connect plus banner, key exchange and authentication
+    keepalive: float = 30.0  # seconds between keepalive messages on idle connections (0: off)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint, comparable with ``ssh-keygen -lf``."""
+    fp: str = key.fingerprint
+    return fp
+
+
+class _Alarm:
+    def __init__(self, action: Callable[[], None], fired: threading.Event) -> None:
+        self.action = action
+        self.fired = fired
+        self.cancelled = False
+        self.lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self.lock:
+            if self.cancelled:
+                return
+            self.fired.set()
+        with contextlib.suppress(Exception):  # best effort: the resource may already be gone
+            self.action()
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+
+
+class _AlarmClock:
+    """One thread that fires due alarms, instead of a ``threading.Timer`` thread per remote call.
+
+    Firing is rare (a deadline passed), and a firing action may itself block (closing a channel on a
+    wedged connection), so each fired alarm runs in a short-lived thread of its own: the clock never
+    waits on an action, and the transport-closing alarm behind a stuck channel close still fires.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, alarm: _Alarm) -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (when, next(self._seq), alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="giamsat-ssh-deadlines", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cv.wait(timeout)
+                _when, _seq, alarm = heapq.heappop(self._heap)
+            if not alarm.cancelled:
+                threading.Thread(target=alarm.fire, name="giamsat-ssh-deadline", daemon=True).start()
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._heap)
+
+
+_CLOCK = _AlarmClock()
+
+
+class _Watchdog:
+    """Calls ``actions[i]`` at ``deadline + i * _GRACE`` unless cancelled first; ``fired`` tells whether."""
+
+    def __init__(self, deadline: float, *actions: Callable[[], None]) -> None:
+        self.fired = threading.Event()
+        self._deadline = deadline
+        self._alarms = [_Alarm(action, self.fired) for action in actions]
+
+    def __enter__(self) -> _Watchdog:
+        for i, alarm in enumerate(self._alarms):
+            _CLOCK.add(self._deadline + i * _GRACE, alarm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for alarm in self._alarms:
+            alarm.cancel()
+
+
+class HostKeyStore:
+    """The agent's known_hosts file (OpenSSH format, hashed entries allowed).
+
+    Strict by default: a host that is not in the file is refused (``host_key_unknown``). With
+    ``trust_on_first_use`` the key of a host the file does not mention at all is appended to the file
+    and logged with its fingerprint; a host that is in the file with another key, even of another key
+    type, is always a mismatch.
+    """
+
+    def __init__(self, path: Path, trust_on_first_use: bool, log: logging.Logger) -> None:
+        self.path = path
+        self.trust_on_first_use = trust_on_first_use
+        self.log = log
+        self._lock = threading.Lock()
+
+    def load_into(self, client: paramiko.SSHClient) -> None:
+        if self.path.exists():
+            # "system" host keys are read-only for paramiko: it never rewrites the operator's file.
+            client.load_system_host_keys(str(self.path))
+
+    def record(self, name: str, key: paramiko.PKey) -> None:
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One append of one line: concurrent agents or an operator's editor cannot interleave it.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("ascii"))
+            finally:
+                os.close(fd)
+
+
+class _HostKeyUnknown(paramiko.SSHException):
+    pass
+
+
+class _Policy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown hosts, or record them when trust-on-first-use is enabled. Never a silent accept."""
+
+    def __init__(self, store: HostKeyStore, target: str) -> None:
+        self.store = store
+        self.target = target
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        fp = fingerprint(key)
+        if not self.store.trust_on_first_use:
+            raise _HostKeyUnknown(
+                f"{hostname} is not in {self.store.path} (offered {key.get_name()} {fp}); "
+                f"add it with ssh-keyscan and check the fingerprint"
+            )
+        self.store.record(hostname, key)
+        self.store.log.warning(
+            f"ssh host key trusted on first use: {hostname} {key.get_name()} {fp}, recorded in "
+            f"{self.store.path}",
+            extra={"target": self.target, "host": hostname, "fingerprint": fp},
+        )
+
+
+class Connection:
+    """One authenticated SSH connection, reused across collections while its transport is alive."""
+
+    def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+        self.client = client
+        self.endpoint = endpoint
+
+    def is_active(self) -> bool:
+        t = self.client.get_transport()
+        return t is not None and t.is_active()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, argv: Sequence[str], timeout: float, max_output: int) -> CommandResult:
+        """Run ``argv`` (each argument shell-quoted; SSH sends one string) within ``timeout`` seconds.
+
+        stdout and stderr are read together as they arrive, so a command that fills one pipe while we
+        wait on the other cannot deadlock; the result is returned whatever the exit status.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SSHError("disconnected", "connection is closed")
+        command = shlex.join(argv)
+        chan: paramiko.Channel | None = None
+
+        def close_chan() -> None:
+            if chan is not None:
+                chan.close()
+
+        with _Watchdog(deadline, close_chan, transport.close) as dog:
+            try:
+                try:
+                    chan = transport.open_session(timeout=timeout)
+                except paramiko.SSHException as exc:
+                    raise self._failure(transport, dog, "cannot open a session channel", exc) from None
+                try:
+                    chan.exec_command(command)
+                    chan.shutdown_write()  # the command gets EOF on stdin instead of waiting for input
+                    out, err = self._drain(chan, deadline, dog, max_output)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise self._failure(transport, dog, "command aborted", exc) from None
+            finally:
+                if chan is not None:
+                    chan.close()
+        assert chan is not None
+        # An exit status means the output is complete (it follows all data on the channel), even if
+        # the watchdog fired a moment later.
+        if _has_status(chan):
+            status = chan.exit_status
+        elif dog.fired.is_set():
+            raise SSHError("command_timeout", f"{command[:100]}: no exit within {timeout:g}s")
+        elif not transport.is_active():
+            raise SSHError("disconnected", f"{command[:100]}: connection lost before the command exited")
+        else:
+            status = -1  # the server closed the channel without an exit status (killed by a signal)
+        return CommandResult(status, bytes(out), bytes(err), time.monotonic() - start)
+
+    @staticmethod
+    def _failure(transport: paramiko.Transport, dog: _Watchdog, what: str, exc: BaseException) -> SSHError:
+        if dog.fired.is_set():
+            return SSHError("command_timeout", f"{what}: deadline passed")
+        if not transport.is_active():
+            return SSHError("disconnected", f"{what}: connection lost ({exc})")
+        return SSHError("command_failed", f"{what}: {exc}")
+
+    @staticmethod
+    def _drain(
+        chan: paramiko.Channel, deadline: float, dog: _Watchdog, max_output: int
+    ) -> tuple[bytearray, bytearray]:
+        out, err = bytearray(), bytearray()
+        fd = chan.fileno()  # a pipe paramiko signals when stdout *or* stderr data (or EOF) arrives
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if len(out) + len(err) > max_output:
+                raise paramiko.SSHException(f"output exceeds {max_output} bytes")
+            if chan.closed or dog.fired.is_set():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break  # the watchdog fires now; report a timeout
+            if chan.eof_received:
+                if _has_status(chan):
+                    break
+                # All output is in; the pipe stays readable after EOF, so wait on the status instead.
+                chan.status_event.wait(min(remaining, 1.0))
+                continue
+            select.select([fd], [], [], min(remaining, 1.0))
+        while chan.recv_ready():
+            out += chan.recv(65536)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        if time.monotonic() >= deadline and not _has_status(chan):
+            dog.fired.set()
+        return out, err
+
+
+def _has_status(chan: paramiko.Channel) -> bool:
+    """Whether the server sent an exit status. ``exit_status_ready()`` is also true once the channel is
+    closed (then ``exit_status`` stays -1, which a real 32-bit unsigned status can never be)."""
+    return chan.status_event.is_set() and chan.exit_status != -1
+
+
+def connect(
+    endpoint: Endpoint,
+    store: HostKeyStore,
+    timeouts: Timeouts,
+    deadline: float,
+    log: logging.Logger,
+    target: str,
+) -> Connection:
+    """Open and authenticate a connection, checking the host key, by ``deadline`` (monotonic)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise SSHError("connect_timeout", "no time left to connect")
+    try:
+        sock = socket.create_connection(
+            (endpoint.address, endpoint.port), timeout=min(remaining, timeouts.connect)
+        )
+    except TimeoutError:
+        raise SSHError(
+            "connect_timeout", f"TCP connect to {endpoint.address}:{endpoint.port} timed out"
+        ) from None
+    except ConnectionRefusedError:
+        raise SSHError(
+            "connection_refused", f"{endpoint.address}:{endpoint.port} refused the connection"
+        ) from None
+    except OSError as exc:
+        raise SSHError("connect_failed", f"{endpoint.address}:{endpoint.port}: {exc}") from None
+
+    client = paramiko.SSHClient()
+    store.load_into(client)
+    client.set_missing_host_key_policy(_Policy(store, target))
+
+    def abort() -> None:
+        client.close()
+        sock.close()
+
+    # paramiko's own timeouts are set past our deadline: the watchdog decides, so a hang always
+    # reads as connect_timeout however far the handshake got.
+    late = max(deadline - time.monotonic(), 0.1) + 2 * _GRACE
+    with _Watchdog(min(deadline, time.monotonic() + timeouts.connect), abort) as dog:
+        try:
+            client.connect(
+                endpoint.address,
+                port=endpoint.port,
+                username=endpoint.username,
+                pkey=endpoint.pkey,
+                password=endpoint.password,
+                sock=sock,
+                timeout=late,
+                banner_timeout=late,
+                auth_timeout=late,
+                channel_timeout=late,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            abort()
+            got, want = fingerprint(exc.key), fingerprint(exc.expected_key)
+            log.error(
+                f"ssh host key MISMATCH for {endpoint.known_hosts_name}: offered {exc.key.get_name()} {got}, "
+                f"known_hosts has {exc.expected_key.get_name()} {want}; refusing to log in",
+                extra={"target": target, "offered": got, "expected": want},
+            )
+            raise SSHError("host_key_mismatch", f"offered {got}, expected {want}") from None
+        except _HostKeyUnknown as exc:
+            abort()
+            raise SSHError("host_key_unknown", str(exc)) from None
+        except paramiko.AuthenticationException as exc:
+            abort()
+            if dog.fired.is_set():
+                raise SSHError("connect_timeout", "authentication did not finish in time") from None
+            raise SSHError("auth_failed", f"{endpoint.username}@{endpoint.address}: {exc}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            abort()
+            if dog.fired.is_set():
+                raise SSHError("connect_timeout", "SSH session not established in time") from None
+            reason = "protocol_error" if isinstance(exc, paramiko.SSHException) else "disconnected"
+            raise SSHError(reason, f"{type(exc).__name__}: {exc}") from None
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        abort()
+        raise SSHError("disconnected", "connection closed right after login")
+    if timeouts.keepalive > 0:
+        transport.set_keepalive(max(1, int(timeouts.keepalive)))
+    return Connection(client, endpoint)
+
+
+class ConnectionPool:
+    """One live connection per target, reused while alive; dead ones are replaced on the next use."""
+
+    def __init__(self, store: HostKeyStore, timeouts: Timeouts, log: logging.Logger) -> None:
+        self.store = store
+        self.timeouts = timeouts
+        self.log = log
+        self._conns: dict[str, Connection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, endpoint: Endpoint, deadline: float) -> tuple[Connection, bool]:
+        """(connection, reused) for ``key``: the open one when alive and for the same endpoint."""
+        with self._lock:
+            old = self._conns.pop(key, None)
+        if old is not None:
+            if old.endpoint == endpoint and old.is_active():
+                with self._lock:
+                    self._conns[key] = old
+                return old, True
+            old.close()
+        conn = connect(endpoint, self.store, self.timeouts, deadline, self.log, key)
+        with self._lock:
+            stale = self._conns.pop(key, None)
+            self._conns[key] = conn
+        if stale is not None:
+            stale.close()
+        return conn, False
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            conn = self._conns.pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            c.close()
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+
+def load_private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
+    """Read a private key file (OpenSSH or PEM; ed25519, ECDSA or RSA)."""
+    # cryptography wants the passphrase as bytes, whatever paramiko's annotation says.
+    secret: Any = passphrase.encode() if passphrase is not None else None
+    key: Any = paramiko.PKey.from_path(str(path), secret)
+    assert isinstance(key, paramiko.PKey)
+    return key

@@ -1,0 +1,406 @@
+"""The SSH collector's pure parsers and config models, on recorded outputs (GNU, busybox) and edge cases."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from collectors.ssh import parsers
+from collectors.ssh.collector import (
+    CommandModule,
+    SSHAuth,
+    SSHSettings,
+    SSHTarget,
+    command_families,
+    filesystem_families,
+    proc_families,
+)
+
+LOADAVG = "0.52 0.58 0.59 2/467 12345\n"
+MEMINFO = """MemTotal:        8038360 kB
+MemFree:          272000 kB
+MemAvailable:    4100000 kB
+Active(anon):     100000 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+"""
+STAT = """cpu  20878 0 4936 177891 622 0 92 165 0 0
+cpu0 6192 10 1829 94060 110 0 14 83 5 1
+cpu1 14686 0 3107 83830 511 0 78 81 0 0
+intr 1234567 0 9 0
+ctxt 987654
+btime 1763800000
+processes 4321
+procs_running 3
+procs_blocked 1
+softirq 100 0 1
+"""
+NETDEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0
+  eth0: 123456789 1000 1 2 3 4 5 6 987654321 2000 7 8 9 10 11 12
+"""
+DF_GNU_T = """Filesystem              Type     1024-blocks     Used Available Capacity Mounted on
+devtmpfs                devtmpfs    12334460        0  12334460       0% /dev
+/dev/vda                ext4       264212084 24743296  81647616      24% /
+/dev/vdb1               xfs            10000     2000      8000      20% /srv/my data
+tmpfs                   tmpfs         102400        0    102400       0% /run
+"""
+DF_BUSYBOX = """Filesystem           1024-blocks    Used Available Capacity Mounted on
+/dev/root                 30000     10000     18000  36% /
+tmpfs                     64000        0     64000   0% /tmp
+"""
+
+
+def tail_output(files: dict[str, str]) -> str:
+    return "\n".join(f"==> {name} <==\n{text}" for name, text in files.items())
+
+
+def samples(fams: list, name: str) -> dict[tuple, float]:  # type: ignore[type-arg]
+    return {tuple(sorted(s.labels.items())): s.value for f in fams for s in f.samples if s.name == name}
+
+
+def test_split_sections_reads_tail_headers() -> None:
+    text = tail_output({"/proc/loadavg": LOADAVG, "/proc/meminfo": MEMINFO})
+    out = parsers.split_sections(text)
+    assert list(out) == ["/proc/loadavg", "/proc/meminfo"]
+    assert out["/proc/loadavg"] == LOADAVG
+    with pytest.raises(parsers.ParseError):
+        parsers.split_sections("garbage first\n==> /proc/loadavg <==\n1 2 3\n")
+
+
+def test_loadavg_and_meminfo() -> None:
+    assert parsers.parse_loadavg(LOADAVG) == (0.52, 0.58, 0.59)
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_loadavg("0.5 x")
+    mem = parsers.parse_meminfo(MEMINFO)
+    assert mem["MemTotal_bytes"] == 8038360 * 1024
+    assert mem["Active_anon_bytes"] == 100000 * 1024
+    assert mem["HugePages_Total"] == 0  # no unit: node_exporter keeps the bare name
+    assert mem["Hugepagesize_bytes"] == 2048 * 1024
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_meminfo("MemFree: 1 kB\n")
+
+
+def test_stat_in_seconds_with_guest_apart() -> None:
+    st_ = parsers.parse_stat(STAT, user_hz=100)
+    assert st_.cpu_seconds["0"] == {
+        "user": 61.92,
+        "nice": 0.1,
+        "system": 18.29,
+        "idle": 940.6,
+        "iowait": 1.1,
+        "irq": 0.0,
+        "softirq": 0.14,
+        "steal": 0.83,
+    }
+    assert st_.guest_seconds["0"] == {"user": 0.05, "nice": 0.01}
+    assert set(st_.cpu_seconds) == {"0", "1"}  # the aggregate "cpu" line is not a cpu
+    assert (st_.boot_time, st_.context_switches, st_.forks) == (1763800000, 987654, 4321)
+    assert (st_.interrupts, st_.procs_running, st_.procs_blocked) == (1234567, 3, 1)
+    # An old kernel with only four fields per cpu still parses.
+    old = parsers.parse_stat("cpu0 100 0 50 1000\n", user_hz=250)
+    assert old.cpu_seconds["0"] == {"user": 0.4, "nice": 0.0, "system": 0.2, "idle": 4.0}
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_stat("ctxt 5\n")
+
+
+def test_net_dev_fields_by_name() -> None:
+    net = parsers.parse_net_dev(NETDEV)
+    assert net["eth0"]["receive_bytes"] == 123456789
+    assert net["eth0"]["receive_multicast"] == 6
+    assert net["eth0"]["transmit_colls"] == 10
+    assert net["eth0"]["transmit_compressed"] == 12
+    assert set(net) == {"lo", "eth0"}
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_net_dev("  eth0: 1 2 3\n")
+
+
+def test_df_gnu_with_type_and_spaces_in_mount_point() -> None:
+    rows = {r.mountpoint: r for r in parsers.parse_df(DF_GNU_T)}
+    root = rows["/"]
+    assert (root.device, root.fstype) == ("/dev/vda", "ext4")
+    assert root.size_bytes == 264212084 * 1024
+    assert root.free_bytes == (264212084 - 24743296) * 1024
+    assert root.avail_bytes == 81647616 * 1024
+    assert rows["/srv/my data"].fstype == "xfs"
+
+
+def test_df_busybox_without_type_and_512_blocks() -> None:
+    rows = parsers.parse_df(DF_BUSYBOX)
+    assert [(r.mountpoint, r.fstype, r.size_bytes) for r in rows] == [
+        ("/", "", 30000 * 1024),
+        ("/tmp", "", 64000 * 1024),
+    ]
+    posix = "Filesystem 512-blocks Used Available Capacity Mounted on\n/dev/sda1 2000 1000 1000 50% /\n"
+    assert parsers.parse_df(posix)[0].size_bytes == 2000 * 512
+    for bad in ("", "Filesystem Size Used\n/dev/sda1 1G 1G\n", "Filesystem 1024-blocks\nonly junk here\n"):
+        with pytest.raises(parsers.ParseError):
+            parsers.parse_df(bad)
+
+
+def test_filesystem_families_apply_node_exporter_exclusions() -> None:
+    fams = filesystem_families(parsers.parse_df(DF_GNU_T))
+    mounts = {dict(k)["mountpoint"] for k in samples(fams, "node_filesystem_size_bytes")}
+    assert mounts == {"/", "/srv/my data"}  # /dev and /run are excluded by mount point
+    fams = filesystem_families(parsers.parse_df(DF_GNU_T), mount_points_exclude="^/dev($|/)")
+    mounts = {dict(k)["mountpoint"] for k in samples(fams, "node_filesystem_size_bytes")}
+    assert mounts == {"/", "/srv/my data", "/run"}
+
+
+def test_proc_families_names_and_units() -> None:
+    text = tail_output(
+        {"/proc/loadavg": LOADAVG, "/proc/meminfo": MEMINFO, "/proc/stat": STAT, "/proc/net/dev": NETDEV}
+    )
+    fams = proc_families(text, user_hz=100)
+    cpu = samples(fams, "node_cpu_seconds_total")
+    assert cpu[(("cpu", "1"), ("mode", "user"))] == 146.86
+    assert samples(fams, "node_load15")[()] == 0.59
+    assert samples(fams, "node_memory_MemAvailable_bytes")[()] == 4100000 * 1024
+    assert samples(fams, "node_network_transmit_bytes_total")[(("device", "eth0"),)] == 987654321
+    assert (("device", "lo"),) not in samples(fams, "node_network_receive_bytes_total")  # Debian default
+    every = proc_families(text, user_hz=100, netdev_device_exclude="")
+    assert (("device", "lo"),) in samples(every, "node_network_receive_bytes_total")
+    assert samples(fams, "node_context_switches_total")[()] == 987654
+    assert samples(fams, "node_boot_time_seconds")[()] == 1763800000
+    with pytest.raises(parsers.ParseError, match="no output"):
+        proc_families(tail_output({"/proc/loadavg": LOADAVG}), 100)
+
+
+# ---------------------------------------------------------------------------------------------------
+# user-defined parsers
+# ---------------------------------------------------------------------------------------------------
+def module(**data: object) -> CommandModule:
+    return CommandModule.model_validate({"command": ["x"], **data})
+
+
+def test_number_parser() -> None:
+    spec = module(parser="number", metrics=[{"name": "temp_celsius", "labels": {"sensor": "cpu"}}])
+    assert samples(command_families("t", spec, " 42.5\n"), "temp_celsius") == {(("sensor", "cpu"),): 42.5}
+    for bad in ("", "nan", "inf", "12 13", "abc"):
+        with pytest.raises(parsers.ParseError):
+            command_families("t", spec, bad)
+
+
+def test_regex_parser_with_label_groups_and_limits() -> None:
+    text = "queue a 5\nqueue b 7\nnoise\n"
+    spec = module(
+        parser="regex",
+        pattern=r"^queue (?P<name>\w+) (?P<n>\d+)$",
+        metrics=[{"name": "queue_length", "value": "n", "label_groups": {"queue": "name"}}],
+    )
+    got = samples(command_families("q", spec, text), "queue_length")
+    assert got == {(("queue", "a"),): 5, (("queue", "b"),): 7}
+    with pytest.raises(parsers.ParseError, match="matched nothing"):
+        command_families("q", spec, "nothing here")
+    with pytest.raises(parsers.ParseError, match="same labels"):
+        command_families("q", spec, "queue a 1\nqueue a 2\n")
+    small = spec.model_copy(update={"max_series": 1})
+    with pytest.raises(parsers.ParseError, match="max_series"):
+        command_families("q", small, text)
+
+
+def test_keyvalue_and_json_parsers() -> None:
+    kv = module(
+        parser="keyvalue",
+        separator=":",
+        metrics=[
+            {"name": "conns", "value": "active"},
+            {"name": "up_total", "value": "restarts", "type": "counter"},
+        ],
+    )
+    fams = command_families("kv", kv, "# comment\nactive: 12\nrestarts : 3\n")
+    assert samples(fams, "conns")[()] == 12
+    assert samples(fams, "up_total")[()] == 3
+    with pytest.raises(parsers.ParseError):
+        command_families("kv", kv, "active 12\n")
+
+    js = module(
+        parser="json", metrics=[{"name": "v", "value": "data.items.-1.value"}, {"name": "ok", "value": "ok"}]
+    )
+    fams = command_families("js", js, '{"data": {"items": [{"value": 1}, {"value": "2.5"}]}, "ok": false}')
+    assert samples(fams, "v")[()] == 2.5
+    assert samples(fams, "ok")[()] == 0
+    for bad in ('{"data": {}}', "not json", '{"data": {"items": [{"value": [1]}]}, "ok": 1}'):
+        with pytest.raises(parsers.ParseError):
+            command_families("js", js, bad)
+
+
+@given(st.text(max_size=300))
+def test_parsers_raise_only_parse_error_on_any_text(text: str) -> None:
+    """Remote output is untrusted: garbage must give ParseError (parse_error), never another exception."""
+    fns = [
+        parsers.parse_loadavg,
+        parsers.parse_meminfo,
+        parsers.parse_stat,
+        parsers.parse_net_dev,
+        parsers.parse_df,
+        parsers.parse_number,
+        parsers.parse_json,
+        parsers.parse_keyvalue,
+        parsers.split_sections,
+    ]
+    for fn in fns:
+        with contextlib.suppress(parsers.ParseError):
+            fn(text)
+    assert isinstance(parsers.parse_regex(text, re.compile(r"(?P<a>\d+)")), list)
+
+
+# ---------------------------------------------------------------------------------------------------
+# config models: mistakes are refused with a message that says what to do
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"username": "u"}, "exactly one of key_file or password"),
+        ({"username": "u", "key_file": "/k", "password": "p"}, "exactly one of key_file or password"),
+        ({"username": "u", "password": "p", "passphrase": "x"}, "passphrase is only used with key_file"),
+        ({"username": "u", "key_file": "/k", "keyfile": "/k"}, "Extra inputs"),
+    ],
+)
+def test_auth_validation(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        SSHAuth.model_validate(data)
+
+
+def test_auth_password_from_file_is_secret(tmp_path: Path) -> None:
+    f = tmp_path / "pw"
+    f.write_text("s3cret\n")
+    f.chmod(0o600)
+    auth = SSHAuth.model_validate({"username": "u", "password_file": str(f)})
+    assert auth.password is not None and auth.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(auth)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"parser": "regex", "metrics": [{"name": "a", "value": "x"}]}, "needs a pattern"),
+        (
+            {"parser": "regex", "pattern": "(\\d+)", "metrics": [{"name": "a", "value": "x"}]},
+            "no named groups",
+        ),
+        (
+            {"parser": "regex", "pattern": "(?P<x>\\d+", "metrics": [{"name": "a", "value": "x"}]},
+            "does not compile",
+        ),
+        ({"parser": "regex", "pattern": "(?P<x>\\d+)", "metrics": [{"name": "a", "value": "y"}]}, "no group"),
+        ({"parser": "json", "metrics": [{"name": "a"}]}, "'value' is required"),
+        ({"parser": "number", "pattern": "x", "metrics": [{"name": "a"}]}, "only used by the regex"),
+        (
+            {"parser": "keyvalue", "metrics": [{"name": "a", "value": "k", "label_groups": {"l": "k"}}]},
+            "label_groups",
+        ),
+        ({"parser": "number", "metrics": [{"name": "a", "type": "counter"}]}, "must end in _total"),
+        ({"parser": "number", "metrics": [{"name": "a-b"}]}, "not a valid Prometheus metric name"),
+        ({"parser": "number", "metrics": [{"name": "ssh_up"}]}, "collector's own"),
+        ({"parser": "number", "metrics": [{"name": "a", "labels": {"target": "x"}}]}, "reserved"),
+        ({"parser": "number", "metrics": [{"name": "a"}, {"name": "a"}]}, "unique"),
+        ({"parser": "number", "metrics": []}, "at least 1"),
+        ({"parser": "yaml", "metrics": [{"name": "a"}]}, "number"),
+    ],
+)
+def test_command_module_validation(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        module(**data)
+
+
+def test_settings_and_target_validation() -> None:
+    one = {"command": ["x"], "parser": "number", "metrics": [{"name": "a"}]}
+    with pytest.raises(ValidationError, match="built in"):
+        SSHSettings.model_validate({"commands": {"linux": one}})
+    with pytest.raises(ValidationError, match="defined by both"):
+        SSHSettings.model_validate({"commands": {"m1": one, "m2": one}})
+    with pytest.raises(ValidationError, match="module name"):
+        SSHSettings.model_validate({"commands": {"Bad-Name": one}})
+    settings = SSHSettings.model_validate({"connect_timeout": "1500ms", "command_timeout": "1m"})
+    assert (settings.connect_timeout, settings.command_timeout) == (1.5, 60.0)
+    base = {"name": "n", "site": "s", "address": "h", "auth": "a"}
+    assert SSHTarget.model_validate(base).modules == ["linux"]
+    with pytest.raises(ValidationError, match="repeat"):
+        SSHTarget.model_validate({**base, "modules": ["linux", "linux"]})
+    with pytest.raises(ValidationError):
+        SSHTarget.model_validate({**base, "port": 70000})
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import load_config
+
+    monkeypatch.setenv("GIAMSAT_ROUTER_PASSWORD", "x")
+    loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "ssh.example.yml")
+    assert [t.name for t in loaded.config.targets_of("ssh")] == ["huyen-a-web", "huyen-a-mail"]
+
+
+def test_targets_are_checked_against_auths_and_modules() -> None:
+    from collectors.ssh.collector import SSHCollector
+
+    settings = SSHSettings.model_validate(
+        {
+            "auths": {"monitor": {"username": "u", "key_file": "/k"}},
+            "commands": {"ntp": {"command": ["x"], "parser": "number", "metrics": [{"name": "a"}]}},
+        }
+    )
+    base = {"site": "s", "address": "h"}
+    targets = [
+        SSHTarget.model_validate({**base, "name": "ok", "auth": "monitor", "modules": ["linux", "ntp"]}),
+        SSHTarget.model_validate({**base, "name": "bad", "auth": "monitr", "modules": ["ntp", "nope"]}),
+    ]
+    problems = SSHCollector.check_targets(settings, targets)
+    assert [(i, key) for i, key, _ in problems] == [(1, "auth"), (1, "modules")]
+    assert "known: monitor" in problems[0][2]
+    assert SSHCollector.pool_size(settings) == settings.max_concurrency + 2
+
+
+def test_unknown_auth_is_a_collector_error(tmp_path: Path) -> None:
+    import asyncio
+    import logging
+
+    from agent.errors import CollectError
+    from collectors.base import BlockingRunner, CollectorContext
+    from collectors.ssh.collector import SSHCollector
+
+    ctx = CollectorContext("ssh", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))
+    collector = SSHCollector(SSHSettings.model_validate({}), ctx)
+    target = SSHTarget.model_validate({"name": "n", "site": "s", "address": "127.0.0.1", "auth": "none"})
+    with pytest.raises(CollectError) as err:
+        asyncio.run(collector.collect(target))
+    collector.ctx.blocking.shutdown()
+    assert err.value.reason == "config"
+
+
+def test_reading_the_configuration_does_not_import_paramiko() -> None:
+    """paramiko (and cryptography) load when the ssh collector starts, not for every agent."""
+    import subprocess
+    import sys
+
+    code = "import sys, agent.config, collectors; print('paramiko' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_deadline_alarms_fire_in_order_survive_a_blocked_action_and_cancel() -> None:
+    """The shared alarm clock behind every SSH deadline (collectors.ssh.client._Watchdog)."""
+    import threading
+    import time
+
+    from collectors.ssh.client import _Watchdog
+
+    release = threading.Event()
+    second_ran = threading.Event()
+    cancelled_ran = threading.Event()
+    try:
+        with _Watchdog(time.monotonic() + 0.01, lambda: cancelled_ran.set()):
+            pass  # left before the deadline: cancelled
+        # The first action blocks (a channel close on a wedged connection); the second must still run.
+        with _Watchdog(time.monotonic() + 0.05, release.wait, second_ran.set) as dog:
+            assert second_ran.wait(10)
+            assert dog.fired.is_set()
+    finally:
+        release.set()
+    assert not cancelled_ran.is_set()
