@@ -18,6 +18,7 @@ typecheck: ## mypy --strict on the packages
 
 bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
+	$(VENV)/bin/python bench/icmp.py --write
 
 demo: ## simulated province + agent + Prometheus with the shipped rules (root; prints URLs)
 	bash deploy/demo/demo.sh start

@@ -26,6 +26,7 @@ from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sit
 from agent.model import Duration, Model
 from collectors import COLLECTORS
 from collectors.base import CollectorSettings, TargetConfig
+from collectors.probes.links import LinkConfig, expand_links
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -68,6 +69,9 @@ class SiteConfig(Model):
     parent: str | None = None
     uplinks: list[str] = Field(
         default_factory=list, description="names of targets that are this site's links"
+    )
+    links: list[LinkConfig] = Field(
+        default_factory=list, description="links to probe; expanded into targets (collectors/probes/links.py)"
     )
 
     @field_validator("level", mode="before")
@@ -220,8 +224,17 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         csv_rows, csv_problems = read_sites_csv(csv_path)
         problems += csv_problems
     config: Config | None = None
+    generated: dict[str, list[str]] = {}  # site id -> names of the targets its links expanded to
     try:
         config = Config.model_validate(data)
+        if any(site.links for site in config.sites):
+            # The site-links shorthand: generated targets go after the explicit ones.
+            targets = {k: list(v or []) for k, v in dict(data.get("targets") or {}).items()}
+            for site in config.sites:
+                for kind, items in expand_links(site.id, site.links).items():
+                    targets.setdefault(kind, []).extend(items)
+                    generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
+            config = Config.model_validate({**data, "targets": targets})
     except ValidationError as exc:
         problems += _problems_from_validation(exc, file, root)
 
@@ -249,7 +262,11 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         sites.append(site)
         key_of.setdefault(site.id, key)
         file_of.setdefault(site.id, csv_file)
-    site_objs = [Site(s.id, s.name, s.level, s.parent, tuple(s.uplinks)) for s in sites]
+    # A site whose links are given but no uplinks: its links are its uplinks.
+    site_objs = [
+        Site(s.id, s.name, s.level, s.parent, tuple(s.uplinks) or tuple(generated.get(s.id, ())))
+        for s in sites
+    ]
     for p in validate_sites(site_objs, file, key_of):
         site_id = next((sid for sid, k in key_of.items() if p.key.startswith(k + ".")), None)
         where = file_of.get(site_id, file) if site_id else file

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from collectors.base import Collector
 from collectors.host import HostCollector
+from collectors.probes.dns import DnsCollector
+from collectors.probes.http import HttpCollector
+from collectors.probes.icmp import IcmpCollector
+from collectors.probes.tcp import TcpCollector
 from collectors.ssh import SSHCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
     "ssh": SSHCollector,
+    "icmp": IcmpCollector,
+    "tcp": TcpCollector,
+    "http": HttpCollector,
+    "dns": DnsCollector,
 }

@@ -254,3 +254,33 @@ def test_secret_from_file_env_and_world_readable_warning(
         Auth.model_validate({"password_env": "NOT_SET_ANYWHERE"})
     with pytest.raises(ValueError, match="give only one of password, password_file"):
         Auth.model_validate({"password": "x", "password_file": str(secret)})
+
+
+LINKED = """
+sites:
+  - {id: tinh, name: "Tỉnh", level: province}
+  - id: phuong-2
+    name: "Phường Cốc Lếu"
+    level: commune
+    parent: tinh
+    links: [{name: wan, address: 198.18.31.2, probes: %s}]
+"""
+
+
+def test_site_links_shorthand_expands_into_probe_targets_and_uplinks(tmp_path: Path) -> None:
+    text = (
+        LINKED % '[icmp, "tcp:22"]'
+        + "targets:\n  icmp:\n    - {name: core, site: tinh, address: 127.0.0.1}\n"
+    )
+    loaded = load_config(write(tmp_path, text))
+    cfg = loaded.config
+    assert [t.name for t in cfg.targets_of("icmp")] == ["core", "phuong-2/wan"]
+    assert [(t.name, t.port) for t in cfg.targets_of("tcp")] == [("phuong-2/wan:22", 22)]  # type: ignore[attr-defined]
+    assert cfg.targets_of("icmp")[1].site == "phuong-2"
+    # links without explicit uplinks are the site's uplinks
+    assert loaded.inventory.sites["phuong-2"].uplinks == ("phuong-2/wan", "phuong-2/wan:22")
+
+
+def test_site_links_shorthand_errors_are_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, LINKED % '["tcp"]')
+    assert any("giamsat.yml:8: sites[1].links[0].probes: 'tcp' needs a port" in p for p in found), found

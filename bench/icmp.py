@@ -1,0 +1,360 @@
+"""ICMP probe benchmark: giamsat vs fping vs blackbox_exporter 0.23 on the same loopback targets.
+
+For N targets in 127.0.0.0/8 (default 1000 and 5000), 3 echoes each, it runs in the same invocation:
+
+- giamsat: the real job path (config -> Runner.run_once -> IcmpCollector -> shared IcmpEngine) in a
+  child process; CPU and peak RSS of the probing phase are measured inside it (config loading excluded).
+- fping: ``fping -C 3 -q -i 0 -p <interval> -t <timeout>`` over the same list; CPU and peak RSS from
+  wait4() of that child.
+- blackbox_exporter: started on a free loopback port with an ``icmp`` module; since its ICMP prober sends
+  one echo per /probe, each target is requested 3 times (64 requests in flight); CPU is read from
+  /proc/<pid>/stat around the probing phase, RSS is its VmHWM. The HTTP client's own cost is not counted.
+
+Prints a Markdown table and, with --write, replaces the "ICMP probes" section of docs/benchmarks.md.
+For exploring GC policy, ``BENCH_GC=freeze|thresh|tune|off python bench/icmp.py --worker N`` runs the
+job path alone with gc.freeze(), a raised threshold, both, or no collector.
+Needs root (raw sockets; fping -i 0). Traffic goes to 127.0.0.0/8 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INTERVAL_MS = 100
+TIMEOUT_MS = 1000
+COUNT = 3
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READING = """Reading: the engine row is the echo path itself (one shared raw socket, batched sends, kernel
+receive timestamps); its CPU per echo is the figure to hold against fping's. The job rows add what every
+target costs each round whatever its echo count: the scheduler's job (a task under a deadline, the store,
+health), resolving the address, and ~15 metric families including a 22-sample histogram. With CPython's
+default collector thresholds, garbage collection of the many live objects (targets, results) is about
+half of that; `gc.freeze()` after start-up plus a larger first-generation threshold halves the job
+path's CPU. Loopback makes every echo cost the sender the whole receive path in the kernel too, for
+every tool alike. Machine shared with other agents' jobs: figures vary by ±30 % between runs."""
+BLACKBOX_MAX = 5000
+TOOLS = {
+    "giamsat": "the full job path: scheduler job -> IcmpCollector -> engine, metrics built, default GC",
+    "giamsat+gc": "the same with gc.freeze() after start-up and gc.set_threshold(50000, 20, 20)",
+    "giamsat engine": "IcmpEngine.ping() alone (the echo path without jobs or metrics)",
+    "fping": "fping -C 3 -q -i 0 -p <interval> -t <timeout>",
+    "blackbox_exporter": "blackbox_exporter 0.23 /probe?module=icmp, 3 requests per target, 64 in flight "
+    "(not run above 5000 targets)",
+}
+
+
+def targets(n: int) -> list[str]:
+    return [f"127.{10 + i // 62500}.{(i // 250) % 250}.{i % 250 + 1}" for i in range(n)]
+
+
+# -- giamsat (child process) -------------------------------------------------------------------------
+
+
+def giamsat_worker(n: int) -> None:
+    import yaml
+
+    from agent.config import load_config
+    from agent.scheduler import Runner
+    from agent.store import Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="gs-bench-"))
+    cfg = {
+        "agent": {"state_dir": str(tmp / "state"), "timeout": "30s", "interval": "60s"},
+        "sites": [{"id": "tinh", "name": "Tinh", "level": "province"}],
+        "collectors": {"host": {"enabled": False}},
+        "targets": {
+            "icmp": [
+                {
+                    "name": f"t{i}",
+                    "site": "tinh",
+                    "address": a,
+                    "count": COUNT,
+                    "packet_interval": f"{INTERVAL_MS}ms",
+                    "packet_timeout": f"{TIMEOUT_MS}ms",
+                }
+                for i, a in enumerate(targets(n))
+            ]
+        },
+    }
+    (tmp / "c.yml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(tmp / "c.yml")
+
+    async def go() -> dict[str, float]:
+        runner = Runner(loaded, Store())
+        await runner.open()
+        if os.environ.get("BENCH_GC") == "freeze":
+            gc.freeze()
+        elif os.environ.get("BENCH_GC") == "tune":
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 20)
+        elif os.environ.get("BENCH_GC") == "thresh":
+            gc.set_threshold(50_000, 20, 20)
+        elif os.environ.get("BENCH_GC") == "off":
+            gc.disable()
+        try:
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            results = await runner.run_once()
+            wall = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            await runner.close()
+        received = 0
+        for r in results:
+            for fam in r.families:
+                for s in fam.samples:
+                    if s.name == "probe_icmp_packets_received":
+                        received += int(s.value)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "received": received}
+
+    print(json.dumps(asyncio.run(go())))
+
+
+def engine_worker(n: int) -> None:
+    from collectors.probes.icmp_engine import IcmpEngine
+
+    async def go() -> dict[str, float]:
+        engine = IcmpEngine("auto")
+        await engine.start()
+        try:
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            results = await asyncio.gather(
+                *(
+                    engine.ping(a, count=COUNT, interval=INTERVAL_MS / 1000, timeout=TIMEOUT_MS / 1000)
+                    for a in targets(n)
+                )
+            )
+            wall = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            await engine.close()
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        received = sum(r.received for r in results)
+        return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "received": received}
+
+    print(json.dumps(asyncio.run(go())))
+
+
+def _worker(mode: str, n: int, gc_mode: str = "") -> dict[str, float]:
+    env = {**os.environ, "BENCH_GC": gc_mode}
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_giamsat(n: int) -> dict[str, float]:
+    return _worker("job", n)
+
+
+def run_giamsat_gc(n: int) -> dict[str, float]:
+    return _worker("job", n, "tune")
+
+
+def run_engine(n: int) -> dict[str, float]:
+    return _worker("engine", n)
+
+
+# -- fping ---------------------------------------------------------------------------------------------
+
+
+def run_fping(n: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(targets(n)) + "\n")
+        path = f.name
+    argv = [
+        "fping",
+        "-C",
+        str(COUNT),
+        "-q",
+        "-i",
+        "0",
+        "-p",
+        str(INTERVAL_MS),
+        "-t",
+        str(TIMEOUT_MS),
+        "-f",
+        path,
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, _status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    wall = time.perf_counter() - t0
+    os.unlink(path)
+    # "-C" summary lines: "127.10.0.1 : 0.03 0.04 -" ('-' for a lost echo)
+    received = sum(
+        1
+        for line in err.splitlines()
+        if " : " in line
+        for tok in line.split(" : ", 1)[1].split()
+        if tok != "-"
+    )
+    return {
+        "wall": wall,
+        "cpu": ru.ru_utime + ru.ru_stime,
+        "rss_mb": ru.ru_maxrss / 1024,
+        "received": received,
+    }
+
+
+# -- blackbox_exporter ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _proc_hwm_mb(pid: int) -> float:
+    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024 if m else 0.0
+
+
+def run_blackbox(n: int) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="bb-bench-"))
+    cfg = tmp / "bb.yml"
+    cfg.write_text(
+        "modules:\n  icmp:\n    prober: icmp\n    timeout: %ss\n    icmp:\n      preferred_ip_protocol: ip4\n"
+        % (TIMEOUT_MS / 1000)
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["prometheus-blackbox-exporter", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/-/healthy", timeout=1).read()  # noqa: S310 - loopback only
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        def probe(addr: str) -> int:
+            with urllib.request.urlopen(f"{base}/probe?module=icmp&target={addr}", timeout=10) as r:  # noqa: S310
+                return 1 if re.search(rb"^probe_success 1", r.read(), re.M) else 0
+
+        work = [a for _round in range(COUNT) for a in targets(n)]
+        cpu0, t0 = _proc_cpu(proc.pid), time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            received = sum(pool.map(probe, work))
+        wall = time.perf_counter() - t0
+        cpu = _proc_cpu(proc.pid) - cpu0
+        rss = _proc_hwm_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return {"wall": wall, "cpu": cpu, "rss_mb": rss, "received": received}
+
+
+# -- report --------------------------------------------------------------------------------------------
+
+
+def table(rows: dict[int, dict[str, dict[str, float]]]) -> str:
+    lines = [
+        "| targets | tool | echoes answered | wall s | CPU s | CPU µs/echo | CPU vs fping | core share at 30 s interval | peak RSS MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, by_tool in rows.items():
+        fping_cpu = by_tool.get("fping", {}).get("cpu", 0.0)
+        for tool, r in by_tool.items():
+            per_echo = r["cpu"] / (n * COUNT) * 1e6
+            ratio = f"{r['cpu'] / fping_cpu:.2f}×" if fping_cpu else "-"
+            lines.append(
+                f"| {n} | {tool} | {int(r['received'])}/{n * COUNT} | {r['wall']:.2f} | {r['cpu']:.3f} | "
+                f"{per_echo:.1f} | {ratio} | {r['cpu'] / 30 * 100:.1f} % | {r['rss_mb']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    path = REPO / "docs" / "benchmarks.md"
+    doc = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    section = "## ICMP probes\n\n" + text.strip() + "\n"
+    pattern = re.compile(r"^## ICMP probes\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _m: section + "\n", doc).rstrip() + "\n"
+    else:
+        doc = doc.rstrip() + "\n\n" + section
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(doc, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000, 10000])
+    ap.add_argument("--tools", nargs="+", default=list(TOOLS))
+    ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        (engine_worker if args.worker_mode == "engine" else giamsat_worker)(args.worker)
+        return
+    runners = {
+        "giamsat": run_giamsat,
+        "giamsat+gc": run_giamsat_gc,
+        "giamsat engine": run_engine,
+        "fping": run_fping,
+        "blackbox_exporter": run_blackbox,
+    }
+    rows: dict[int, dict[str, dict[str, float]]] = {}
+    for n in args.targets:
+        rows[n] = {}
+        for tool in args.tools:
+            if tool == "blackbox_exporter" and n > BLACKBOX_MAX:
+                continue  # 3 HTTP requests per target: the 1000/5000 rows already show its cost per echo
+            rows[n][tool] = runners[tool](n)
+            print(f"{n} {tool}: {rows[n][tool]}", file=sys.stderr)
+    load = os.getloadavg()
+    text = (
+        f"`python bench/icmp.py --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{platform.node()}: {os.cpu_count()} cores shared with other jobs, load {load[0]:.1f} at the end; "
+        f"Python {platform.python_version()}). {COUNT} echoes per target to 127.0.0.0/8, "
+        f"{INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout; all tools in the same run. "
+        "'core share' is the CPU of one round spread over a 30 s interval.\n\n"
+        + table(rows)
+        + "\n\n"
+        + "\n".join(f"- **{k}**: {v}" for k, v in TOOLS.items() if k in args.tools)
+        + "\n\n"
+        + READING
+    )
+    print(text)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

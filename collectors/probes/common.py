@@ -1,0 +1,272 @@
+"""What every probe shares: address resolution and the blackbox_exporter-named result metrics.
+
+A probe reports a down target as data: ``probe_success 0`` plus ``probe_failure_reason{reason}`` with a
+value from the probe's bounded reason set. Only a broken collector raises.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextvars
+import errno
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Literal
+
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
+from pydantic import Field
+
+from agent.model import Model
+from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
+
+IpProtocol = Literal["auto", "ip4", "ip6"]
+
+
+class ProbeTarget(TargetConfig):
+    """Fields every probe target has besides name/site: the preferred IP family."""
+
+    ip_protocol: IpProtocol = Field(
+        default="auto", description="ip4 or ip6 to force a family; auto takes the resolver's first answer"
+    )
+
+
+def check_regexes(patterns: list[str]) -> list[str]:
+    """Compile each pattern, turning ``re.error`` into a ValueError pydantic reports with its key path."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+    return patterns
+
+
+class ResolveError(Exception):
+    """The target's host name did not resolve (to the requested family)."""
+
+
+async def resolve(host: str, ip_protocol: IpProtocol = "auto") -> tuple[str, int, float]:
+    """Host name or IP literal -> (ip text, address family, seconds spent resolving)."""
+    start = time.perf_counter()
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        if (ip_protocol == "ip4" and ip.version == 6) or (ip_protocol == "ip6" and ip.version == 4):
+            raise ResolveError(f"{host} is not an {ip_protocol} address")
+        return str(ip), family, time.perf_counter() - start
+    want = {"auto": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}[ip_protocol]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, family=want, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolveError(f"{host}: {exc}") from None
+    if not infos:
+        raise ResolveError(f"{host}: no address")
+    family, _type, _proto, _canon, sockaddr = infos[0]
+    return str(sockaddr[0]).split("%", 1)[0], int(family), time.perf_counter() - start
+
+
+#: The kind of the probe being run; every sample carries it as the ``probe`` label.
+current_probe: contextvars.ContextVar[str] = contextvars.ContextVar("current_probe", default="")
+
+
+def family(name: str, doc: str, typ: str = "gauge") -> Metric:
+    """An empty metric family, without client_python's per-call name validation.
+
+    Probe families are built for every target on every run; ``Metric.__init__``'s regex checks showed up
+    in profiles (bench/icmp.py). Our names are constants, checked by promtool in the tests.
+    """
+    fam = Metric.__new__(Metric)
+    fam.name, fam.documentation, fam.unit, fam.type, fam.samples = name, doc, "", typ, []
+    return fam
+
+
+_LABELS: dict[str, dict[str, str]] = {}
+
+
+def probe_labels() -> dict[str, str]:
+    """``{"probe": kind}`` for the running probe, shared between samples (label dicts are never mutated)."""
+    kind = current_probe.get()
+    labels = _LABELS.get(kind)
+    if labels is None:
+        labels = _LABELS[kind] = {"probe": kind}
+    return labels
+
+
+def gauge(name: str, doc: str, value: float | None = None) -> Metric:
+    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given."""
+    fam = family(name, doc)
+    if value is not None:
+        fam.samples.append(Sample(name, probe_labels(), float(value)))
+    return fam
+
+
+def add(fam: Metric, value: float, **labels: str) -> None:
+    """Add one sample with ``labels`` (plus ``probe``) to a gauge family."""
+    labels["probe"] = current_probe.get()
+    fam.samples.append(Sample(fam.name, labels, float(value)))
+
+
+def result_metrics(
+    success: bool,
+    duration: float,
+    reason: str = "",
+    *,
+    lookup: float | None = None,
+    family: int | None = None,
+) -> list[Metric]:
+    """The metrics every probe ends with, named as blackbox_exporter names them (plus the reason)."""
+    out: list[Metric] = [
+        gauge("probe_success", "Displays whether or not the probe was a success", 1.0 if success else 0.0),
+        gauge("probe_duration_seconds", "Returns how long the probe took to complete in seconds", duration),
+    ]
+    if lookup is not None:
+        out.append(
+            gauge(
+                "probe_dns_lookup_time_seconds",
+                "Returns the time taken for probe dns lookup in seconds",
+                lookup,
+            )
+        )
+    if family is not None:
+        out.append(
+            gauge(
+                "probe_ip_protocol",
+                "Specifies whether probe ip protocol is IP4 or IP6",
+                6.0 if family == socket.AF_INET6 else 4.0,
+            )
+        )
+    if not success and reason:
+        fam = gauge(
+            "probe_failure_reason",
+            "Why the probe failed, from a bounded set of reasons (1 while failing; absent on success)",
+        )
+        add(fam, 1.0, reason=reason)
+        out.append(fam)
+    return out
+
+
+DEFAULT_BUDGET = 10.0  # the agent's default job timeout
+_MARGIN = 0.2  # finish this much before the scheduler's deadline so a dead target is data, not a timeout
+
+
+def probe_budget(settings: CollectorSettings, target: TargetConfig) -> float:
+    """Seconds this probe may take: what is left of the job's deadline, less a margin.
+
+    The scheduler cancels a job at its timeout and records a *collector* failure; a probe must give up a
+    little earlier and report ``probe_success 0`` instead. Outside the scheduler (tests, ``once``
+    without a deadline) the target's, then the collector's timeout applies, else the agent default.
+    """
+    fallback = target.timeout or settings.timeout or DEFAULT_BUDGET
+    return time_left(fallback * 0.9, margin=min(_MARGIN, fallback * 0.1))
+
+
+class ProbeCollector(Collector):
+    """Base of the probe collectors: ``probe()`` does the work, ``collect()`` adds the ``probe`` label."""
+
+    blocking_threads = 1
+
+    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+        token = current_probe.set(self.kind)
+        try:
+            return await self.probe(target)
+        finally:
+            current_probe.reset(token)
+
+    @abc.abstractmethod
+    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+        """Probe one target; a down target is data (``probe_success 0``), never an exception."""
+
+
+def connect_error_reason(exc: BaseException) -> str:
+    """A bounded reason for a failed connect/read."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls_verify"
+    if isinstance(exc, ssl.SSLError):
+        return "tls_handshake"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+        return "connection_closed"
+    if isinstance(exc, OSError):
+        return {
+            errno.ENETUNREACH: "net_unreachable",
+            errno.EHOSTUNREACH: "host_unreachable",
+            errno.ETIMEDOUT: "timeout",
+            errno.ECONNREFUSED: "connection_refused",
+        }.get(exc.errno or 0, "connect_error")
+    return "error"
+
+
+class TlsOptions(Model):
+    """TLS client settings of a TCP or HTTP probe (blackbox's ``tls_config``)."""
+
+    insecure_skip_verify: bool = Field(
+        default=False, description="accept any certificate (expiry and TLS version are still reported)"
+    )
+    ca_file: Path | None = Field(default=None, description="PEM CA bundle instead of the system one")
+    server_name: str | None = Field(default=None, description="SNI and name to verify; default the host")
+    min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] | None = None
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.min_version:
+            ctx.minimum_version = getattr(ssl.TLSVersion, f"TLSv1_{self.min_version[-1]}")
+        return ctx
+
+
+def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric]:
+    """``probe_ssl_earliest_cert_expiry``, ``probe_tls_version_info`` and ``probe_tls_cipher_info``."""
+    if ssl_object is None:
+        return []
+    out: list[Metric] = []
+    expiries = [_not_after(der) for der in _peer_chain(ssl_object)]
+    if expiries:
+        out.append(
+            gauge(
+                "probe_ssl_earliest_cert_expiry",
+                "Returns last SSL chain expiry in unixtime",
+                min(expiries),
+            )
+        )
+    version = ssl_object.version()
+    if version:
+        fam = gauge("probe_tls_version_info", "Returns the TLS version used or NaN when unknown")
+        add(fam, 1.0, version=version.replace("TLSv", "TLS "))
+        out.append(fam)
+    cipher = ssl_object.cipher()
+    if cipher:
+        fam = gauge("probe_tls_cipher_info", "Returns the TLS cipher negotiated during handshake")
+        add(fam, 1.0, cipher=cipher[0])
+        out.append(fam)
+    return out
+
+
+def _peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+    # Python 3.13 exposes the presented chain; before that only the leaf is available.
+    get_chain = getattr(ssl_object, "get_unverified_chain", None)
+    if get_chain is not None:
+        chain = [c for c in (get_chain() or []) if isinstance(c, bytes)]  # DER, as documented
+        if chain:
+            return chain
+    der = ssl_object.getpeercert(binary_form=True)
+    return [der] if der else []
+
+
+def _not_after(der: bytes) -> float:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()

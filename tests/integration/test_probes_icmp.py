@@ -1,0 +1,378 @@
+"""ICMP probe against real hosts in network namespaces (198.18.30.0/24, 198.18.31.0/24) and loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.probes.icmp_engine import IcmpEngine
+from tests.helpers import GIAMSAT
+from tests.integration.probes_support import (
+    HOST_IP,
+    ROUTER_B,
+    TARGET_IP,
+    Lab,
+    destroy_lab,
+    in_ns,
+    make_lab,
+    run,
+    run_config,
+    value,
+    write_config,
+)
+
+pytestmark = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = make_lab()
+    try:
+        yield lab
+    finally:
+        destroy_lab(lab)
+
+
+def test_reply_through_router_reports_rtt_loss_and_hop_limit(lab: Lab, tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path, {"icmp": [{"name": "wan", "address": TARGET_IP, "count": 4, "packet_interval": "20ms"}]}
+    )
+    fams = run(run_config(cfg))["wan"].families
+    assert value(fams, "probe_success") == 1
+    assert value(fams, "probe_icmp_packets_sent") == 4
+    assert value(fams, "probe_icmp_packets_received") == 4
+    assert value(fams, "probe_icmp_packet_loss_ratio") == 0
+    rmin, ravg, rmax = (value(fams, f"probe_icmp_rtt_{s}_seconds") for s in ("min", "avg", "max"))
+    assert rmin is not None and ravg is not None and rmax is not None
+    assert 0 < rmin <= ravg <= rmax < 1
+    assert value(fams, "probe_icmp_rtt_stddev_seconds") is not None
+    assert value(fams, "probe_icmp_reply_hop_limit") == 63  # one router between us and the target
+    assert value(fams, "probe_icmp_response_duration_seconds_count") == 4
+    assert value(fams, "probe_failure_reason") is None
+
+
+def test_ttl_exceeded_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        {"icmp": [{"name": "wan", "address": TARGET_IP, "count": 2, "packet_interval": "10ms", "ttl": 1}]},
+    )
+    fams = run(run_config(cfg))["wan"].families
+    assert value(fams, "probe_success") == 0
+    assert value(fams, "probe_failure_reason", reason="ttl_exceeded") == 1
+    assert value(fams, "probe_icmp_errors", reason="ttl_exceeded") == 2
+
+
+def test_host_unreachable_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
+    lab.nft(
+        lab.router,
+        "forward",
+        "ip daddr 198.18.31.9 reject with icmp type host-unreachable",
+        "ip daddr 198.18.31.10 reject with icmp type admin-prohibited",
+    )
+    try:
+        cfg = write_config(
+            tmp_path,
+            {
+                "icmp": [
+                    {"name": "gone", "address": "198.18.31.9", "count": 2, "packet_interval": "10ms"},
+                    {"name": "filtered", "address": "198.18.31.10", "count": 1},
+                    {"name": "ok", "address": TARGET_IP, "count": 1},
+                ]
+            },
+        )
+        res = run(run_config(cfg))
+    finally:
+        lab.flush_nft(lab.router)
+    assert value(res["gone"].families, "probe_failure_reason", reason="host_unreachable") == 1
+    assert value(res["filtered"].families, "probe_failure_reason", reason="admin_prohibited") == 1
+    assert value(res["ok"].families, "probe_success") == 1
+
+
+def test_outage_by_link_down_gives_probe_success_0_then_recovers(lab: Lab, tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        {
+            "icmp": [
+                {
+                    "name": "wan",
+                    "address": TARGET_IP,
+                    "count": 2,
+                    "packet_interval": "10ms",
+                    "packet_timeout": "1s",
+                }
+            ]
+        },
+    )
+    assert value(run(run_config(cfg))["wan"].families, "probe_success") == 1
+    in_ns(lab.target, "ip", "link", "set", lab.target_if, "down")
+    try:
+        down = run(run_config(cfg))["wan"]
+    finally:
+        in_ns(lab.target, "ip", "link", "set", lab.target_if, "up")
+        in_ns(lab.target, "ip", "route", "replace", "default", "via", ROUTER_B)
+    assert down.success  # a down target is data, not a collector failure
+    assert value(down.families, "probe_success") == 0
+    assert value(down.families, "probe_icmp_packet_loss_ratio") == 1
+    assert value(down.families, "probe_failure_reason") == 1
+    # The link needs a moment after `up` (carrier, the router's neighbour entry): it must recover within
+    # a few probes, each one a full probe with its own timeout.
+    for _attempt in range(5):
+        if value(run(run_config(cfg))["wan"].families, "probe_success") == 1:
+            break
+    else:
+        pytest.fail("the probe did not recover after the link came back")
+
+
+def test_30_percent_loss_is_measured_within_tolerance(lab: Lab, tmp_path: Path) -> None:
+    # Drop 30% of echo requests at the target. 600 echoes: binomial sd is 1.9 points, so +-7 points is
+    # about 3.7 sd (a false failure about once in 5000 runs).
+    lab.nft(lab.target, "input", "icmp type echo-request numgen random mod 100 < 30 drop")
+    try:
+        cfg = write_config(
+            tmp_path,
+            {
+                "icmp": [
+                    {
+                        "name": f"wan{i}",
+                        "address": TARGET_IP,
+                        "count": 200,
+                        "packet_interval": "5ms",
+                        "packet_timeout": "1s",
+                    }
+                    for i in range(3)
+                ]
+            },
+        )
+        res = run(run_config(cfg))
+    finally:
+        lab.flush_nft(lab.target)
+    sent = sum(value(r.families, "probe_icmp_packets_sent") or 0 for r in res.values())
+    received = sum(value(r.families, "probe_icmp_packets_received") or 0 for r in res.values())
+    assert sent == 600
+    loss = 1 - received / sent
+    assert 0.23 <= loss <= 0.37, loss
+    for r in res.values():
+        ratio = value(r.families, "probe_icmp_packet_loss_ratio")
+        assert ratio is not None and 0.1 < ratio < 0.5
+        assert value(r.families, "probe_success") == 1
+
+
+def test_blackholed_target_does_not_delay_others(lab: Lab) -> None:
+    lab.nft(lab.router, "forward", "ip daddr 198.18.31.77 drop")
+
+    async def scenario() -> list[str]:
+        engine = IcmpEngine("auto")
+        await engine.start()
+        try:
+            dead = asyncio.create_task(engine.ping("198.18.31.77", count=1, timeout=3.0), name="dead")
+            live = [
+                asyncio.create_task(engine.ping(TARGET_IP, count=1, timeout=3.0), name=f"live{i}")
+                for i in range(5)
+            ]
+            order: list[str] = []
+            for fut in asyncio.as_completed([dead, *live]):
+                r = await fut
+                order.append("dead" if r.received == 0 else "live")
+            return order
+        finally:
+            await engine.close()
+
+    try:
+        order = run(scenario())
+    finally:
+        lab.flush_nft(lab.router)
+    assert order == ["live"] * 5 + ["dead"]
+
+
+@pytest.mark.parametrize("mode", ["dgram", "raw"])
+def test_socket_modes_inside_a_namespace(lab: Lab, mode: str) -> None:
+    """Datagram (unprivileged) and raw sockets: replies, TTL exceeded via IP_RECVERR / embedded headers."""
+    lab.nft(lab.router, "forward", "ip daddr 198.18.30.9 reject with icmp type host-unreachable")
+    spec = {
+        "mode": mode,
+        "probes": [
+            {"address": HOST_IP, "count": 3, "interval": 0.01, "timeout": 2.0},
+            {"address": HOST_IP, "count": 2, "interval": 0.01, "timeout": 2.0, "ttl": 1},
+            {"address": "198.18.30.9", "count": 2, "interval": 0.01, "timeout": 2.0},
+            {
+                "address": HOST_IP,
+                "count": 2,
+                "interval": 0.01,
+                "timeout": 2.0,
+                "payload_size": 1400,
+                "dont_fragment": True,
+            },
+        ],
+    }
+    try:
+        out = in_ns(lab.target, sys.executable, "-m", "tests.integration.icmp_ns_helper", json.dumps(spec))
+    finally:
+        lab.flush_nft(lab.router)
+    data = json.loads(out.stdout)
+    assert data["mode"] == mode
+    ok, ttl, unreach, big = data["results"]
+    assert (ok["sent"], ok["received"], ok["hop_limit"]) == (3, 3, 63)
+    assert ttl["received"] == 0 and ttl["errors"] == {"ttl_exceeded": 2}
+    assert unreach["received"] == 0 and unreach["errors"] == {"host_unreachable": 2}
+    assert big["received"] == 2
+
+
+def test_frag_needed_when_dont_fragment_exceeds_the_path_mtu(lab: Lab) -> None:
+    """A smaller MTU on the router's far link: DF echoes bigger than it get 'fragmentation needed'."""
+    rb = f"gp{lab.router[3:-1]}rb"
+    in_ns(lab.router, "ip", "link", "set", rb, "mtu", "1000")
+    in_ns(lab.target, "ip", "link", "set", lab.target_if, "mtu", "1000")
+
+    async def scenario() -> tuple[object, object]:
+        engine = IcmpEngine("auto")
+        await engine.start()
+        try:
+            return await asyncio.gather(
+                engine.ping(
+                    TARGET_IP, count=2, interval=0.01, timeout=2.0, payload_size=1200, dont_fragment=True
+                ),
+                engine.ping(TARGET_IP, count=2, interval=0.01, timeout=2.0, payload_size=1200),
+            )
+        finally:
+            await engine.close()
+
+    try:
+        df, frag = run(scenario())
+    finally:
+        in_ns(lab.router, "ip", "link", "set", rb, "mtu", "1500")
+        in_ns(lab.target, "ip", "link", "set", lab.target_if, "mtu", "1500")
+        subprocess.run(["ip", "route", "flush", "cache"], check=False)
+    assert df.received == 0 and set(df.errors) == {"frag_needed"}  # type: ignore[attr-defined]
+    assert frag.received == 2  # type: ignore[attr-defined]  # without DF the router fragments
+
+
+def test_many_loopback_targets_v4_and_v6_are_demultiplexed(tmp_path: Path) -> None:
+    targets = [
+        {
+            "name": f"lo{i}",
+            "address": f"127.30.{i // 200}.{i % 200 + 1}",
+            "count": 3,
+            "packet_interval": "10ms",
+        }
+        for i in range(400)
+    ]
+    targets.append({"name": "v6", "address": "::1", "count": 3, "packet_interval": "10ms"})
+    res = run(run_config(write_config(tmp_path, {"icmp": targets})))
+    assert len(res) == 401
+    for name, r in res.items():
+        assert value(r.families, "probe_icmp_packets_received") == 3, name
+    assert value(res["v6"].families, "probe_ip_protocol") == 6
+    assert value(res["lo0"].families, "probe_ip_protocol") == 4
+
+
+def test_unresolvable_name_is_a_failed_probe(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, {"icmp": [{"name": "x", "address": "no-such-host.invalid", "count": 1}]})
+    r = run(run_config(cfg))["x"]
+    assert r.success
+    assert value(r.families, "probe_failure_reason", reason="resolve") == 1
+
+
+def test_no_usable_socket_is_a_startup_error_naming_both_remedies(tmp_path: Path) -> None:
+    """`giamsat once` without CAP_NET_RAW, in a fresh namespace where ping sockets are not allowed
+    (net.ipv4.ping_group_range defaults to "1 0"): a clear error naming both fixes, not a traceback."""
+    cfg = write_config(tmp_path, {"icmp": [{"name": "lo", "address": "127.0.0.1", "count": 1}]})
+    out = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            GIAMSAT,
+            "once",
+            "--config.file",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "cannot open an ICMP socket" in out.stderr
+    assert "net.ipv4.ping_group_range" in out.stderr and "CAP_NET_RAW" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+V6_NS_SCRIPT = """
+ip link set lo up
+sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+nft -f - <<'NFT'
+table inet gs {
+  chain filt {
+    type filter hook input priority 0;
+    ip6 daddr ::1 icmpv6 type echo-request meta length > 300 reject with icmpv6 type addr-unreachable
+  }
+}
+NFT
+exec "$@"
+"""
+
+
+@pytest.mark.parametrize("mode", ["dgram", "raw"])
+def test_ipv6_replies_and_errors_in_a_fresh_namespace(mode: str, tmp_path: Path) -> None:
+    """ICMPv6 in both socket modes: ::1 answers small echoes; big ones are rejected (address unreachable)."""
+    script = tmp_path / "v6.sh"
+    script.write_text(V6_NS_SCRIPT)
+    spec = {
+        "mode": mode,
+        "probes": [
+            {"address": "::1", "count": 2, "interval": 0.01, "timeout": 1.0},
+            {"address": "::1", "count": 2, "interval": 0.01, "timeout": 1.0, "payload_size": 400},
+        ],
+    }
+    out = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "sh",
+            str(script),
+            sys.executable,
+            "-m",
+            "tests.integration.icmp_ns_helper",
+            json.dumps(spec),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    assert data["mode"] == mode
+    ok, rejected = data["results"]
+    assert (ok["sent"], ok["received"]) == (2, 2)
+    assert rejected["received"] == 0 and rejected["errors"] == {"host_unreachable": 2}
+
+
+def test_packet_rate_cap_spreads_sends() -> None:
+    """max_packets_per_second holds back a burst (a lower bound on time, so a slow machine cannot fail it)."""
+
+    async def scenario() -> tuple[int, float]:
+        engine = IcmpEngine("auto", max_packets_per_second=200)
+        await engine.start()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            results = await asyncio.gather(
+                *(engine.ping(f"127.31.0.{i + 1}", count=1, timeout=1.0) for i in range(60))
+            )
+            return sum(r.received for r in results), loop.time() - t0
+        finally:
+            await engine.close()
+
+    received, took = run(scenario())
+    assert received == 60
+    assert took >= 0.2  # 60 echoes at 200/s need at least 0.25 s less one 50 ms window
