@@ -250,8 +250,12 @@ def test_cut_district_then_restore(stack: tuple[Prom, str, Path], province: Any)
 
     # Cut Vị Xuyên's link at the hub.
     province.cut("vx")
+    cut_at = time.monotonic()
     try:
         wait_for(lambda: prom.firing("SiteDown") == {"vx"}, 120, 1, what="SiteDown for vx")
+        print(
+            f"\nSiteDown(vx) firing {time.monotonic() - cut_at:.1f}s after the cut (probe 2s, scrape 2s, for: 10s)"
+        )
         codes = _codes(prom)
         assert {s: codes[s] for s in VX_COMMUNES} == dict.fromkeys(VX_COMMUNES, 3.0)  # unreachable
         assert codes["vx"] == 2 and codes["bm"] == 1 and codes["bm-lacnong"] == 4
@@ -286,7 +290,9 @@ def test_cut_district_then_restore(stack: tuple[Prom, str, Path], province: Any)
         province.restore("vx")
 
     # Restored: states back, alerts resolve.
+    restored_at = time.monotonic()
     wait_for(lambda: prom.firing("SiteDown") == set(), 120, 1, what="SiteDown resolved")
+    print(f"SiteDown(vx) resolved {time.monotonic() - restored_at:.1f}s after the restore")
     wait_for(lambda: _codes(prom) == all_up, 60, 1, what="states after restore")
     assert prom.value('province:giamsat_communes_up:ratio{province="hg"}') == pytest.approx(5 / 6)
     assert prom.firing("SiteUnreachable") == set()
