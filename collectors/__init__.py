@@ -11,10 +11,12 @@ from collectors.probes.dns import DnsCollector
 from collectors.probes.http import HttpCollector
 from collectors.probes.icmp import IcmpCollector
 from collectors.probes.tcp import TcpCollector
+from collectors.snmp import SnmpCollector
 from collectors.ssh import SSHCollector
 
 COLLECTORS: dict[str, type[Collector]] = {
     "host": HostCollector,
+    "snmp": SnmpCollector,
     "ssh": SSHCollector,
     "icmp": IcmpCollector,
     "tcp": TcpCollector,

@@ -49,6 +49,9 @@ def _escape_help(s: str) -> str:
 def exposed_name_and_type(fam: Metric) -> tuple[str, str]:
     name, typ = fam.name, fam.type
     if typ == "counter":
+        # snmp_exporter-style counters (ifHCInOctets) have samples without _total: keep the name as is.
+        if fam.samples and all(s.name == name for s in fam.samples):
+            return name, "counter"
         return name + "_total", "counter"
     if typ == "info":
         return name + "_info", "gauge"
@@ -78,16 +81,21 @@ def render_families(
         name, typ = exposed_name_and_type(fam)
         rf = RenderedFamily(name, fam.documentation, typ)
         seen: set[str] = set()
+        # Collectors often share one label dict across a table row's samples: render it once.
+        memo: dict[int, tuple[dict[str, str], str]] = {}
         for s in fam.samples:
             if s.name.endswith("_created"):
                 continue
-            pairs = [(k, clean_label_value(v, max_label_length)) for k, v in s.labels.items()]
-            present = {k for k, _ in pairs}
-            pairs += [(k, v) for k, v in extra if k not in present]
-            if pairs:
-                key = s.name + "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
+            hit = memo.get(id(s.labels))
+            if hit is not None and hit[0] is s.labels:
+                body = hit[1]
             else:
-                key = s.name
+                pairs = [(k, clean_label_value(v, max_label_length)) for k, v in s.labels.items()]
+                present = {k for k, _ in pairs}
+                pairs += [(k, v) for k, v in extra if k not in present]
+                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs)
+                memo[id(s.labels)] = (s.labels, body)
+            key = f"{s.name}{{{body}}}" if body else s.name
             if key in seen:
                 continue
             seen.add(key)
@@ -159,8 +167,15 @@ def render_text(
     return "".join(parts).encode("utf-8"), conflicts
 
 
+def _om_type(fam: Metric) -> str:
+    # OpenMetrics requires _total on counter samples; snmp_exporter-style counters go out as unknown.
+    if fam.type == "counter" and fam.samples and all(s.name == fam.name for s in fam.samples):
+        return "unknown"
+    return str(fam.type)
+
+
 def _relabel(fam: Metric, extra: Sequence[tuple[str, str]], max_label_length: int) -> Metric:
-    new = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+    new = Metric(fam.name, fam.documentation, _om_type(fam), fam.unit)
     for s in fam.samples:
         labels = {k: clean_label_value(v, max_label_length) for k, v in s.labels.items()}
         for k, v in extra:
@@ -188,9 +203,9 @@ def render_openmetrics(results: Sequence[JobResult], own: Sequence[Metric], max_
         rel = _relabel(fam, extra, max_label_length)
         cur = merged.get(fam.name)
         if cur is None:
-            cur = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            cur = merged[fam.name] = Metric(fam.name, fam.documentation, rel.type, fam.unit)
             seen[fam.name] = set()
-        elif cur.type != fam.type:
+        elif cur.type != rel.type:
             continue
         for s in rel.samples:
             key = (s.name, tuple(sorted(s.labels.items())))

@@ -108,3 +108,19 @@ def test_store_drops_stale_results() -> None:
     assert [r.job_id for r in store.snapshot()] == ["icmp/b"]
     assert store.get("icmp/a") is None
     assert store.get("icmp/b") is fresh
+
+
+def test_snmp_exporter_style_counter_keeps_its_name_in_both_formats() -> None:
+    fam = Metric("ifHCInOctets", "The total number of octets received - 1.3.6.1.2.1.31.1.1.1.6", "counter")
+    fam.add_sample("ifHCInOctets", {"ifIndex": "2", "ifName": "eth0"}, 987654321.0)
+    r = result("snmp/r1", [fam], target="r1")
+    text = render_text([r], [], 256)[0].decode()
+    assert "# TYPE ifHCInOctets counter" in text
+    assert 'ifHCInOctets{ifIndex="2",ifName="eth0",site="xa-1",target="r1"} 987654321.0' in text
+    findings = [f for f in promtool_check(text).splitlines() if f]
+    # Only the lints promtool also gives snmp_exporter's own output for MIB-named counters.
+    assert findings and all("camelCase" in f or 'should have "_total" suffix' in f for f in findings), (
+        findings
+    )
+    om = render_openmetrics([r], [], 256).decode()
+    assert "# TYPE ifHCInOctets unknown" in om and om.endswith("# EOF\n")

@@ -1,0 +1,282 @@
+"""SNMP collector pure parts: config models, module definitions, value semantics, walk guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from collectors.snmp import SnmpCollector
+from collectors.snmp.client import SnmpClientError, WalkGuard
+from collectors.snmp.collector import build_families, format_string, parse_index
+from collectors.snmp.config import Auth, MetricDef, Module, SnmpSettings, SnmpTarget
+from collectors.snmp.modules import SHIPPED
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ambiguous_aes_names_are_refused_with_the_explicit_names() -> None:
+    for name in ("AES192", "AES256", "AES192C", "aes256c"):
+        with pytest.raises(ValidationError) as exc:
+            Auth(version=3, username="u", password="p", priv_password="q", priv_protocol=name)  # type: ignore[arg-type]
+        text = str(exc.value)
+        assert "Blumenthal" in text or "Reeder" in text
+    a = Auth(
+        version=3,
+        username="u",
+        password="p",
+        priv_password="q",
+        priv_protocol="aes256-reeder",
+        auth_protocol="sha-512",
+    )  # type: ignore[arg-type]
+    assert (a.priv_protocol, a.auth_protocol) == ("AES256-Reeder", "SHA512")
+    assert (
+        Auth(version=3, username="u", password="p", priv_password="q", priv_protocol="AES128").priv_protocol
+        == "AES"
+    )  # type: ignore[arg-type]
+
+
+def test_auth_requirements_and_secrets_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="community"):
+        Auth(version=2)
+    with pytest.raises(ValidationError, match="priv_password"):
+        Auth(version=3, username="u", password="p")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="username"):
+        Auth(version=3)
+    Auth(version=3, username="u", security_level="noAuthNoPriv")
+    monkeypatch.setenv("GS_TEST_PRIV", "very-secret-priv")
+    a = Auth.model_validate(
+        {"version": 3, "username": "u", "password": "very-secret-auth", "priv_password_env": "GS_TEST_PRIV"}
+    )
+    assert a.priv_password is not None and a.priv_password.get_secret_value() == "very-secret-priv"
+    for text in (repr(a), str(a), str(a.model_dump())):
+        assert "very-secret" not in text
+
+
+def test_user_modules_cannot_shadow_shipped_ones() -> None:
+    m = {"metrics": [{"name": "x", "oid": "1.3.6.1.4.1.9.9.1"}]}
+    with pytest.raises(ValidationError, match="shipped"):
+        SnmpSettings.model_validate({"modules": {"if_mib": m}})
+    s = SnmpSettings.model_validate({"modules": {"mine": m}})
+    assert s.modules["mine"].metrics[0].oid == "1.3.6.1.4.1.9.9.1"
+
+
+def test_defaults_follow_snmp_exporter() -> None:
+    s = SnmpSettings()
+    assert (s.request_timeout, s.retries, s.max_repetitions, s.engine) == (5.0, 3, 25, "gufo")
+
+
+def test_shipped_modules() -> None:
+    assert set(SHIPPED) == {"system", "if_mib", "host_resources", "ups"}
+    names = {m.name for m in SHIPPED["if_mib"].metrics}
+    assert {
+        "ifHCInOctets",
+        "ifHCOutOctets",
+        "ifHCInUcastPkts",
+        "ifHCOutUcastPkts",
+        "ifInErrors",
+        "ifOutErrors",
+        "ifInDiscards",
+        "ifOutDiscards",
+        "ifOperStatus",
+        "ifAdminStatus",
+        "ifHighSpeed",
+    } == names
+    for m in SHIPPED["if_mib"].metrics:
+        assert [i.labelname for i in m.indexes] == ["ifIndex"]
+        assert {lk.labelname for lk in m.lookups} == {"ifName", "ifAlias", "ifDescr"}
+
+
+def test_check_targets() -> None:
+    s = SnmpSettings.model_validate(
+        {
+            "auths": {
+                "ctx": {
+                    "version": 3,
+                    "username": "u",
+                    "security_level": "noAuthNoPriv",
+                    "context_name": "vlan-10",
+                }
+            },
+            "modules": {"dup": {"metrics": [{"name": "ifOperStatus", "oid": "1.3.6.1.4.1.1"}]}},
+        }
+    )
+    targets = [
+        SnmpTarget(name="a", site="s", address="198.18.40.1", auth="nope", modules=["if_mib", "nope"]),
+        SnmpTarget(name="b", site="s", address="198.18.40.1", auth="ctx", modules=["if_mib", "dup"]),
+        SnmpTarget(name="c", site="s", address="198.18.40.1", auth="ctx", engine="pysnmp"),
+    ]
+    problems = SnmpCollector.check_targets(s, targets)
+    assert [(i, k) for i, k, _ in problems] == [(0, "auth"), (0, "modules[1]"), (1, "engine"), (1, "modules")]
+    assert "ifOperStatus" in problems[3][2]
+
+
+def _mod(*metrics: dict[str, object]) -> Module:
+    return Module.model_validate({"metrics": list(metrics)})
+
+
+def test_value_semantics() -> None:
+    mod = _mod(
+        {"name": "sysUpTime_seconds", "oid": "1.3.6.1.2.1.1.3", "type": "timeticks"},
+        {
+            "name": "snmp_system_info",
+            "oid": "1.3.6.1.2.1.1.5",
+            "type": "info",
+            "label": "sysName",
+            "lookups": [
+                {"labelname": "sysObjectID", "oid": "1.3.6.1.2.1.1.2"},
+                {"labelname": "sysLocation", "oid": "1.3.6.1.2.1.1.6"},
+            ],
+        },
+        {
+            "name": "ifHCInOctets",
+            "oid": "1.3.6.1.2.1.31.1.1.1.6",
+            "type": "counter",
+            "help": "octets in",
+            "indexes": [{"labelname": "ifIndex"}],
+            "lookups": [{"labelname": "ifName", "oid": "1.3.6.1.2.1.31.1.1.1.1"}],
+        },
+        {
+            "name": "upsBatteryStatus",
+            "oid": "1.3.6.1.2.1.33.1.2.1",
+            "type": "enum",
+            "enum_values": {2: "batteryNormal", 3: "batteryLow"},
+        },
+        {
+            "name": "hrStorageSize_bytes",
+            "oid": "1.3.6.1.2.1.25.2.3.1.5",
+            "multiply_by": "1.3.6.1.2.1.25.2.3.1.4",
+            "indexes": [{"labelname": "hrStorageIndex"}],
+        },
+        {"name": "upsEstimatedSecondsRemaining", "oid": "1.3.6.1.2.1.33.1.2.3", "scale": 60},
+        {"name": "missing", "oid": "1.3.6.1.2.1.99.1"},
+    )
+    scalars = {
+        "1.3.6.1.2.1.1.3.0": 12345,
+        "1.3.6.1.2.1.1.5.0": b"core-sw\x00",
+        "1.3.6.1.2.1.1.2.0": "1.3.6.1.4.1.9.1.1",
+        "1.3.6.1.2.1.33.1.2.1.0": 3,
+        "1.3.6.1.2.1.33.1.2.3.0": b" 42 ",  # DisplayString number, as some UPS agents send
+    }
+    tables = {
+        "1.3.6.1.2.1.31.1.1.1.6": {"1": 2**64 - 1, "2": 7, "x": 1},
+        "1.3.6.1.2.1.31.1.1.1.1": {"1": b"Gi0/1"},
+        "1.3.6.1.2.1.25.2.3.1.5": {"1": 1000, "2": 5},
+        "1.3.6.1.2.1.25.2.3.1.4": {"1": 4096},
+    }
+    fams = {f.name: f for f in build_families(mod, scalars, tables)}
+    assert "missing" not in fams  # noSuchObject: no series, not a zero
+    (up,) = fams["sysUpTime_seconds"].samples
+    assert up.value == 123.45
+    (info,) = fams["snmp_system_info"].samples
+    assert info.labels == {"sysName": "core-sw", "sysObjectID": "1.3.6.1.4.1.9.1.1", "sysLocation": ""}
+    octets = fams["ifHCInOctets"]
+    assert octets.type == "counter" and octets.documentation == "octets in - 1.3.6.1.2.1.31.1.1.1.6"
+    assert [(s.name, s.labels, s.value) for s in octets.samples] == [
+        ("ifHCInOctets", {"ifIndex": "1", "ifName": "Gi0/1"}, float(2**64 - 1)),
+        ("ifHCInOctets", {"ifIndex": "2", "ifName": ""}, 7.0),
+    ]
+    assert {s.labels["upsBatteryStatus"]: s.value for s in fams["upsBatteryStatus"].samples} == {
+        "batteryNormal": 0.0,
+        "batteryLow": 1.0,
+    }
+    assert [(s.labels, s.value) for s in fams["hrStorageSize_bytes"].samples] == [
+        ({"hrStorageIndex": "1"}, 4096000.0)
+    ]
+    assert fams["upsEstimatedSecondsRemaining"].samples[0].value == 2520.0
+
+
+def test_enum_value_outside_the_definition_is_kept() -> None:
+    mod = _mod({"name": "st", "oid": "1.3.6.1.4.1.1", "type": "enum", "enum_values": {1: "ok"}})
+    (fam,) = build_families(mod, {"1.3.6.1.4.1.1.0": 9}, {})
+    assert {s.labels["st"]: s.value for s in fam.samples} == {"ok": 0.0, "9": 1.0}
+
+
+def test_index_types() -> None:
+    m = MetricDef.model_validate(
+        {
+            "name": "x",
+            "oid": "1.3.6.1.4.1.1",
+            "indexes": [
+                {"labelname": "a"},
+                {"labelname": "name", "type": "string"},
+                {"labelname": "ip", "type": "ipv4"},
+                {"labelname": "rest", "type": "rest"},
+            ],
+        }
+    )
+    assert parse_index("7.3.101.116.104.10.0.0.1.5.6", m) == ["7", "eth", "10.0.0.1", "5.6"]
+    assert parse_index("7.9.101", m) is None
+
+
+def test_format_string() -> None:
+    assert format_string(b"\x00\x1b\x21\x3a\x4b\x5c", "mac") == "00:1B:21:3A:4B:5C"
+    assert format_string(b"\xc0\xa8\x01\x01", "ip") == "192.168.1.1"
+    assert format_string(b"\x01\xff", "hex") == "0x01FF"
+    assert format_string(b"C\xc3\xa1p quang \xff", "text") == "Cáp quang \ufffd"
+    assert len(format_string(b"x" * 5000, "text")) == 256
+
+
+def test_walk_guard() -> None:
+    g = WalkGuard("1.3.6.1.2.1.2.2.1.8", 3)
+    assert g.accept("1.3.6.1.2.1.2.2.1.8.2")
+    assert g.accept("1.3.6.1.2.1.2.2.1.8.10")  # numeric, not string, order
+    assert not g.accept("1.3.6.1.2.1.2.2.1.9.1")  # next column: the walk is over
+    assert not g.accept("1.3.6.1.2.1.2.2.1.80")  # shares the text prefix, not the subtree
+    with pytest.raises(SnmpClientError) as exc:
+        g.accept("1.3.6.1.2.1.2.2.1.8.3")
+    assert exc.value.reason == "oid_loop"
+    g3 = WalkGuard("1.3.6", 10)
+    assert g3.accept("1.3.6.3")
+    assert g3.accept("1.3.6.3.1")  # deeper: greater
+    with pytest.raises(SnmpClientError):
+        g3.accept("1.3.6.2.9")  # other branch, smaller
+    g4 = WalkGuard("1.3.6", 10)
+    g4.accept("1.3.6.3")
+    with pytest.raises(SnmpClientError):
+        g4.accept("1.3.6.3")  # the same OID again
+    g2 = WalkGuard("1.3", 2)
+    g2.accept("1.3.1")
+    g2.accept("1.3.2")
+    with pytest.raises(SnmpClientError) as exc:
+        g2.accept("1.3.3")
+    assert exc.value.reason == "too_many_varbinds"
+
+
+def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import load_config
+
+    for name, value in {"snmp-auth.key": "auth-secret-1", "snmp-priv.key": "priv-secret-2"}.items():
+        (tmp_path / name).write_text(value)
+        (tmp_path / name).chmod(0o600)
+    text = (ROOT / "config" / "snmp.example.yml").read_text().replace("/etc/giamsat/", f"{tmp_path}/")
+    (tmp_path / "c.yml").write_text(text)
+    for var in ("GIAMSAT_SNMP_AUTH", "GIAMSAT_SNMP_PRIV", "GIAMSAT_SNMP_COMMUNITY"):
+        monkeypatch.setenv(var, "x")
+    loaded = load_config(tmp_path / "c.yml")
+    settings = loaded.config.collector_settings("snmp")
+    assert isinstance(settings, SnmpSettings)
+    targets = loaded.config.targets_of("snmp")
+    assert len(targets) == 4
+    assert SnmpCollector.check_targets(settings, targets) == []  # type: ignore[arg-type]
+    v3 = [a for a in settings.auths.values() if a.version == 3]
+    assert v3 and all(a.auth_protocol.startswith("SHA2") and a.priv_protocol.startswith("AES") for a in v3)
+
+
+def test_config_loader_reports_unknown_auth_and_module_with_key_path(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    (tmp_path / "c.yml").write_text(
+        "sites: [{id: s, name: S, level: province}]\n"
+        "collectors:\n  snmp:\n    auths:\n      v2: {version: 2, community: c}\n"
+        "targets:\n  snmp:\n"
+        "    - {name: sw1, site: s, address: 198.18.40.1, auth: v3, modules: [system, if_mibb]}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "c.yml")
+    found = {(p.key, p.line) for p in exc.value.problems}
+    assert ("targets.snmp[0].auth", 8) in found
+    assert any(k.startswith("targets.snmp[0].modules") for k, _ in found)
+    assert "if_mibb" in str(exc.value)
