@@ -52,6 +52,9 @@ start() {
   echo "building the simulated province (namespaces ${PREFIX}*)"
   province up --state-dir "$DIR/state" > "$DIR/giamsat.yml"
   .venv/bin/giamsat check-config "$DIR/giamsat.yml" >/dev/null
+  # Vị Xuyên's router and UPS answer SNMP (snmpd in its namespace; it writes its own PID file)
+  province snmpd-conf > "$DIR/snmpd.conf"
+  ip netns exec "${PREFIX}a" snmpd -C -c "$DIR/snmpd.conf" -p "$DIR/snmpd.pid" -Lf "$DIR/snmpd.log"
   .venv/bin/giamsat run --config.file "$DIR/giamsat.yml" --web.listen-address "127.0.0.1:$AGENT_PORT" \
     >"$DIR/agent.log" 2>&1 &
   echo $! > "$DIR/agent.pid"
@@ -91,6 +94,7 @@ stop() {
   need_root
   stop_pid "$DIR/prometheus.pid"
   stop_pid "$DIR/agent.pid"
+  stop_pid "$DIR/snmpd.pid"
   province down
   rm -rf "$DIR"
   echo "demo stopped; namespaces ${PREFIX}* and $DIR removed"

@@ -5,8 +5,7 @@ it and the alerts resolve. Every panel query of every shipped dashboard returns 
 
 The shipped rules are used as they are except for their ``for:`` durations and the availability group's
 interval, shortened in a test copy so the scenario runs in about two minutes. Interface and UPS panels
-read a real snmpd in the district router's namespace through snmp_exporter (same metric names as
-giamsat's SNMP collector).
+read a real snmpd in the district router's namespace through the agent's SNMP collector.
 """
 
 from __future__ import annotations
@@ -34,17 +33,8 @@ RULES = ROOT / "deploy" / "prometheus" / "rules" / "giamsat.rules.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 BASE = 140  # 198.19.140.0 - 198.19.152.255, this module only
 VX_COMMUNES = ["vx-daoduc", "vx-phulinh", "vx-linhho"]
-SNMP_EXPORTER_CONFIG = ROOT / "tests" / "data" / "snmp_exporter_sites.yml"
-# Vị Xuyên's router and UPS answer SNMP (a real snmpd in its namespace; the UPS-MIB values are snmpd
-# `override`s). snmp_exporter reads them with the names giamsat's SNMP collector uses, so the interface
-# and UPS panels have data to show.
-SNMPD_CONF = """\
-agentaddress udp:{address}:161
-rocommunity public
-override .1.3.6.1.2.1.33.1.2.1.0 integer 2
-override .1.3.6.1.2.1.33.1.2.4.0 integer 87
-override .1.3.6.1.2.1.33.1.4.1.0 integer 3
-"""
+# Vị Xuyên's router and UPS answer SNMP: a real snmpd in its namespace (UPS-MIB values set with snmpd
+# `override`), polled by the agent's own SNMP collector, so the interface and UPS panels have data.
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -114,10 +104,10 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     tmp = tmp_path_factory.mktemp("sites-e2e")
     config = tmp / "giamsat.yml"
     config.write_text(province.config(tmp / "state", interval="2s"), encoding="utf-8")
-    agent_port, prom_port, snmp_port = free_port(), free_port(), free_port()
+    agent_port, prom_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        (tmp / "snmpd.conf").write_text(SNMPD_CONF.format(address=province.address["vx"]))
+        (tmp / "snmpd.conf").write_text(province.snmpd_conf())
         with (tmp / "snmpd.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
@@ -137,19 +127,6 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
                     stderr=log,
                 )
             )
-        with (tmp / "snmp_exporter.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "prometheus-snmp-exporter",
-                        f"--config.file={SNMP_EXPORTER_CONFIG}",
-                        f"--web.listen-address=127.0.0.1:{snmp_port}",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
-        _wait_ready(procs[-1], f"http://127.0.0.1:{snmp_port}/", tmp / "snmp_exporter.log")
         with (tmp / "agent.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
@@ -171,17 +148,7 @@ def stack(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
             "global: {scrape_interval: 2s, evaluation_interval: 2s}\n"
             "rule_files: [rules.yml]\n"
             "scrape_configs:\n"
-            f"  - job_name: giamsat\n    static_configs: [{{targets: ['127.0.0.1:{agent_port}']}}]\n"
-            + "".join(
-                f"  - job_name: snmp-{module}\n"
-                "    metrics_path: /snmp\n"
-                f"    params: {{module: [{module}]}}\n"
-                f"    static_configs: [{{targets: ['{province.address['vx']}'], labels: {{site: vx, target: {name}}}}}]\n"
-                "    relabel_configs:\n"
-                "      - {source_labels: [__address__], target_label: __param_target}\n"
-                f"      - {{target_label: __address__, replacement: '127.0.0.1:{snmp_port}'}}\n"
-                for module, name in (("if_mib", "vx-router"), ("ups", "vx-ups"))
-            ),
+            f"  - job_name: giamsat\n    static_configs: [{{targets: ['127.0.0.1:{agent_port}']}}]\n",
             encoding="utf-8",
         )
         with (tmp / "prometheus.log").open("wb") as log:
@@ -243,6 +210,10 @@ def test_cut_district_then_restore(stack: tuple[Prom, str, Path], province: Any)
         "bm": pytest.approx(2 / 3),
     }
     assert prom.firing("SiteDown") == set()
+    # the district router and its UPS answer SNMP through the agent's collector
+    wait_for(lambda: prom.value('max(snmp_up{target="vx-router"})') == 1, 30, 1, what="SNMP router")
+    assert prom.value('max(upsEstimatedChargeRemaining{site="vx", target="vx-ups"})') == 87
+    assert prom.value('max(upsOutputSource{target="vx-ups", upsOutputSource="normal"})') == 1
     # first successes and the gap are on disk already (written at once, not on the minute)
     saved = json.loads(state_file.read_text(encoding="utf-8"))
     assert set(saved["last_up"]) == set(all_up) - {"bm-lacnong"}
@@ -296,3 +267,5 @@ def test_cut_district_then_restore(stack: tuple[Prom, str, Path], province: Any)
     wait_for(lambda: _codes(prom) == all_up, 60, 1, what="states after restore")
     assert prom.value('province:giamsat_communes_up:ratio{province="hg"}') == pytest.approx(5 / 6)
     assert prom.firing("SiteUnreachable") == set()
+    # targets behind the cut were reported as down (data), never as broken collectors
+    assert prom.query('max_over_time(ALERTS{alertname="CollectorFailing", alertstate="firing"}[10m])') == []
