@@ -27,6 +27,7 @@ from agent.model import Duration, Model
 from collectors import COLLECTORS
 from collectors.base import CollectorSettings, TargetConfig
 from collectors.probes.links import LinkConfig, expand_links
+from exporters.remote_write_settings import RemoteWriteSettings
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -117,6 +118,15 @@ class Config(Model):
     sites_file: Path | None = None
     collectors: CollectorsSection = Field(default_factory=CollectorsSection)  # type: ignore[valid-type]
     targets: TargetsSection = Field(default_factory=TargetsSection)  # type: ignore[valid-type]
+    remote_write: list[RemoteWriteSettings] = Field(default_factory=list)
+
+    @field_validator("remote_write")
+    @classmethod
+    def _unique_remote_names(cls, v: list[RemoteWriteSettings]) -> list[RemoteWriteSettings]:
+        names = [r.name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError("remote_write names must be unique (each owns a buffer directory)")
+        return v
 
     def collector_settings(self, kind: str) -> CollectorSettings:
         settings: CollectorSettings = getattr(self.collectors, kind)

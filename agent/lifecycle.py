@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
 
@@ -28,6 +28,9 @@ from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
 from agent.store import JobResult, Store
 from exporters.prometheus import ExporterServer, format_age
+
+if TYPE_CHECKING:
+    from exporters.remote_write import RemoteWriteSet
 
 log = logging.getLogger("giamsat")
 
@@ -69,6 +72,8 @@ class Agent:
         self.extra_metrics: list[Callable[[], list[Metric]]] = []
         #: called with every finished job result.
         self.result_listeners: list[Callable[[JobResult], None]] = []
+        self.remote_write: RemoteWriteSet | None = None
+        self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
 
     # --- AgentView ----------------------------------------------------------------------------------
@@ -161,6 +166,11 @@ class Agent:
         new = Runner(loaded, self.store, self.result_listeners)
         self.store.stale_after_intervals = cfg.agent.stale_after_intervals
         await new.open()  # raises -> old config keeps running
+        try:
+            await self._apply_remote_write(loaded)
+        except Exception:
+            await new.close()
+            raise
         old = self.runner
         if old is not None:
             await old.close()
@@ -177,6 +187,46 @@ class Agent:
         gc.collect()
         gc.freeze()
         new.start_schedule()
+
+    async def _apply_remote_write(self, loaded: LoadedConfig) -> None:
+        """(Re)start remote write only when its settings changed; the buffers carry over restarts.
+
+        A buffer directory admits one writer at a time, so the old set closes before the new one
+        starts; if the new one cannot start, the old one is started again and the error raised.
+        """
+        cfg = loaded.config
+        key = (tuple(cfg.remote_write), cfg.agent.state_dir)
+        if key == self._remote_write_key:
+            return
+        from exporters.remote_write import RemoteWriteSet  # imports the HTTP client: only when used
+
+        old, old_key = self.remote_write, self._remote_write_key
+        if old is not None:
+            self._detach_remote_write(old)
+            await old.close()
+        try:
+            if cfg.remote_write:
+                rws = RemoteWriteSet(cfg.remote_write, cfg.agent.state_dir)
+                await rws.start()
+                self._attach_remote_write(rws)
+            self._remote_write_key = key
+        except Exception:
+            if old is not None and self.loaded is not None:
+                again = RemoteWriteSet(self.loaded.config.remote_write, self.loaded.config.agent.state_dir)
+                await again.start()
+                self._attach_remote_write(again)
+                self._remote_write_key = old_key
+            raise
+
+    def _attach_remote_write(self, rws: RemoteWriteSet) -> None:
+        self.remote_write = rws
+        self.result_listeners.append(rws.on_result)
+        self.extra_metrics.append(rws.collect)
+
+    def _detach_remote_write(self, rws: RemoteWriteSet) -> None:
+        self.result_listeners.remove(rws.on_result)
+        self.extra_metrics.remove(rws.collect)
+        self.remote_write = None
 
     async def reload(self) -> tuple[bool, str]:
         async with self._reload_lock:
@@ -252,6 +302,11 @@ class Agent:
                 await asyncio.wait_for(self.runner.close(), 4)
             except TimeoutError:
                 log.warning("collectors did not stop within 4s; exiting anyway")
+        if self.remote_write is not None:
+            try:
+                await asyncio.wait_for(self.remote_write.close(), 3)
+            except TimeoutError:
+                log.warning("remote write did not close within 3s; its buffer is crash-safe")
         if self.sites is not None:
             self.sites.save(force=True)
         return 0

@@ -13,6 +13,8 @@ DEB_PACKAGES=(
   nftables iproute2               # network namespaces, loss and outage injection
   dnsmasq-base                    # a real DNS server for the DNS probe
   victoria-metrics                # remote-write receiver
+  openssl                         # test certificates for remote write over TLS
+  util-linux mount                # mount/umount of a small tmpfs (remote-write full-disk test)
   systemd                         # systemd-analyze for the unit checks
   prometheus-alertmanager         # amtool check-config for the shipped alertmanager.yml example
   python3-venv

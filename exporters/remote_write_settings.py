@@ -1,0 +1,73 @@
+"""Configuration of remote write (``remote_write:``), apart from the sender so that loading a
+configuration does not import the HTTP client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ByteSize, Field, SecretStr
+
+from agent.model import Duration, Model
+
+REMOTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+class BasicAuth(Model):
+    username: str
+    password: SecretStr
+
+
+class TLSSettings(Model):
+    """TLS to the receiver. Without ``ca_file`` the system trust store is used."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = Field(default=None, description="name to verify instead of the URL's host")
+    insecure_skip_verify: bool = False
+
+
+class BufferSettings(Model):
+    """The on-disk buffer under ``<agent.state_dir>/remote_write/<name>/``."""
+
+    max_size: ByteSize = Field(default=ByteSize(1 << 30), description="oldest segments dropped beyond")
+    segment_size: ByteSize = Field(default=ByteSize(8 << 20))
+    fsync_interval: Duration = 1.0
+
+
+class RemoteWriteSettings(Model):
+    """One remote-write receiver (``remote_write:`` list entry)."""
+
+    name: str = Field(pattern=REMOTE_NAME_PATTERN, description="label `remote` and buffer directory name")
+    url: str = Field(pattern=r"^https?://")
+    remote_timeout: Duration = 30.0
+    headers: dict[str, str] = Field(default_factory=dict)
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    external_labels: dict[str, str] = Field(default_factory=dict)
+    max_samples_per_send: int = Field(default=2000, ge=1, le=100_000)
+    batch_send_deadline: Duration = 5.0
+    min_backoff: Duration = 0.03
+    max_backoff: Duration = 5.0
+    max_sample_age: Duration | None = Field(
+        default=7 * 86400.0, description="drop older samples; keep <= the receiver's out-of-order window"
+    )
+    backfill_lane: bool = False
+    backfill_after: Duration = 60.0
+    bandwidth_limit: ByteSize | None = Field(default=None, description="bytes/s of request bodies")
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+
+    def model_post_init(self, __context: object) -> None:
+        import re
+
+        for k in self.external_labels:
+            if not re.match(_LABEL_NAME_PATTERN, k) or k.startswith("__"):
+                raise ValueError(f"external_labels: invalid label name {k!r}")
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("give basic_auth or bearer_token, not both")
+        if int(self.buffer.segment_size) * 4 > int(self.buffer.max_size):
+            raise ValueError("buffer.segment_size must be at most a quarter of buffer.max_size")
+        if int(self.buffer.segment_size) < 4096:
+            raise ValueError("buffer.segment_size must be at least 4KiB")
