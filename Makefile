@@ -46,4 +46,16 @@ bundle: ## offline install tarball in dist/: wheels of the package and every dep
 clean: ## remove build outputs (build/, dist/)
 	rm -rf build dist
 
-.PHONY: help run test lint typecheck bench bundle clean
+demo: ## simulated province + agent + Prometheus with the shipped rules (root; prints URLs)
+	bash deploy/demo/demo.sh start
+
+demo-stop: ## stop the demo and remove every namespace and file it made
+	bash deploy/demo/demo.sh stop
+
+demo-cut: ## cut a district's link in the demo (SITE=vx)
+	bash deploy/demo/demo.sh cut $(or $(SITE),vx)
+
+demo-restore: ## restore it (SITE=vx)
+	bash deploy/demo/demo.sh restore $(or $(SITE),vx)
+
+.PHONY: help run test lint typecheck bench bundle clean demo demo-stop demo-cut demo-restore

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(once)
 
+    inventory = sub.add_parser("inventory", help="inventory tools")
+    inv_sub = inventory.add_subparsers(dest="inventory_command", required=True, metavar="COMMAND")
+    export_sd = inv_sub.add_parser("export-sd", help="print the targets as Prometheus file_sd JSON")
+    export_sd.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    _common(export_sd)
+
     check = sub.add_parser("check-config", help="validate a configuration file; print every problem")
     check.add_argument("file", type=Path)
     _common(check)
@@ -97,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_config(args.file)
             n_targets = sum(len(loaded.config.targets_of(k)) for k in COLLECTORS)
             print(f"{args.file}: OK ({len(loaded.inventory)} sites, {n_targets} targets)")
+            return 0
+        if args.command == "inventory":
+            import json
+
+            from agent.sd import export_sd
+
+            groups = export_sd(load_config(args.config_file))
+            sys.stdout.write(json.dumps(groups, ensure_ascii=False, indent=2) + "\n")
             return 0
         if args.command == "once":
             return asyncio.run(_once(args.config_file, args.collector))

@@ -25,6 +25,7 @@ from agent.config import LoadedConfig, load_config, parse_listen_address
 from agent.errors import ConfigError, StartupError
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
+from agent.sites import SiteTracker
 from agent.store import JobResult, Store
 from exporters.prometheus import ExporterServer, format_age
 
@@ -73,6 +74,7 @@ class Agent:
         self.result_listeners: list[Callable[[JobResult], None]] = []
         self.remote_write: RemoteWriteSet | None = None
         self._remote_write_key: object = None
+        self.sites: SiteTracker | None = None
 
     # --- AgentView ----------------------------------------------------------------------------------
     def own_metrics(self) -> list[Metric]:
@@ -89,6 +91,11 @@ class Agent:
             self.scrape_stats,
             blocking,
         )
+        sites = self.sites
+        if sites is not None:
+            now = time.time()
+            sites.update(self.store.snapshot(now), now)
+            out.extend(sites.collect())
         for fn in self.extra_metrics:
             try:
                 out.extend(fn())
@@ -167,7 +174,12 @@ class Agent:
         old = self.runner
         if old is not None:
             await old.close()
-        self.loaded, self.runner = loaded, new
+        # Site state survives a reload through its file: the new inventory may differ.
+        if self.sites is not None:
+            await asyncio.to_thread(self.sites.save, True)
+        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir)
+        await asyncio.to_thread(tracker.load)
+        self.loaded, self.runner, self.sites = loaded, new, tracker
         self.max_label_length = cfg.agent.max_label_length
         # Configuration, modules and collectors live as long as the config: move them out of the
         # collector's reach so each full collection does not walk them again (measured with
@@ -273,7 +285,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        tasks = [asyncio.create_task(self._notify_ready()), asyncio.create_task(self._watchdog())]
+        tasks = [
+            asyncio.create_task(self._notify_ready()),
+            asyncio.create_task(self._watchdog()),
+            asyncio.create_task(self._track_sites()),
+        ]
         await self._stop.wait()
         log.info("stopping")
         sd_notify("STOPPING=1")
@@ -291,10 +307,23 @@ class Agent:
                 await asyncio.wait_for(self.remote_write.close(), 3)
             except TimeoutError:
                 log.warning("remote write did not close within 3s; its buffer is crash-safe")
+        if self.sites is not None:
+            self.sites.save(force=True)
         return 0
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _track_sites(self) -> None:
+        """Keep site state current without scrapes and write last-up times off the scrape path."""
+        while True:
+            await asyncio.sleep(5)
+            sites = self.sites
+            if sites is None:
+                continue
+            now = time.time()
+            sites.update(self.store.snapshot(now), now)
+            await asyncio.to_thread(sites.save)
 
     async def _notify_ready(self) -> None:
         runner = self.runner

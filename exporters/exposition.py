@@ -9,6 +9,7 @@ letting one odd device break the whole scrape, as a duplicate series would.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -127,14 +128,48 @@ def _cached_render(r: JobResult, max_label_length: int) -> list[RenderedFamily]:
     return cached
 
 
+class OwnFamilyCache:
+    """Rendered self-metric families kept by object identity.
+
+    Sources that return the *same* family objects while nothing changed (the site tracker, with
+    thousands of sites) are then rendered once, not on every scrape. Entries of families not seen in a
+    scrape are dropped, so the cache never outgrows one scrape's families.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Metric, int, RenderedFamily]] = {}
+        self._lock = threading.Lock()
+
+    def render(self, own: Sequence[Metric], max_label_length: int) -> list[RenderedFamily]:
+        out: list[RenderedFamily] = []
+        fresh: dict[int, tuple[Metric, int, RenderedFamily]] = {}
+        with self._lock:
+            for fam in own:
+                hit = self._entries.get(id(fam))
+                if hit is not None and hit[0] is fam and hit[1] == len(fam.samples):
+                    rf = hit[2]
+                else:
+                    rf = render_families([fam], (), max_label_length)[0]
+                fresh[id(fam)] = (fam, len(fam.samples), rf)
+                out.append(rf)
+            self._entries = fresh
+        return out
+
+
 def render_text(
-    results: Sequence[JobResult], own: Sequence[Metric], max_label_length: int
+    results: Sequence[JobResult],
+    own: Sequence[Metric],
+    max_label_length: int,
+    own_cache: OwnFamilyCache | None = None,
 ) -> tuple[bytes, int]:
     """The merged text exposition and the number of series/families left out as conflicts."""
     merged: dict[str, RenderedFamily] = {}
     contributors: dict[str, int] = {}
     conflicts = 0
-    groups = [render_families(own, (), max_label_length)]
+    if own_cache is not None:
+        groups = [own_cache.render(own, max_label_length)]
+    else:
+        groups = [render_families(own, (), max_label_length)]
     groups += [_cached_render(r, max_label_length) for r in sorted(results, key=lambda r: r.job_id)]
     seen_keys: dict[str, set[str]] = {}
     for rendered in groups:

@@ -26,6 +26,7 @@ from agent.store import JobResult, Store
 from exporters.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
+    OwnFamilyCache,
     render_openmetrics,
     render_text,
 )
@@ -62,6 +63,7 @@ class ExporterServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.agent = agent
         self.scrape_slots = threading.BoundedSemaphore(max_concurrent)
+        self.own_cache = OwnFamilyCache()
         super().__init__(address, Handler)
 
     def serve_in_thread(self) -> threading.Thread:
@@ -166,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = render_openmetrics(results, own, agent.max_label_length)
                 self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE)
             else:
-                body, conflicts = render_text(results, own, agent.max_label_length)
+                body, conflicts = render_text(results, own, agent.max_label_length, self.server.own_cache)
                 agent.note_scrape(rejected=False, conflicts=conflicts)
                 self._send(HTTPStatus.OK, body, TEXT_CONTENT_TYPE)
         finally:

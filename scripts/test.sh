@@ -16,6 +16,7 @@ DEB_PACKAGES=(
   openssl                         # test certificates for remote write over TLS
   util-linux mount                # mount/umount of a small tmpfs (remote-write full-disk test)
   systemd                         # systemd-analyze for the unit checks
+  prometheus-alertmanager         # amtool check-config for the shipped alertmanager.yml example
   python3-venv
   make                            # make bundle (offline install tarball) in the install tests
 )

@@ -245,3 +245,24 @@ def test_once_prints_exposition_and_exit_code_reflects_failures(tmp_path: Path, 
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown collector(s): gpu" in bad.stderr
+
+
+def test_inventory_export_sd_prints_file_sd_json(tmp_path: Path) -> None:
+    import json
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "sites:\n  - {id: tinh, name: Tỉnh, level: province}\n"
+        "  - {id: xa-1, name: Xã Một, level: commune, parent: tinh}\n"
+        "targets:\n  tcp:\n    - {name: xa-1-wan, site: xa-1, address: 127.0.0.1, port: 22}\n"
+    )
+    out = subprocess.run(
+        [GIAMSAT, "inventory", "export-sd", "--config.file", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    groups = json.loads(out.stdout)
+    assert {"targets": ["xa-1-wan"], "labels": {**groups[0]["labels"]}} == groups[0]
+    assert groups[0]["labels"]["site_name"] == "Xã Một" and groups[0]["labels"]["__param_module"] == "tcp"

@@ -124,3 +124,16 @@ def test_snmp_exporter_style_counter_keeps_its_name_in_both_formats() -> None:
     )
     om = render_openmetrics([r], [], 256).decode()
     assert "# TYPE ifHCInOctets unknown" in om and om.endswith("# EOF\n")
+
+
+def test_own_family_cache_renders_an_unchanged_family_once() -> None:
+    from exporters.exposition import OwnFamilyCache
+
+    cache = OwnFamilyCache()
+    same = gauge("giamsat_site_up", 1, site="xa-1")
+    first = render_text([], [same], 256, cache)[0]
+    rf = cache.render([same], 256)[0]
+    assert cache.render([same], 256)[0] is rf  # not rendered again
+    assert render_text([], [same], 256, cache)[0] == first
+    changed = gauge("giamsat_site_up", 0, site="xa-1")  # a new object: rendered afresh
+    assert b'giamsat_site_up{site="xa-1"} 0.0' in render_text([], [changed], 256, cache)[0]

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""A simulated province in network namespaces, for the end-to-end test and ``make demo``.
+
+Topology (addresses from 198.19.0.0/16 only; each link a veth pair, each site a namespace)::
+
+    this host --- hub (Tỉnh, province) --+-- d1 (Huyện Vị Xuyên) --+-- c1, c2, c3
+                                         |
+                                         +-- d2 (Huyện Bắc Mê) ---+-- c4, c5
+                                                                  +.. c6 never connected
+
+The agent runs on this host and pings every site's router. ``cut("d1")`` drops everything the hub
+forwards to or from d1 (an nftables rule in the hub); ``restore("d1")`` removes it. Names carry a
+prefix so parallel runs do not collide; ``teardown`` deletes every namespace and the root-side veth.
+Standard library only: the demo runs it with the system python as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Node:
+    code: str  # one character, used in interface names
+    site: str
+    name: str
+    level: str
+    parent: str | None
+    connected: bool = True
+
+
+# (code, site id, name, level, parent site id, connected)
+NODES = [
+    Node("h", "hg", "Tỉnh Hà Giang", "province", None),
+    Node("a", "vx", "Huyện Vị Xuyên", "district", "hg"),
+    Node("b", "bm", "Huyện Bắc Mê", "district", "hg"),
+    Node("1", "vx-daoduc", "Xã Đạo Đức", "commune", "vx"),
+    Node("2", "vx-phulinh", "Xã Phú Linh", "commune", "vx"),
+    Node("3", "vx-linhho", "Xã Linh Hồ", "commune", "vx"),
+    Node("4", "bm-yenphu", "Xã Yên Phú", "commune", "bm"),
+    Node("5", "bm-minhngoc", "Xã Minh Ngọc", "commune", "bm"),
+    Node("6", "bm-lacnong", "Xã Lạc Nông", "commune", "bm", connected=False),
+]
+
+
+def _run(*cmd: str, check: bool = True, inp: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, input=inp, timeout=30)
+
+
+def _ns(ns: str, *cmd: str, check: bool = True, inp: str | None = None) -> subprocess.CompletedProcess[str]:
+    return _run("ip", "netns", "exec", ns, *cmd, check=check, inp=inp)
+
+
+@dataclass
+class Province:
+    """Addresses: root<->hub 198.19.<base>.0/30; hub<->district k 198.19.<base+k>.0/30; district k's
+    communes on 198.19.<base+10+k>.<4i>/30. Each site's router answers on its upstream address."""
+
+    prefix: str
+    base: int = 60
+    address: dict[str, str] = field(default_factory=dict)  # site id -> address the agent pings
+    namespaces: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        base = self.base
+        self.address["hg"] = f"198.19.{base}.2"
+        for k, code in ((1, "a"), (2, "b")):
+            district = next(n for n in NODES if n.code == code)
+            self.address[district.site] = f"198.19.{base + k}.2"
+            for i, c in enumerate(n for n in NODES if n.parent == district.site):
+                self.address[c.site] = f"198.19.{base + 10 + k}.{4 * i + 2}"
+
+    def routed(self) -> list[str]:
+        """Subnets behind the hub that this host routes to it (only these: other tests use 198.19 too)."""
+        return [f"198.19.{self.base + k}.0/24" for k in (1, 2, 11, 12)]
+
+    def ns(self, code: str) -> str:
+        return f"{self.prefix}{code}"
+
+    def _ifname(self, a: str, b: str) -> str:
+        return f"{self.prefix}{a}{b}"
+
+    def _link(self, a_ns: str | None, a_code: str, b_code: str, a_ip: str, b_ip: str) -> None:
+        """veth between node a (``a_ns`` None: this host) and node b, /30 addresses."""
+        ea, eb = self._ifname(a_code, b_code), self._ifname(b_code, a_code)
+        _run("ip", "link", "add", ea, "type", "veth", "peer", "name", eb)
+        _run("ip", "link", "set", eb, "netns", self.ns(b_code))
+        if a_ns is not None:
+            _run("ip", "link", "set", ea, "netns", a_ns)
+            _ns(a_ns, "ip", "addr", "add", f"{a_ip}/30", "dev", ea)
+            _ns(a_ns, "ip", "link", "set", ea, "up")
+        else:
+            _run("ip", "addr", "add", f"{a_ip}/30", "dev", ea)
+            _run("ip", "link", "set", ea, "up")
+        _ns(self.ns(b_code), "ip", "addr", "add", f"{b_ip}/30", "dev", eb)
+        _ns(self.ns(b_code), "ip", "link", "set", eb, "up")
+
+    def build(self) -> None:
+        if len(self.prefix) > 13:
+            raise ValueError("prefix too long for interface names (max 13)")
+        base = self.base
+        try:
+            for n in NODES:
+                if n.connected:
+                    _run("ip", "netns", "add", self.ns(n.code))
+                    self.namespaces.append(self.ns(n.code))
+                    _ns(self.ns(n.code), "ip", "link", "set", "lo", "up")
+            for code in "hab":
+                _ns(self.ns(code), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            # this host <-> hub
+            self._link(None, "r", "h", f"198.19.{base}.1", f"198.19.{base}.2")
+            for net in self.routed():
+                _run("ip", "route", "replace", net, "via", f"198.19.{base}.2")
+            _ns(self.ns("h"), "ip", "route", "add", "default", "via", f"198.19.{base}.1")
+            for k, code in ((1, "a"), (2, "b")):
+                district = next(n for n in NODES if n.code == code)
+                up_net, down_net = base + k, base + 10 + k
+                self._link(self.ns("h"), "h", code, f"198.19.{up_net}.1", f"198.19.{up_net}.2")
+                _ns(self.ns(code), "ip", "route", "add", "default", "via", f"198.19.{up_net}.1")
+                _ns(
+                    self.ns("h"), "ip", "route", "add", f"198.19.{down_net}.0/24", "via", f"198.19.{up_net}.2"
+                )
+                communes = [n for n in NODES if n.parent == district.site]
+                for i, c in enumerate(communes):
+                    a_ip, b_ip = f"198.19.{down_net}.{4 * i + 1}", self.address[c.site]
+                    if not c.connected:
+                        # never installed: the district router answers "host unreachable" for it
+                        _ns(
+                            self.ns(code),
+                            "ip",
+                            "route",
+                            "add",
+                            "unreachable",
+                            f"198.19.{down_net}.{4 * i}/30",
+                        )
+                        continue
+                    self._link(self.ns(code), code, c.code, a_ip, b_ip)
+                    _ns(self.ns(c.code), "ip", "route", "add", "default", "via", a_ip)
+        except BaseException:
+            self.teardown()
+            raise
+
+    def cut(self, site: str) -> None:
+        """Drop everything the hub forwards to or from a district (its link is cut)."""
+        code = next(n.code for n in NODES if n.site == site)
+        ifname = self._ifname("h", code)
+        rules = (
+            f"table inet gs_cut_{code} {{\n  chain cut {{\n    type filter hook forward priority 0;\n"
+            f'    iifname "{ifname}" drop\n    oifname "{ifname}" drop\n  }}\n}}\n'
+        )
+        _ns(self.ns("h"), "nft", "-f", "-", inp=rules)
+
+    def restore(self, site: str) -> None:
+        code = next(n.code for n in NODES if n.site == site)
+        _ns(self.ns("h"), "nft", "delete", "table", "inet", f"gs_cut_{code}", check=False)
+
+    def teardown(self) -> None:
+        for net in self.routed():
+            _run("ip", "route", "del", net, "via", f"198.19.{self.base}.2", check=False)
+        _run("ip", "link", "del", self._ifname("r", "h"), check=False)
+        names = self.namespaces or [self.ns(n.code) for n in NODES if n.connected]
+        for ns in names:
+            _run("ip", "netns", "del", ns, check=False)
+        self.namespaces = []
+
+    def snmpd_conf(self) -> str:
+        """snmpd.conf for Vị Xuyên's router (run in its namespace): IF-MIB of its real interfaces, and a
+        UPS behind it whose UPS-MIB values are fixed with ``override`` (mains, battery normal, 87%)."""
+        return (
+            f"agentaddress udp:{self.address['vx']}:161\n"
+            "rocommunity public\n"
+            "override .1.3.6.1.2.1.33.1.2.1.0 integer 2\n"
+            "override .1.3.6.1.2.1.33.1.2.4.0 integer 87\n"
+            "override .1.3.6.1.2.1.33.1.4.1.0 integer 3\n"
+        )
+
+    def config(self, state_dir: Path, interval: str = "2s") -> str:
+        """A giamsat configuration: the inventory, one ICMP uplink per site, and SNMP to Vị Xuyên's
+        router and UPS (see ``snmpd_conf``)."""
+        lines = [
+            "# Generated by deploy/demo/province.py: a simulated province.",
+            "agent:",
+            "  site: hg",
+            f"  state_dir: {json.dumps(str(state_dir))}",
+            f"  interval: {interval}",
+            "  timeout: 1500ms",
+            "collectors:",
+            "  host: {}",
+            "  snmp:",
+            "    auths: {demo: {version: 2, community: public}}",
+            "    request_timeout: 400ms   # a cut-off device is snmp_up 0 well within the job timeout",
+            "    retries: 1",
+            "sites:",
+        ]
+        for n in NODES:
+            parent = f", parent: {n.parent}" if n.parent else ""
+            lines.append(
+                f"  - {{id: {n.site}, name: {json.dumps(n.name, ensure_ascii=False)}, level: {n.level}{parent}, "
+                f"uplinks: [{n.site}-wan]}}"
+            )
+        lines += ["targets:", "  icmp:"]
+        for n in NODES:
+            lines.append(
+                f"    - {{name: {n.site}-wan, site: {n.site}, address: {self.address[n.site]}, count: 1, "
+                "packet_timeout: 1s}"
+            )
+        vx = self.address["vx"]
+        lines += [
+            "  snmp:",
+            f"    - {{name: vx-router, site: vx, address: {vx}, auth: demo, modules: [system, if_mib]}}",
+            f"    - {{name: vx-ups, site: vx, address: {vx}, auth: demo, modules: [ups]}}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("action", choices=["up", "down", "cut", "restore", "config", "snmpd-conf"])
+    p.add_argument("--prefix", default="gsdemo")
+    p.add_argument("--site", default="vx", help="district to cut or restore")
+    p.add_argument("--state-dir", type=Path, default=Path("state"), help="the agent's state_dir")
+    p.add_argument("--base", type=int, default=60, help="third octet of the first subnet (uses 13)")
+    args = p.parse_args()
+    prov = Province(args.prefix, args.base)
+    if args.action == "up":
+        prov.build()
+        sys.stdout.write(prov.config(args.state_dir))
+    elif args.action == "config":  # addresses are fixed: no namespaces needed
+        sys.stdout.write(prov.config(args.state_dir))
+    elif args.action == "snmpd-conf":
+        sys.stdout.write(prov.snmpd_conf())
+    elif args.action == "down":
+        prov.teardown()
+    elif args.action == "cut":
+        prov.cut(args.site)
+    else:
+        prov.restore(args.site)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
