@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             loaded = load_config(args.file)
-            n_targets = sum(len(loaded.config.targets_of(k)) for k in COLLECTORS)
+            n_targets = sum(len(loaded.config.targets_of(k)) for k in loaded.config.kinds)
             print(f"{args.file}: OK ({len(loaded.inventory)} sites, {n_targets} targets)")
             return 0
         if args.command == "inventory":

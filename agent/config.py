@@ -14,9 +14,10 @@ The ``collectors`` and ``targets`` sections are built from the collector table i
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator
@@ -26,7 +27,7 @@ from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sit
 from agent.model import Duration, Model
 from collectors import COLLECTORS
 from collectors.base import CollectorSettings, TargetConfig
-from collectors.probes.links import LinkConfig, expand_links
+from collectors.probes.links import LINK_KINDS, LinkConfig, expand_links
 from exporters.remote_write_settings import RemoteWriteSettings
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -95,29 +96,20 @@ class SiteConfig(Model):
         return v if v is not None else []
 
 
-def _build_section(name: str, kind_field: str) -> type[Model]:
-    fields: dict[str, Any] = {}
-    for kind, cls in COLLECTORS.items():
-        if kind_field == "settings":
-            model = cls.settings_model
-            fields[kind] = (model, Field(default_factory=model))
-        elif cls.target_model is not None:
-            fields[kind] = (list[cls.target_model], Field(default_factory=list))  # type: ignore[name-defined]
-    return create_model(name, __base__=Model, **fields)
-
-
-CollectorsSection = _build_section("CollectorsSection", "settings")
-TargetsSection = _build_section("TargetsSection", "targets")
-
-
 class Config(Model):
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    The ``collectors`` and ``targets`` sections hold only the collector kinds a file uses (see
+    ``config_model``), so loading a configuration imports only those collectors' modules.
+    """
+
+    KINDS: ClassVar[tuple[str, ...]] = ()
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     sites: list[SiteConfig] = Field(default_factory=list)
     sites_file: Path | None = None
-    collectors: CollectorsSection = Field(default_factory=CollectorsSection)  # type: ignore[valid-type]
-    targets: TargetsSection = Field(default_factory=TargetsSection)  # type: ignore[valid-type]
+    collectors: Any = None
+    targets: Any = None
     remote_write: list[RemoteWriteSettings] = Field(default_factory=list)
 
     @field_validator("remote_write")
@@ -128,12 +120,62 @@ class Config(Model):
             raise ValueError("remote_write names must be unique (each owns a buffer directory)")
         return v
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The collector kinds this configuration has sections for."""
+        return type(self).KINDS
+
     def collector_settings(self, kind: str) -> CollectorSettings:
-        settings: CollectorSettings = getattr(self.collectors, kind)
-        return settings
+        if kind in self.kinds:
+            settings: CollectorSettings = getattr(self.collectors, kind)
+            return settings
+        return COLLECTORS[kind].settings_model()
 
     def targets_of(self, kind: str) -> list[TargetConfig]:
-        return list(getattr(self.targets, kind, []) or [])
+        return list(getattr(self.targets, kind, None) or [])
+
+
+ALWAYS_LOADED = ("host",)  # enabled by default, so loaded whether or not the file mentions it
+
+
+@functools.lru_cache(maxsize=16)
+def config_model(kinds: tuple[str, ...]) -> type[Config]:
+    """The Config model whose ``collectors``/``targets`` sections accept exactly ``kinds``."""
+    settings: dict[str, Any] = {}
+    targets: dict[str, Any] = {}
+    for kind in kinds:
+        cls = COLLECTORS[kind]
+        settings[kind] = (cls.settings_model, Field(default_factory=cls.settings_model))
+        if cls.target_model is not None:
+            targets[kind] = (list[cls.target_model], Field(default_factory=list))  # type: ignore[name-defined]
+    collectors_section = create_model("CollectorsSection", __base__=Model, **settings)
+    targets_section = create_model("TargetsSection", __base__=Model, **targets)
+    model = create_model(
+        "Config",
+        __base__=Config,
+        collectors=(collectors_section, Field(default_factory=collectors_section)),
+        targets=(targets_section, Field(default_factory=targets_section)),
+    )
+    model.KINDS = kinds
+    return model
+
+
+def full_config_model() -> type[Config]:
+    """The Config model with every collector kind (imports every collector: for tools and tests)."""
+    return config_model(tuple(COLLECTORS))
+
+
+def kinds_used(data: dict[str, Any]) -> tuple[str, ...]:
+    """Collector kinds a raw configuration mentions (plus those always loaded), in table order."""
+    used = set(ALWAYS_LOADED)
+    for section in ("collectors", "targets"):
+        block = data.get(section)
+        if isinstance(block, dict):
+            used.update(k for k in block if isinstance(k, str) and k in COLLECTORS)
+    sites = data.get("sites")
+    if isinstance(sites, list) and any(isinstance(s, dict) and s.get("links") for s in sites):
+        used.update(LINK_KINDS)
+    return tuple(k for k in COLLECTORS if k in used)
 
 
 @dataclass(frozen=True)
@@ -190,6 +232,8 @@ def _problems_from_validation(exc: ValidationError, file: str, root: yaml.Node |
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         msg = _FRIENDLY.get(err["type"], err["msg"])
+        if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] in ("collectors", "targets"):
+            msg = f"unknown collector kind; known: {', '.join(COLLECTORS)}"
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         problems.append(ConfigProblem(file, format_loc(loc), msg, _line_of(root, loc)))
@@ -236,7 +280,8 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     config: Config | None = None
     generated: dict[str, list[str]] = {}  # site id -> names of the targets its links expanded to
     try:
-        config = Config.model_validate(data)
+        model = config_model(kinds_used(data))
+        config = model.model_validate(data)
         if any(site.links for site in config.sites):
             # The site-links shorthand: generated targets go after the explicit ones.
             targets = {k: list(v or []) for k, v in dict(data.get("targets") or {}).items()}
@@ -244,7 +289,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
                 for kind, items in expand_links(site.id, site.links).items():
                     targets.setdefault(kind, []).extend(items)
                     generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
-            config = Config.model_validate({**data, "targets": targets})
+            config = model.model_validate({**data, "targets": targets})
     except ValidationError as exc:
         problems += _problems_from_validation(exc, file, root)
 
@@ -290,7 +335,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     if config.agent.site is not None and config.agent.site not in ids:
         problems.append(_problem(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))
     names_by_kind: dict[str, set[str]] = {}
-    for kind in COLLECTORS:
+    for kind in config.kinds:
         seen: set[str] = set()
         for i, target in enumerate(config.targets_of(kind)):
             if target.site not in ids:

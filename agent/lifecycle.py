@@ -198,6 +198,9 @@ class Agent:
         key = (tuple(cfg.remote_write), cfg.agent.state_dir)
         if key == self._remote_write_key:
             return
+        if not cfg.remote_write and self.remote_write is None:
+            self._remote_write_key = key
+            return
         from exporters.remote_write import RemoteWriteSet  # imports the HTTP client: only when used
 
         old, old_key = self.remote_write, self._remote_write_key

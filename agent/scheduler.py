@@ -82,9 +82,10 @@ class Runner:
     async def open(self, kinds: set[str] | None = None) -> None:
         """Create and start the enabled collectors (``kinds`` limits which)."""
         cfg = self.loaded.config
-        for kind, cls in COLLECTORS.items():
+        for kind in cfg.kinds:
             if kinds is not None and kind not in kinds:
                 continue
+            cls = COLLECTORS[kind]
             settings = cfg.collector_settings(kind)
             if not settings.enabled:
                 continue

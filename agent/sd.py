@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from agent.config import LoadedConfig
-from collectors import COLLECTORS
 
 
 def export_sd(loaded: LoadedConfig) -> list[dict[str, Any]]:
@@ -20,7 +19,7 @@ def export_sd(loaded: LoadedConfig) -> list[dict[str, Any]]:
     cfg = loaded.config
     inv = loaded.inventory
     groups: dict[tuple[str, str], list[str]] = {}
-    for kind in sorted(COLLECTORS):
+    for kind in sorted(cfg.kinds):
         for t in cfg.targets_of(kind):
             groups.setdefault((kind, t.site), []).append(t.name)
     out: list[dict[str, Any]] = []

@@ -21,6 +21,9 @@ from pydantic import Field, field_validator
 
 from agent.model import Model
 
+#: collector kinds the shorthand can generate targets for
+LINK_KINDS = ("icmp", "tcp", "http")
+
 _SPEC = re.compile(r"^(icmp|tcp|http|https)(?::(\d{1,5}))?$")
 
 

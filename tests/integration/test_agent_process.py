@@ -266,3 +266,12 @@ def test_inventory_export_sd_prints_file_sd_json(tmp_path: Path) -> None:
     groups = json.loads(out.stdout)
     assert {"targets": ["xa-1-wan"], "labels": {**groups[0]["labels"]}} == groups[0]
     assert groups[0]["labels"]["site_name"] == "Xã Một" and groups[0]["labels"]["__param_module"] == "tcp"
+
+
+def test_host_only_agent_loads_no_optional_native_libraries(agent: AgentProc) -> None:
+    # Remote write (httpx, cramjam) and SNMP (gufo) are loaded only when configured: memory matters on
+    # commune machines. Their compiled extensions would show in the process's memory map.
+    assert agent.proc is not None
+    maps = Path(f"/proc/{agent.proc.pid}/maps").read_text()
+    for lib in ("/cramjam/", "/gufo/", "_cffi_backend", "/bcrypt/"):
+        assert lib not in maps, [ln for ln in maps.splitlines() if lib in ln][:2]

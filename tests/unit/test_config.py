@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -141,7 +142,9 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         ),
         pytest.param(
             "collectors:\n  snmpp: {}\n",
-            ["collectors.snmpp: unknown key"],
+            [
+                "giamsat.yml:2: collectors.snmpp: unknown collector kind; known: host, snmp, ssh, icmp, tcp, http, dns"
+            ],
             id="unknown-collector",
         ),
     ],
@@ -284,3 +287,21 @@ def test_site_links_shorthand_expands_into_probe_targets_and_uplinks(tmp_path: P
 def test_site_links_shorthand_errors_are_reported(tmp_path: Path) -> None:
     found = problems(tmp_path, LINKED % '["tcp"]')
     assert any("giamsat.yml:8: sites[1].links[0].probes: 'tcp' needs a port" in p for p in found), found
+
+
+def test_loading_a_config_imports_only_the_collectors_it_uses(tmp_path: Path) -> None:
+    # A fresh interpreter: the host-only agent must not pay for pysnmp, gufo, paramiko or dnspython.
+    code = (
+        "import sys; from agent.config import load_config; "
+        f"lc = load_config({str(write(tmp_path, GOOD_SITES))!r}); "
+        "print(lc.config.kinds, sorted(m for m in ('pysnmp', 'gufo', 'paramiko', 'dns', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "('host',) []"
+    used = write(
+        tmp_path,
+        GOOD_SITES + "targets:\n  ssh:\n    - {name: h, site: xa-1, address: 127.0.0.1, auth: a}\n",
+        "ssh.yml",
+    )
+    with pytest.raises(ConfigError):  # auth 'a' is not defined: proves the ssh models were loaded and used
+        load_config(used)
