@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--web.listen-address", dest="listen_address", default=None, help="HOST:PORT (overrides the config)"
     )
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        type=Path,
+        help="TLS and basic auth, exporter-toolkit format (overrides agent.web_config_file)",
+    )
     _common(run)
 
     once = sub.add_parser("once", help="collect once, print the exposition, exit 1 if a collector failed")
@@ -101,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             loaded = load_config(args.file)
+            web = loaded.config.agent.web_config_file
+            if web is not None:  # the agent refuses to start with a bad one: say so now
+                from exporters.webconfig import WebConfig
+
+                WebConfig.load(web if web.is_absolute() else loaded.path.parent / web)
             n_targets = sum(len(loaded.config.targets_of(k)) for k in loaded.config.kinds)
             print(f"{args.file}: OK ({len(loaded.inventory)} sites, {n_targets} targets)")
             return 0
@@ -117,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from agent.lifecycle import Agent
 
-            return asyncio.run(Agent(args.config_file, args.listen_address).run())
+            return asyncio.run(Agent(args.config_file, args.listen_address, args.web_config_file).run())
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_CONFIG

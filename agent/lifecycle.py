@@ -28,6 +28,7 @@ from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
 from agent.store import JobResult, Store
 from exporters.prometheus import ExporterServer, format_age
+from exporters.webconfig import WebConfig
 
 if TYPE_CHECKING:
     from exporters.remote_write import RemoteWriteSet
@@ -55,9 +56,12 @@ def sd_notify(message: str) -> bool:
 class Agent:
     """Implements ``exporters.prometheus.AgentView`` over the current configuration."""
 
-    def __init__(self, config_path: Path, listen_address: str | None = None) -> None:
+    def __init__(
+        self, config_path: Path, listen_address: str | None = None, web_config_file: Path | None = None
+    ) -> None:
         self.config_path = config_path
         self.listen_override = listen_address
+        self.web_config_override = web_config_file
         self.store = Store()
         self.reload_status = ReloadStatus()
         self.scrape_stats = ScrapeStats()
@@ -236,7 +240,10 @@ class Agent:
             self.reload_status.reloads_total += 1
             try:
                 loaded = load_config(self.config_path)
+                web = self._load_web_config(loaded)  # a bad web config rejects the whole reload
                 await self._apply(loaded)
+                if self.server is not None:
+                    self.server.web_config = web
             except ConfigError as exc:
                 self.reload_status.successful = False
                 self.reload_status.failures_total += 1
@@ -260,6 +267,14 @@ class Agent:
 
     _listen_address_in_use = ""
 
+    def _load_web_config(self, loaded: LoadedConfig) -> WebConfig:
+        path = self.web_config_override or loaded.config.agent.web_config_file
+        if path is None:
+            return WebConfig.disabled()
+        if not path.is_absolute():
+            path = loaded.path.parent / path
+        return WebConfig.load(path)
+
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         # Many small short-lived objects per probe round: collect young objects less often.
@@ -268,8 +283,9 @@ class Agent:
         listen = self.listen_override or loaded.config.agent.listen_address
         self._listen_address_in_use = loaded.config.agent.listen_address
         host, port = parse_listen_address(listen)
+        web = self._load_web_config(loaded)  # ConfigError: exit 2, like the main config
         try:
-            self.server = ExporterServer((host, port), self, loaded.config.agent.max_concurrent_scrapes)
+            self.server = ExporterServer((host, port), self, loaded.config.agent.max_concurrent_scrapes, web)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {listen}: {exc.strerror}; choose another --web.listen-address"

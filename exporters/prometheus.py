@@ -30,6 +30,7 @@ from exporters.exposition import (
     render_openmetrics,
     render_text,
 )
+from exporters.webconfig import WWW_AUTHENTICATE, WebConfig
 
 log = logging.getLogger("giamsat.web")
 
@@ -56,7 +57,13 @@ class ExporterServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], agent: AgentView, max_concurrent: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        agent: AgentView,
+        max_concurrent: int,
+        web_config: WebConfig | None = None,
+    ) -> None:
         import socket
 
         if ":" in address[0]:
@@ -64,7 +71,29 @@ class ExporterServer(ThreadingHTTPServer):
         self.agent = agent
         self.scrape_slots = threading.BoundedSemaphore(max_concurrent)
         self.own_cache = OwnFamilyCache()
+        #: TLS, basic auth and headers; swapped whole on reload (new connections use the new one).
+        self.web_config = web_config or WebConfig.disabled()
         super().__init__(address, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # TLS is set up here, in the connection's own thread, not on the listening socket: a client that
+        # never completes its handshake then holds only its thread, never accept().
+        ctx = self.web_config.ssl_context()
+        if ctx is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(Handler.timeout)
+        try:
+            tls = ctx.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return
+        try:
+            tls.do_handshake()
+            super().finish_request(tls, client_address)
+        except OSError as exc:
+            log.debug("TLS connection failed", extra={"client": client_address[0], "error": str(exc)[:200]})
+        finally:
+            tls.close()
 
     def serve_in_thread(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, name="giamsat-http", daemon=True)
@@ -74,6 +103,7 @@ class ExporterServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     server: ExporterServer
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     timeout = 30  # a client that stalls mid-request only holds its own thread, and not for long
     server_version = f"giamsat/{__version__}"
     protocol_version = "HTTP/1.1"
@@ -82,16 +112,32 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("http " + format, *args)
 
     # --- plumbing -----------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    def _authorized(self) -> bool:
+        """Basic auth from the web config; the same 401 whatever was wrong."""
+        if self.server.web_config.check_basic_auth(self.headers.get("Authorization")):
+            return True
+        self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", extra={"WWW-Authenticate": WWW_AUTHENTICATE})
+        return False
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
         if gz:
             body = gzip.compress(body, compresslevel=1)
         self.send_response(status)
+        for k, v in {**self.server.web_config.headers, **(extra or {})}.items():
+            self.send_header(k, v)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if gz:
             self.send_header("Content-Encoding", "gzip")
-        self.send_header("X-Content-Type-Options", "nosniff")
+        if "X-Content-Type-Options" not in self.server.web_config.headers:
+            self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -117,6 +163,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        if not self._authorized():
+            return
         try:
             if path == "/metrics":
                 self._metrics()
@@ -146,9 +194,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= 65536:
-            self.rfile.read(length)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit() or int(raw) > 65536 or "chunked" in self.headers.get("Transfer-Encoding", ""):
+            # An unread body would be parsed as the next request on this keep-alive connection.
+            self.close_connection = True
+            self._text(HTTPStatus.BAD_REQUEST, "a body, if any, must have a Content-Length of at most 65536")
+            return
+        if int(raw):
+            self.rfile.read(int(raw))
+        if not self._authorized():
+            return
         if path == "/-/reload":
             ok, message = self.server.agent.request_reload()
             self._text(HTTPStatus.OK if ok else HTTPStatus.INTERNAL_SERVER_ERROR, message)

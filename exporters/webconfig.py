@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import bcrypt
 import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -297,11 +296,11 @@ class WebConfig:
             raise ConfigError(problems)
         # An unknown user still costs one bcrypt comparison (against this hash of a random password,
         # at the highest configured cost) so response time does not tell which user names exist.
-        dummy = (
-            bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs)))
-            if model.basic_auth_users
-            else b""
-        )
+        dummy = b""
+        if model.basic_auth_users:
+            import bcrypt  # only with basic auth configured: a plain agent never loads the extension
+
+            dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs)))
         return cls(path, model, context, dummy)
 
     @property
@@ -348,6 +347,8 @@ class WebConfig:
 
 
 def _bcrypt_check(password: bytes, hashed: bytes) -> bool:
+    import bcrypt
+
     if len(password) > _BCRYPT_MAX_PASSWORD:
         # pyca/bcrypt 5 raises on these; still spend the time so length does not show in timing.
         bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed)
@@ -448,6 +449,8 @@ def _build_context(tls: TLSServerConfig, base: Path, problem: Any) -> ssl.SSLCon
 def _hash_password_main(argv: list[str]) -> int:
     """``python3 -m exporters.webconfig hash-password [--cost N]``: print a bcrypt hash for the config."""
     import getpass
+
+    import bcrypt
 
     cost = 10
     if len(argv) >= 2 and argv[0] == "--cost":
