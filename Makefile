@@ -29,6 +29,7 @@ typecheck: ## mypy --strict on the packages
 bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/scrape.py --write docs/benchmarks.md
 	$(VENV)/bin/python bench/icmp.py --write
+	$(VENV)/bin/python bench/web_tls.py --write docs/benchmarks.md
 
 bundle: ## offline install tarball in dist/: wheels of the package and every dependency, install.sh, unit
 	rm -rf $(BUNDLE_DIR)
