@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     export_sd.add_argument("--config.file", dest="config_file", required=True, type=Path)
     _common(export_sd)
 
+    doctor = sub.add_parser(
+        "doctor", help="preflight after install: permissions, state dir, credentials, clock"
+    )
+    doctor.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    doctor.add_argument(
+        "--prometheus.url", dest="prometheus_url", default=None, help="check clock skew against it"
+    )
+    _common(doctor)
+
     check = sub.add_parser("check-config", help="validate a configuration file; print every problem")
     check.add_argument("file", type=Path)
     _common(check)
@@ -124,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             groups = export_sd(load_config(args.config_file))
             sys.stdout.write(json.dumps(groups, ensure_ascii=False, indent=2) + "\n")
             return 0
+        if args.command == "doctor":
+            from agent.doctor import run_doctor
+
+            return run_doctor(load_config(args.config_file), args.prometheus_url)
         if args.command == "once":
             return asyncio.run(_once(args.config_file, args.collector))
         if args.command == "run":

@@ -44,6 +44,9 @@ class AgentSettings(Model):
     stale_after_intervals: int = Field(default=3, ge=1, le=100)
     max_concurrent_scrapes: int = Field(default=8, ge=1, le=1024)
     max_label_length: int = Field(default=256, ge=16, le=16384)
+    max_series_per_target: int = Field(
+        default=10_000, ge=10, le=10_000_000, description="samples kept per job result; health families first"
+    )
     web_config_file: Path | None = None
 
     @field_validator("listen_address")
@@ -198,7 +201,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """Line (1-based) of the deepest YAML node on ``loc`` that exists."""
     line = None
     for part in loc:
@@ -227,7 +230,7 @@ _FRIENDLY = {
 }
 
 
-def _problems_from_validation(exc: ValidationError, file: str, root: yaml.Node | None) -> list[ConfigProblem]:
+def problems_from_validation(exc: ValidationError, file: str, root: yaml.Node | None) -> list[ConfigProblem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -236,7 +239,7 @@ def _problems_from_validation(exc: ValidationError, file: str, root: yaml.Node |
             msg = f"unknown collector kind; known: {', '.join(COLLECTORS)}"
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        problems.append(ConfigProblem(file, format_loc(loc), msg, _line_of(root, loc)))
+        problems.append(ConfigProblem(file, format_loc(loc), msg, line_of(root, loc)))
     return problems
 
 
@@ -291,7 +294,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
                     generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
             config = model.model_validate({**data, "targets": targets})
     except ValidationError as exc:
-        problems += _problems_from_validation(exc, file, root)
+        problems += problems_from_validation(exc, file, root)
 
     # The site tree is checked even when other sections are invalid, so one run shows every problem.
     yaml_sites: list[tuple[int, SiteConfig]] = []
@@ -326,7 +329,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         site_id = next((sid for sid, k in key_of.items() if p.key.startswith(k + ".")), None)
         where = file_of.get(site_id, file) if site_id else file
         problems.append(
-            ConfigProblem(where, p.key, p.message, _line_of(root, _loc_of(p.key)) if where == file else None)
+            ConfigProblem(where, p.key, p.message, line_of(root, loc_of(p.key)) if where == file else None)
         )
     if config is None:
         raise ConfigError(problems)
@@ -369,10 +372,10 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
 
 
 def _problem(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
-    return ConfigProblem(file, format_loc(loc), msg, _line_of(root, loc))
+    return ConfigProblem(file, format_loc(loc), msg, line_of(root, loc))
 
 
-def _loc_of(key: str) -> tuple[int | str, ...]:
+def loc_of(key: str) -> tuple[int | str, ...]:
     """Inverse of ``format_loc`` for keys we generated ourselves."""
     out: list[int | str] = []
     for part in key.replace("[", ".[").split("."):

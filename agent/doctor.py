@@ -265,9 +265,7 @@ def run_doctor(
 
 
 def _configured_kinds(loaded: LoadedConfig) -> list[str]:
-    from collectors import COLLECTORS
-
-    return [k for k in COLLECTORS if loaded.config.collector_settings(k).enabled]
+    return [k for k in loaded.config.kinds if loaded.config.collector_settings(k).enabled]
 
 
 __all__ = ["Check", "check_clock", "check_icmp", "check_state_dir", "check_targets", "run_doctor"]

@@ -22,6 +22,7 @@ from prometheus_client.core import Metric
 
 from agent.config import LoadedConfig
 from agent.errors import CollectError
+from agent.limits import cap_series
 from agent.store import JobResult, Store
 from collectors import COLLECTORS
 from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
@@ -167,6 +168,10 @@ class Runner:
         duration = time.monotonic() - start
         now = time.time()
         success = not reason
+        limit = self.loaded.config.agent.max_series_per_target
+        capped, dropped = cap_series(families, limit)
+        if dropped:
+            families = tuple(capped)
         result = JobResult(
             job_id=job.job_id,
             kind=job.kind,
@@ -189,6 +194,13 @@ class Runner:
         h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
         h.runs_total += 1
         h.last_duration = duration
+        if dropped:
+            if not h.series_dropped_total:
+                log.warning(
+                    "target reports more series than allowed; the rest are dropped",
+                    extra={"job": job.job_id, "limit": limit, "dropped": dropped},
+                )
+            h.series_dropped_total += dropped
         if success:
             if h.last_success is False:
                 log.info(

@@ -60,6 +60,11 @@ def self_metrics(
     failures = CounterMetricFamily(
         "giamsat_collector_failures", "Failed runs of a collection job.", labels=labels
     )
+    series_dropped = CounterMetricFamily(
+        "giamsat_target_series_dropped",
+        "Samples left out of a job's results beyond agent.max_series_per_target.",
+        labels=labels,
+    )
     for h in store.health_snapshot().values():
         if h.last_success is None and h.skipped_total == 0:
             continue
@@ -69,6 +74,7 @@ def self_metrics(
         last_ok.add_metric(lv, h.last_success_timestamp)
         skipped.add_metric(lv, h.skipped_total)
         failures.add_metric(lv, h.failures_total)
+        series_dropped.add_metric(lv, h.series_dropped_total)
     reload_ok = GaugeMetricFamily(
         "giamsat_config_last_reload_successful",
         "Whether the last configuration reload attempt was successful.",
@@ -91,6 +97,7 @@ def self_metrics(
     )
     out: list[Metric] = [
         build,
+        series_dropped,
         duration,
         success,
         last_ok,

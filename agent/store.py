@@ -43,6 +43,7 @@ class JobHealth:
     runs_total: int = 0
     failures_total: int = 0
     skipped_total: int = 0
+    series_dropped_total: int = 0
     last_success_timestamp: float = 0.0
     last_duration: float = 0.0
     last_success: bool | None = None

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from agent.config import _line_of, _loc_of, _problems_from_validation
+from agent.config import line_of, loc_of, problems_from_validation
 from agent.errors import ConfigError, ConfigProblem
 from agent.model import Model
 
@@ -255,12 +255,12 @@ class WebConfig:
         try:
             model = WebConfigFile.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_problems_from_validation(exc, file, root)) from None
+            raise ConfigError(problems_from_validation(exc, file, root)) from None
 
         problems: list[ConfigProblem] = []
 
         def problem(key: str, message: str) -> None:
-            problems.append(ConfigProblem(file, key, message, _line_of(root, _loc_of(key))))
+            problems.append(ConfigProblem(file, key, message, line_of(root, loc_of(key))))
 
         for name, value in model.http_server_config.headers.items():
             key = f"http_server_config.headers.{name}"

@@ -275,3 +275,17 @@ def test_host_only_agent_loads_no_optional_native_libraries(agent: AgentProc) ->
     maps = Path(f"/proc/{agent.proc.pid}/maps").read_text()
     for lib in ("/cramjam/", "/gufo/", "_cffi_backend", "/bcrypt/"):
         assert lib not in maps, [ln for ln in maps.splitlines() if lib in ln][:2]
+
+
+def test_doctor_command_prints_a_table_and_fails_on_an_unwritable_state_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    (tmp_path / "state").mkdir()
+    for state, rc, text in ((tmp_path / "state", 0, "checks passed"), (blocker / "state", 1, "FAIL")):
+        cfg = tmp_path / "c.yml"
+        cfg.write_text(f"agent:\n  state_dir: {state}\ncollectors:\n  host: {{parts: [loadavg]}}\n")
+        out = subprocess.run(
+            [GIAMSAT, "doctor", "--config.file", str(cfg)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == rc, out.stdout + out.stderr
+        assert "state directory" in out.stdout and text in out.stdout

@@ -138,3 +138,36 @@ async def test_overrunning_job_is_skipped_and_counted_not_stacked() -> None:
     h = store.health_snapshot()["scripted/overrun"]
     assert h.skipped_total >= 2
     assert c.calls <= h.runs_total + 1  # never more than one run in flight
+
+
+class Flood(Collector):
+    """A device reporting thousands of rows."""
+
+    kind = "scripted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            CollectorSettings(), CollectorContext("scripted", Path("/nonexistent"), BlockingRunner("f", 1))
+        )
+
+    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+        rows = GaugeMetricFamily("ifOperStatus", "status", labels=["ifIndex"])
+        for i in range(5000):
+            rows.add_metric([str(i)], 1)
+        return [rows, GaugeMetricFamily("snmp_up", "up", value=1)]
+
+
+async def test_series_per_target_are_capped_health_kept_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    store = Store()
+    runner = Runner(build_config({"agent": {"max_series_per_target": 100}}, Path("t.yml")), store)
+    j = Job("scripted/flood", "scripted", Flood(), None, "s", 30.0, 5.0)
+    runner.set_jobs([j])
+    with caplog.at_level(logging.WARNING, logger="giamsat.scheduler"):
+        r1 = await runner.run_job(j)
+        await runner.run_job(j)
+    assert sum(len(f.samples) for f in r1.families) == 100
+    assert any(f.name == "snmp_up" and f.samples[0].value == 1 for f in r1.families)
+    assert store.health_snapshot()["scripted/flood"].series_dropped_total == 2 * 4901
+    assert [r.getMessage() for r in caplog.records].count(
+        "target reports more series than allowed; the rest are dropped"
+    ) == 1
