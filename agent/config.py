@@ -243,9 +243,8 @@ def problems_from_validation(exc: ValidationError, file: str, root: yaml.Node | 
     return problems
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, validate and cross-check a configuration file. Raises ``ConfigError`` with every problem."""
-    path = Path(path)
+def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """A YAML file's top-level mapping and its node tree (for line numbers). Raises ``ConfigError``."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -253,18 +252,27 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError([ConfigProblem(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError([ConfigProblem(file, "", "cannot read: the file name contains a NUL")]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or "cannot parse"
         raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(file, "", "the file must be a YAML mapping (key: value)", 1)])
+    return data, root
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, validate and cross-check a configuration file. Raises ``ConfigError`` with every problem."""
+    path = Path(path)
+    data, root = read_yaml_mapping(path)
     return build_config(data, path, root)
 
 

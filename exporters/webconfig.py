@@ -44,10 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from agent.config import line_of, loc_of, problems_from_validation
+from agent.config import line_of, loc_of, problems_from_validation, read_yaml_mapping
 from agent.errors import ConfigError, ConfigProblem
 from agent.model import Model
 
@@ -230,28 +229,7 @@ class WebConfig:
         """Read and check a web config file; every problem is reported with file, line and key."""
         path = Path(path)
         file = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError([ConfigProblem(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
-        except OSError as exc:
-            raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
-        except ValueError:  # a NUL in the path
-            raise ConfigError(
-                [ConfigProblem(file, "", "cannot read: the file name contains a NUL")]
-            ) from None
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            what = getattr(exc, "problem", None) or "cannot parse"
-            raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {what}", line)]) from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError([ConfigProblem(file, "", "the file must be a YAML mapping (key: value)", 1)])
+        data, root = read_yaml_mapping(path)
         try:
             model = WebConfigFile.model_validate(data)
         except ValidationError as exc:
