@@ -351,6 +351,38 @@ def test_wrong_password_from_env_is_auth_failed(
     assert failure(fams) == "auth_failed"
 
 
+@pytest.fixture
+def password_user() -> Iterator[tuple[str, str]]:
+    """A throw-away local account with a password, removed afterwards (sshd checks it via shadow)."""
+    import secrets as _secrets
+
+    name = f"gs-sshpw-{os.getpid() % 100000}"
+    password = _secrets.token_urlsafe(16)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True, capture_output=True
+    )
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True, capture_output=True)
+        yield name, password
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.mark.root
+def test_password_from_file_logs_in(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path], password_user: tuple[str, str]
+) -> None:
+    user, password = password_user
+    pw = tmp_path / "password"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    settings = default_settings(tmp_path, [sshd], keys)
+    settings["auths"] = {"root": {"username": user, "password_file": str(pw)}}
+    collector = make_collector(tmp_path, **settings)
+    [fams] = asyncio.run(collect_all(collector, target(sshd)))
+    assert failure(fams) is None and value(fams, "ssh_up") == 1
+
+
 def test_key_with_passphrase_from_file(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
     pw = tmp_path / "passphrase"
     pw.write_text("correct horse\n")
