@@ -365,7 +365,10 @@ def password_user() -> Iterator[tuple[str, str]]:
         subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True, capture_output=True)
         yield name, password
     finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        # sshd's session process for a reused connection may still run as the user.
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
+        subprocess.run(["userdel", "--force", name], check=False, capture_output=True)
+        assert subprocess.run(["id", name], capture_output=True).returncode != 0, f"{name} not removed"
 
 
 @pytest.mark.root
