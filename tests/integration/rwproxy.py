@@ -26,6 +26,8 @@ class Proxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a client that connects and never speaks only holds its own thread, briefly
+
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
@@ -62,7 +64,12 @@ class Proxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            # The handshake must not run in accept(): a client that connects and then goes away before its
+            # ClientHello would block serve_forever, and with it shutdown(), forever. With the handshake
+            # deferred, it happens on the first read, in the connection's own thread, under its timeout.
+            self.server.socket = tls.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.scheme = "https" if tls is not None else "http"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -21,6 +21,7 @@ EXPIRY = datetime.datetime(2031, 7, 4, 12, 30, 0, tzinfo=datetime.UTC)
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 10  # a client that connects and never speaks only holds its own thread, briefly
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -84,7 +85,9 @@ def https_server(tls_files: tuple[Path, Path]) -> Iterator[int]:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*tls_files)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    # Handshake on first read, in the connection's thread: a client that connects and leaves before its
+    # ClientHello must not block serve_forever (and shutdown) in accept().
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
