@@ -28,6 +28,20 @@ from collectors.base import Collector, CollectorSettings, TargetConfig, time_lef
 IpProtocol = Literal["auto", "ip4", "ip6"]
 
 
+#: Failure reasons every connection-based probe (TCP, HTTP) can report; each adds its own.
+CONNECT_REASONS = (
+    "resolve",
+    "timeout",
+    "connection_refused",
+    "net_unreachable",
+    "host_unreachable",
+    "connect_error",
+    "connection_closed",
+    "tls_handshake",
+    "tls_verify",
+)
+
+
 class ProbeTarget(TargetConfig):
     """Fields every probe target has besides name/site: the preferred IP family."""
 

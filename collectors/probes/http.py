@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from agent import __version__
 from collectors.base import TargetConfig
 from collectors.probes.common import (
+    CONNECT_REASONS,
     ProbeCollector,
     ProbeTarget,
     ResolveError,
@@ -38,15 +39,7 @@ from collectors.probes.common import (
 
 #: Every value the ``reason`` label can take for an HTTP probe.
 REASONS = (
-    "resolve",
-    "timeout",
-    "connection_refused",
-    "net_unreachable",
-    "host_unreachable",
-    "connect_error",
-    "connection_closed",
-    "tls_handshake",
-    "tls_verify",
+    *CONNECT_REASONS,
     "http_protocol",  # not an HTTP/1.x response
     "status_code",  # status not in valid_status_codes
     "body_regex",

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from collectors.base import TargetConfig
 from collectors.probes.common import (
+    CONNECT_REASONS,
     ProbeCollector,
     ProbeTarget,
     ResolveError,
@@ -30,15 +31,7 @@ from collectors.probes.common import (
 
 #: Every value the ``reason`` label can take for a TCP probe.
 REASONS = (
-    "resolve",
-    "timeout",
-    "connection_refused",
-    "net_unreachable",
-    "host_unreachable",
-    "connect_error",
-    "connection_closed",
-    "tls_handshake",
-    "tls_verify",
+    *CONNECT_REASONS,
     "expect_mismatch",
 )
 
