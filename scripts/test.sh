@@ -19,6 +19,7 @@ DEB_PACKAGES=(
   prometheus-alertmanager         # amtool check-config for the shipped alertmanager.yml example
   python3-venv
   make                            # make bundle (offline install tarball) in the install tests
+  passwd procps                   # useradd/chpasswd/userdel and pkill for the SSH password test
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
