@@ -263,36 +263,22 @@ def province_overview() -> Board:
         6,
         5,
     )
-    b.add(
-        stat(
-            "Mất kết nối / sites down",
-            "count(site:giamsat_site_state:code == 2) or vector(0)",
-            unit="none",
-            thresholds=[(None, "green"), (1, "red")],
-        ),
-        4,
-        5,
-    )
-    b.add(
-        stat(
-            "Không tới được / unreachable",
-            "count(site:giamsat_site_state:code == 3) or vector(0)",
-            unit="none",
-            thresholds=[(None, "green"), (1, "orange")],
-        ),
-        4,
-        5,
-    )
-    b.add(
-        stat(
-            "Chưa kết nối / coverage gaps",
-            "count(site:giamsat_site_state:code == 4) or vector(0)",
-            unit="none",
-            thresholds=[(None, "green"), (1, "purple")],
-        ),
-        4,
-        5,
-    )
+    # One count per troubled state (site:giamsat_site_state:code), coloured by how bad it is.
+    for title, code, colour in (
+        ("Mất kết nối / sites down", 2, "red"),
+        ("Không tới được / unreachable", 3, "orange"),
+        ("Chưa kết nối / coverage gaps", 4, "purple"),
+    ):
+        b.add(
+            stat(
+                title,
+                f"count(site:giamsat_site_state:code == {code}) or vector(0)",
+                unit="none",
+                thresholds=[(None, "green"), (1, colour)],
+            ),
+            4,
+            5,
+        )
     b.add(
         {
             "type": "bargauge",
