@@ -51,7 +51,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="giamsat-bench-"))
     cfg = tmp / "giamsat.yml"
-    cfg.write_text(f"agent:\n  interval: 15s\n  state_dir: {tmp}\ncollectors:\n  host: {{}}\n")
+    # What a commune office's agent runs: the host collector, its own site and the one above it.
+    cfg.write_text(
+        f"agent:\n  interval: 15s\n  state_dir: {tmp}\n  site: xa-1\n"
+        "sites:\n  - {id: tinh, name: Tỉnh, level: province}\n"
+        "  - {id: xa-1, name: Xã Một, level: commune, parent: tinh}\n"
+        "collectors:\n  host: {}\n"
+    )
     gport, nport = free_port(), free_port()
     giamsat = subprocess.Popen(
         [
