@@ -193,16 +193,17 @@ class _Phases(Metric):
 class _RttHistogram(Metric):
     """The cumulative RTT histogram of one target (smokeping_prober style), as of one round."""
 
-    __slots__ = ("bucket_labels", "count", "cumulative", "total")
+    __slots__ = ("bucket_labels", "buckets", "count", "total")
     name = _HISTOGRAM
     documentation = "Round-trip times of every echo reply since the agent started (for latency heatmaps)"
     type = "histogram"
     unit = ""
 
     def __init__(
-        self, bucket_labels: list[dict[str, str]], cumulative: tuple[float, ...], count: float, total: float
+        self, bucket_labels: list[dict[str, str]], buckets: tuple[float, ...], count: float, total: float
     ) -> None:
-        self.bucket_labels, self.cumulative, self.count, self.total = bucket_labels, cumulative, count, total
+        # per-bucket counts (a snapshot: made cumulative when read, so a round allocates no floats)
+        self.bucket_labels, self.buckets, self.count, self.total = bucket_labels, buckets, count, total
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
@@ -214,7 +215,7 @@ class _RttHistogram(Metric):
                 zip(
                     repeat(_HISTOGRAM + "_bucket"),
                     self.bucket_labels,
-                    self.cumulative,
+                    accumulate(self.buckets),
                     repeat(None),
                     repeat(None),
                 ),
@@ -267,7 +268,7 @@ class IcmpCollector(ProbeCollector):
     async def probe(self, target: TargetConfig | None) -> list[Metric]:
         assert isinstance(target, IcmpTarget)
         out: list[Sequence[Metric] | BaseException] = []
-        await self._probe_group([target], lambda _i, fams: out.append(fams))
+        await self._probe_group([target], [0], lambda _i, fams: out.append(fams))
         if isinstance(out[0], BaseException):
             raise out[0]
         return list(out[0])
@@ -286,10 +287,7 @@ class IcmpCollector(ProbeCollector):
         try:
             await asyncio.gather(
                 *(
-                    self._probe_group(
-                        [cast(IcmpTarget, targets[i]) for i in idx],
-                        lambda j, fams, idx=idx: report(idx[j], fams),  # type: ignore[misc]
-                    )
+                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report)
                     for idx in groups.values()
                 )
             )
@@ -297,9 +295,13 @@ class IcmpCollector(ProbeCollector):
             current_probe.reset(token)
 
     async def _probe_group(
-        self, targets: list[IcmpTarget], report: Callable[[int, Sequence[Metric] | BaseException], None]
+        self,
+        targets: list[IcmpTarget],
+        slots: list[int],
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
     ) -> None:
-        """Probe targets with the same echo settings; ``report(i, families)`` as each one finishes."""
+        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
+        as soon as it is done."""
         assert self.engine is not None
         start = time.perf_counter()
         addrs: list[str] = []
@@ -322,9 +324,9 @@ class IcmpCollector(ProbeCollector):
             )
             for i, r in zip(names, resolved, strict=True):
                 if isinstance(r, ResolveError):
-                    report(i, result_metrics(False, time.perf_counter() - start, "resolve"))
+                    report(slots[i], result_metrics(False, time.perf_counter() - start, "resolve"))
                 elif isinstance(r, BaseException):
-                    report(i, r)
+                    report(slots[i], r)
                 else:
                     ip, family, lookup = r
                     if _is_literal(targets[i].address):  # nothing to look up next time
@@ -347,9 +349,9 @@ class IcmpCollector(ProbeCollector):
                     targets[i].name, result, time.perf_counter() - start, lookups[j], families[j]
                 )
             except Exception as exc:  # a bug here must not lose the other targets' results
-                report(i, exc)
+                report(slots[i], exc)
                 return
-            report(i, fams)
+            report(slots[i], fams)
 
         await self.engine.ping_many(
             addrs,
@@ -415,7 +417,7 @@ class IcmpCollector(ProbeCollector):
                 h.buckets[bisect.bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
             h.total += sum(rtts)
             h.count += len(rtts)
-            h.family = _RttHistogram(self._bucket_labels, tuple(accumulate(h.buckets)), h.count, h.total)
+            h.family = _RttHistogram(self._bucket_labels, tuple(h.buckets), h.count, h.total)
         return h.family
 
 

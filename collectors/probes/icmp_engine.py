@@ -534,6 +534,7 @@ class IcmpEngine:
         self._timers: _Timers | None = None
         self._sender: asyncio.Task[None] | None = None
         self._payloads: dict[int, bytes] = {}
+        self._parsed: dict[str, tuple[int, str]] = {}  # address -> (family, text as recvmsg gives it)
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
 
     async def start(self) -> None:
@@ -635,7 +636,12 @@ class IcmpEngine:
         by_socket: dict[_Socket, list[_Probe]] = {}
         failed: list[_Probe] = []
         for slot, address in enumerate(addresses):
-            family, canonical = _parse_ip(address)
+            parsed = self._parsed.get(address)
+            if parsed is None:
+                if len(self._parsed) >= 100_000:  # addresses from DNS may change: keep it bounded
+                    self._parsed.clear()
+                parsed = self._parsed[address] = _parse_ip(address)
+            family, canonical = parsed
             try:
                 sock = self._socket(family, dont_fragment)
             except OSError:
