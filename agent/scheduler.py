@@ -276,18 +276,20 @@ class Runner:
         capped, dropped = (
             (families, 0) if bound is not None and bound <= limit else cap_series(families, limit)
         )
+        # Positional (job_id, kind, target, site, families, timestamp, duration, success, reason,
+        # interval, timeout): this runs for every target and round, and keywords cost a third more.
         result = JobResult(
-            job_id=job.job_id,
-            kind=job.kind,
-            target=job.target_name,
-            site=job.site,
-            families=tuple(capped),
-            timestamp=now,
-            duration=duration,
-            success=success,
-            reason=reason,
-            interval=job.interval,
-            timeout=job.timeout,
+            job.job_id,
+            job.kind,
+            job.target_name,
+            job.site,
+            tuple(capped),
+            now,
+            duration,
+            success,
+            reason,
+            job.interval,
+            job.timeout,
         )
         h = self.store.put(result)
         for listener in self.listeners:

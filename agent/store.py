@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class JobResult:
     """One finished run of one job. Immutable, so readers never see a half-written result."""
 

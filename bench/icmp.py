@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -160,7 +161,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
         return {
             "wall": wall,
             "cpu": cpu,
-            "rss_mb": r1.ru_maxrss / 1024,
+            "rss_mb": _proc_hwm_mb(os.getpid()),
             "received": received,
             "render_cpu": render,
             "render_bytes": len(body),
@@ -192,7 +193,7 @@ def engine_worker(n: int) -> None:
             await engine.close()
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         received = sum(r.received for r in results)
-        return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "received": received}
+        return {"wall": wall, "cpu": cpu, "rss_mb": _proc_hwm_mb(os.getpid()), "received": received}
 
     print(json.dumps(asyncio.run(go())))
 
@@ -244,8 +245,23 @@ def run_fping(n: int) -> dict[str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
+    # Peak RSS: VmHWM polled while it runs. wait4()'s ru_maxrss would include the bench process's own
+    # memory, which a spawned child inherits in its accounting until exec.
+    hwm: list[float] = []
+
+    def watch() -> None:
+        while proc.poll() is None:
+            try:
+                hwm.append(_proc_hwm_mb(proc.pid))
+            except (OSError, ValueError):
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     err = proc.stderr.read()
     _, _status, ru = os.wait4(proc.pid, 0)
+    watcher.join()
     proc.returncode = 0
     wall = time.perf_counter() - t0
     os.unlink(path)
@@ -260,7 +276,7 @@ def run_fping(n: int) -> dict[str, float]:
     return {
         "wall": wall,
         "cpu": ru.ru_utime + ru.ru_stime,
-        "rss_mb": ru.ru_maxrss / 1024,
+        "rss_mb": max(hwm, default=0.0),
         "received": received,
     }
 

@@ -170,6 +170,20 @@ def _shared_value(cls: type[_Value], value: float) -> _Value:
     return fam
 
 
+def _shared_families(
+    received: int, sent: int, hop_limit: int | None, family: int
+) -> tuple[_Value, _Value, _Value, _Value, _Value, _Value | None]:
+    """The families a result's counts decide: success, ip protocol, sent, received, loss, hop limit."""
+    return (
+        _shared_value(_Success, 1.0 if received else 0.0),
+        _shared_value(_IpProtocol, 6.0 if family == socket.AF_INET6 else 4.0),
+        _shared_value(_Sent, float(sent)),
+        _shared_value(_Received, float(received)),
+        _shared_value(_Loss, 1.0 - received / sent if sent else 1.0),
+        None if hop_limit is None else _shared_value(_HopLimit, float(hop_limit)),
+    )
+
+
 class _Phases(Metric):
     """``probe_icmp_duration_seconds{phase}``: resolve and rtt."""
 
@@ -246,6 +260,10 @@ class IcmpCollector(ProbeCollector):
         ]
         self._literals: dict[tuple[str, str], tuple[str, int]] = {}
         self._reasons: dict[str, Metric] = {}
+        # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
+        self._shared: dict[
+            tuple[int, int, int | None, int], tuple[_Value, _Value, _Value, _Value, _Value, _Value | None]
+        ] = {}
 
     def max_series(self) -> int:
         # success, duration, lookup, ip protocol, failure reason; 2 phases; sent, received, loss;
@@ -368,31 +386,51 @@ class IcmpCollector(ProbeCollector):
         """Every family of one target's result (blackbox names first, then the ICMP ones)."""
         rtts = r.rtts
         n = len(rtts)
-        sent = r.sent
-        out: list[Metric] = [
-            _shared_value(_Success, 1.0 if n else 0.0),
-            _Duration(duration),
-            _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup),
-            _shared_value(_IpProtocol, 6.0 if family == socket.AF_INET6 else 4.0),
-        ]
-        if not n:
-            out.append(self._failure_reason(failure_reason(r)))
-        avg = sum(rtts) / n if n else 0.0
-        out.append(_Phases(lookup, avg))
-        out.append(_shared_value(_Sent, float(sent)))
-        out.append(_shared_value(_Received, float(n)))
-        out.append(_shared_value(_Loss, 1.0 - n / sent if sent else 1.0))
+        hop = r.hop_limit
+        key = (n, r.sent, hop, family)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = _shared_families(*key)
+            if len(self._shared) < _SHARED_MAX:
+                self._shared[key] = shared
+        success, proto, sent, received, loss, hop_limit = shared
+        lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
         if n:
-            out.append(_RttMin(min(rtts)))
-            out.append(_RttAvg(avg))
-            out.append(_RttMax(max(rtts)))
-            out.append(_RttStddev(math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)))
-        if r.hop_limit is not None:
-            out.append(_shared_value(_HopLimit, float(r.hop_limit)))
+            avg = sum(rtts) / n
+            stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
+            out: list[Metric] = [
+                success,
+                _Duration(duration),
+                lookup_fam,
+                proto,
+                _Phases(lookup, avg),
+                sent,
+                received,
+                loss,
+                _RttMin(min(rtts)),
+                _RttAvg(avg),
+                _RttMax(max(rtts)),
+                _RttStddev(stddev),
+            ]
+        else:
+            reason = self._failure_reason(failure_reason(r))
+            out = [
+                success,
+                _Duration(duration),
+                lookup_fam,
+                proto,
+                reason,
+                _Phases(lookup, 0.0),
+                sent,
+                received,
+                loss,
+            ]
+        if hop_limit is not None:
+            out.append(hop_limit)
         if r.errors:
             errs = gauge("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
-            for reason, count in sorted(r.errors.items()):
-                add(errs, count, reason=reason)
+            for reason_, count in sorted(r.errors.items()):
+                add(errs, count, reason=reason_)
             out.append(errs)
         out.append(self._histogram(name, rtts))
         return out
