@@ -145,6 +145,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
             results = await runner.run_once()
             wall = time.perf_counter() - t0
             r1 = resource.getrusage(resource.RUSAGE_SELF)
+            rss = _proc_hwm_mb(os.getpid())  # before rendering, which needs memory of its own
             # What the first scrape after the round adds: rendering every result once (then cached).
             c0 = time.process_time()
             body, _ = render_text(store.snapshot(), [], loaded.config.agent.max_label_length)
@@ -161,9 +162,10 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
         return {
             "wall": wall,
             "cpu": cpu,
-            "rss_mb": _proc_hwm_mb(os.getpid()),
+            "rss_mb": rss,
             "received": received,
             "render_cpu": render,
+            "render_rss_mb": _proc_hwm_mb(os.getpid()),
             "render_bytes": len(body),
             "first_round_cpu": first,
         }
@@ -391,7 +393,8 @@ def ratio_note(runs: list[dict[int, dict[str, dict[str, float]]]]) -> str:
 
 def render_note(rows: dict[int, dict[str, dict[str, float]]]) -> str:
     parts = [
-        f"{n}: {r['giamsat']['render_cpu']:.2f} s CPU for {r['giamsat']['render_bytes'] / 1e6:.1f} MB"
+        f"{n}: {r['giamsat']['render_cpu']:.2f} s CPU for {r['giamsat']['render_bytes'] / 1e6:.1f} MB "
+        f"(peak RSS then {r['giamsat']['render_rss_mb']:.0f} MiB)"
         for n, r in rows.items()
         if "render_cpu" in r.get("giamsat", {})
     ]
