@@ -60,10 +60,10 @@ Where the giamsat row's CPU goes (10 000 targets, steady state, py-spy and timer
 the `sendto`/`recvmsg` system calls a bit over half (on loopback `sendto` also pays the kernel's whole
 receive and reply path, for every tool alike; fping's own CPU is ~90 % system time); the engine's Python
 per echo (sequence numbers, packet fields, reply matching) 15-20 %; per target about 15-20 µs, i.e.
-25-30 %: building the families ~4-6 µs, `JobResult`,
-store swap (which also frees the previous round's result) and health ~3-5 µs, the callbacks between
-engine, collector and scheduler ~2-3 µs, the rest cache misses over 10 000 targets' state; garbage
-collection, inside those, ~5 % (three young-generation passes per round at 10 000 targets). So the gap to fping is the Python work per
+25-30 %: building the families ~4-6 µs, `JobResult`, store swap (which also frees the previous round's
+result) and health ~3-5 µs, the callbacks between engine, collector and scheduler ~2-3 µs, the rest
+cache misses over 10 000 targets' state. Garbage collection, inside those, is ~5 % (three
+young-generation passes per round at 10 000 targets). So the gap to fping is the Python work per
 target, about 5-7 µs per echo at 3 echoes per target; more echoes per target shrink it.
 
 Not in the table: rendering those results for the next scrape, measured apart above. Each ICMP target is
