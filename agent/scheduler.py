@@ -3,6 +3,12 @@
 One APScheduler job per (collector, target); ``max_instances=1`` and coalescing mean a run still going
 at the next tick is skipped and counted rather than stacked. A job that raises, hangs or overruns only
 affects its own result: the scrape path never waits on collection.
+
+Collectors that can probe many targets at once (``Collector.batched``, e.g. ICMP: one burst of echoes
+through one socket) get one scheduler job per group of targets sharing an interval and timeout, a
+``Batch``. Results stay per target: each is recorded the moment the collector reports it, with its own
+``JobResult``, health and ``giamsat_collector_success``; a target not reported by the batch's deadline
+gets ``timeout``, exactly as its own job would have.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -45,6 +51,43 @@ class Job:
         return self.target.name if self.target is not None else None
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The jobs of one batching collector that share an interval and timeout, run as one scheduler job."""
+
+    batch_id: str
+    kind: str
+    collector: Collector
+    jobs: tuple[Job, ...]
+    targets: tuple[TargetConfig, ...]  # the jobs' targets, in the same order
+    interval: float
+    timeout: float
+
+
+def build_batches(jobs: Sequence[Job]) -> tuple[list[Batch], list[Job]]:
+    """Group the target jobs of batching collectors by (kind, interval, timeout); the rest run alone."""
+    groups: dict[tuple[str, float, float], list[Job]] = {}
+    solo: list[Job] = []
+    for job in jobs:
+        if job.target is not None and job.collector.batched:
+            groups.setdefault((job.kind, job.interval, job.timeout), []).append(job)
+        else:
+            solo.append(job)
+    batches = [
+        Batch(
+            f"{kind}[batch every {interval:g}s, timeout {timeout:g}s]",  # never a job id: no "/"
+            kind,
+            members[0].collector,
+            tuple(members),
+            tuple(j.target for j in members if j.target is not None),
+            interval,
+            timeout,
+        )
+        for (kind, interval, timeout), members in groups.items()
+    ]
+    return batches, solo
+
+
 def build_jobs(loaded: LoadedConfig, collectors: dict[str, Collector]) -> list[Job]:
     cfg = loaded.config
     jobs: list[Job] = []
@@ -75,7 +118,11 @@ class Runner:
         self.listeners = listeners if listeners is not None else []
         self.collectors: dict[str, Collector] = {}
         self.jobs: list[Job] = []
+        self.batches: list[Batch] = []
+        self._solo: list[Job] = []
         self._by_id: dict[str, Job] = {}
+        self._batch_by_id: dict[str, Batch] = {}
+        self._series_bounds: dict[Collector, int | None] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._first_round: set[str] = set()
         self.first_round_done = asyncio.Event()
@@ -110,6 +157,8 @@ class Runner:
     def set_jobs(self, jobs: list[Job]) -> None:
         self.jobs = jobs
         self._by_id = {j.job_id: j for j in jobs}
+        self.batches, self._solo = build_batches(jobs)
+        self._batch_by_id = {b.batch_id: b for b in self.batches}
         self._first_round = {j.job_id for j in jobs}
         if not self._first_round:
             self.first_round_done.set()
@@ -121,39 +170,45 @@ class Runner:
     def start_schedule(self) -> None:
         sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
         now = time.time()
-        for job in self.jobs:
+        scheduled: list[tuple[str, float, Callable[..., object], Job | Batch]] = [
+            (b.batch_id, b.interval, self.run_batch, b) for b in self.batches
+        ]
+        scheduled += [(j.job_id, j.interval, self.run_job, j) for j in self._solo]
+        for job_id, interval, fn, arg in scheduled:
             # Spread first runs a little so thousands of targets do not fire in the same millisecond,
             # but keep the first round quick: readiness waits for it.
-            first = now + random.uniform(0, min(1.0, job.interval / 10))
+            first = now + random.uniform(0, min(1.0, interval / 10))
             sched.add_job(
-                self.run_job,
-                IntervalTrigger(seconds=job.interval, jitter=min(job.interval * 0.05, 5.0)),
-                args=[job],
-                id=job.job_id,
-                name=job.job_id,
+                fn,
+                IntervalTrigger(seconds=interval, jitter=min(interval * 0.05, 5.0)),
+                args=[arg],
+                id=job_id,
+                name=job_id,
                 next_run_time=_dt(first),
-                misfire_grace_time=max(1, int(job.interval)),
+                misfire_grace_time=max(1, int(interval)),
             )
         sched.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
 
     def _on_skip(self, event: JobExecutionEvent) -> None:
+        batch = self._batch_by_id.get(event.job_id)
         job = self._by_id.get(event.job_id)
-        if job is None:
-            return
-        h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
-        h.skipped_total += 1
-        log.debug("run skipped: previous run still going", extra={"job": job.job_id})
+        jobs = batch.jobs if batch is not None else (job,) if job is not None else ()
+        for j in jobs:  # a skipped batch is a skipped run for each of its targets
+            h = self.store.health(j.job_id, j.kind, j.target_name, j.site)
+            h.skipped_total += 1
+        if jobs:
+            log.debug("run skipped: previous run still going", extra={"job": event.job_id})
 
     async def run_job(self, job: Job) -> JobResult:
         start = time.monotonic()
-        families: tuple[Metric, ...] = ()
+        families: Sequence[Metric] = ()
         reason = ""
         message = ""
         token = job_deadline.set(start + job.timeout)
         try:
-            families = tuple(await asyncio.wait_for(job.collector.collect(job.target), job.timeout))
+            families = await asyncio.wait_for(job.collector.collect(job.target), job.timeout)
         except TimeoutError:
             reason, message = "timeout", f"no result within {job.timeout:g}s"
         except CollectError as exc:
@@ -161,37 +216,87 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason, message = "error", f"{type(exc).__name__}: {exc}"
-            log.debug("collector raised", exc_info=True, extra={"job": job.job_id})
+            reason, message = _unexpected(exc, job.job_id)
         finally:
             job_deadline.reset(token)
+        return self._record(job, families, reason, message, time.monotonic() - start)
+
+    async def run_batch(self, batch: Batch) -> list[JobResult]:
+        """Run a batch under its deadline, recording each target's result as the collector reports it."""
+        start = time.monotonic()
+        results: list[JobResult | None] = [None] * len(batch.jobs)
+
+        def report(i: int, outcome: Sequence[Metric] | BaseException) -> None:
+            if results[i] is not None:
+                return  # one result per target and run
+            job = batch.jobs[i]
+            families: Sequence[Metric] = ()
+            reason = message = ""
+            if isinstance(outcome, CollectError):
+                reason, message = outcome.reason, outcome.message
+            elif isinstance(outcome, BaseException):
+                reason, message = _unexpected(outcome, job.job_id)
+            else:
+                families = outcome
+            results[i] = self._record(job, families, reason, message, time.monotonic() - start)
+
+        reason = message = ""
+        token = job_deadline.set(start + batch.timeout)
+        try:
+            await asyncio.wait_for(batch.collector.collect_batch(batch.targets, report), batch.timeout)
+        except TimeoutError:
+            reason, message = "timeout", f"no result within {batch.timeout:g}s"
+        except CollectError as exc:
+            reason, message = exc.reason, exc.message
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason, message = _unexpected(exc, batch.batch_id)
+        finally:
+            job_deadline.reset(token)
+        if not reason:
+            reason, message = "error", "the collector reported no result for this target"
         duration = time.monotonic() - start
+        return [
+            r if r is not None else self._record(job, (), reason, message, duration)
+            for job, r in zip(batch.jobs, results, strict=True)
+        ]
+
+    def _record(
+        self, job: Job, families: Sequence[Metric], reason: str, message: str, duration: float
+    ) -> JobResult:
+        """Store one target's result, tell the listeners, and update its health (per target, batched
+        or not)."""
         now = time.time()
         success = not reason
         limit = self.loaded.config.agent.max_series_per_target
-        capped, dropped = cap_series(families, limit)
-        if dropped:
-            families = tuple(capped)
-        result = JobResult(
-            job_id=job.job_id,
-            kind=job.kind,
-            target=job.target_name,
-            site=job.site,
-            families=families,
-            timestamp=now,
-            duration=duration,
-            success=success,
-            reason=reason,
-            interval=job.interval,
-            timeout=job.timeout,
+        if job.collector not in self._series_bounds:
+            self._series_bounds[job.collector] = job.collector.max_series()
+        bound = self._series_bounds[job.collector]
+        capped, dropped = (
+            (families, 0) if bound is not None and bound <= limit else cap_series(families, limit)
         )
-        self.store.put(result)
+        # Positional (job_id, kind, target, site, families, timestamp, duration, success, reason,
+        # interval, timeout): this runs for every target and round, and keywords cost a third more.
+        result = JobResult(
+            job.job_id,
+            job.kind,
+            job.target_name,
+            job.site,
+            tuple(capped),
+            now,
+            duration,
+            success,
+            reason,
+            job.interval,
+            job.timeout,
+        )
+        h = self.store.put(result)
         for listener in self.listeners:
             try:
                 listener(result)
             except Exception:
                 log.exception("result listener failed", extra={"job": job.job_id})
-        h = self.store.health(job.job_id, job.kind, job.target_name, job.site)
         h.runs_total += 1
         h.last_duration = duration
         if dropped:
@@ -214,15 +319,24 @@ class Runner:
                     "collection failing", extra={"job": job.job_id, "reason": reason, "detail": message}
                 )
         h.last_success, h.last_reason = success, reason
-        if job.job_id in self._first_round:
-            self._first_round.discard(job.job_id)
-            if not self._first_round:
+        first_round = self._first_round
+        if first_round and job.job_id in first_round:
+            first_round.discard(job.job_id)
+            if not first_round:
                 self.first_round_done.set()
         return result
 
     async def run_once(self) -> list[JobResult]:
-        """Run every job once, concurrently (for ``giamsat once`` and tests)."""
-        return list(await asyncio.gather(*(self.run_job(j) for j in self.jobs)))
+        """Run every job (and batch) once, concurrently (for ``giamsat once`` and tests); results in
+        the order of ``jobs``."""
+        done = await asyncio.gather(
+            *(self.run_batch(b) for b in self.batches), *(self._run_one(j) for j in self._solo)
+        )
+        by_id = {r.job_id: r for rs in done for r in rs}
+        return [by_id[j.job_id] for j in self.jobs]
+
+    async def _run_one(self, job: Job) -> list[JobResult]:
+        return [await self.run_job(job)]
 
     async def close(self) -> None:
         if self._scheduler is not None:
@@ -237,6 +351,11 @@ class Runner:
                 )
             collector.ctx.blocking.shutdown()
         self.collectors.clear()
+
+
+def _unexpected(exc: BaseException, job_id: str) -> tuple[str, str]:
+    log.debug("collector raised", exc_info=exc, extra={"job": job_id})
+    return "error", f"{type(exc).__name__}: {exc}"
 
 
 def _dt(ts: float):  # type: ignore[no-untyped-def]

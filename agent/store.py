@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class JobResult:
     """One finished run of one job. Immutable, so readers never see a half-written result."""
 
@@ -57,9 +57,14 @@ class Store:
         self._health: dict[str, JobHealth] = {}
         self._lock = threading.Lock()
 
-    def put(self, result: JobResult) -> None:
+    def put(self, result: JobResult) -> JobHealth:
+        """Swap in a job's latest result; returns the job's health record (one lock round for both)."""
         with self._lock:
             self._results[result.job_id] = result
+            h = self._health.get(result.job_id)
+            if h is None:
+                h = self._health[result.job_id] = JobHealth(result.kind, result.target, result.site)
+            return h
 
     def get(self, job_id: str, now: float | None = None) -> JobResult | None:
         with self._lock:

@@ -136,6 +136,9 @@ class Collector(abc.ABC):
     target_model: ClassVar[type[TargetConfig] | None] = None
     #: threads for blocking calls; collectors that only await sockets leave it small.
     blocking_threads: ClassVar[int] = 2
+    #: True when the collector implements ``collect_batch``: the agent then runs its targets that share
+    #: an interval and timeout as one scheduler job instead of one job per target.
+    batched: ClassVar[bool] = False
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         self.settings = settings
@@ -160,6 +163,28 @@ class Collector(abc.ABC):
     @abc.abstractmethod
     async def collect(self, target: TargetConfig | None) -> list[Metric]:
         """Collect once. Raise on collector failure; report a down target as data."""
+
+    def max_series(self) -> int | None:
+        """An upper bound on the series one target's result can have, or None if there is none.
+
+        Within ``agent.max_series_per_target`` the agent then skips counting every result's samples
+        (which, for families that build their samples when read, would build them for nothing).
+        """
+        return None
+
+    async def collect_batch(
+        self,
+        targets: Sequence[TargetConfig],
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+    ) -> None:
+        """Collect many targets in one go (only when ``batched``): call ``report(i, families)`` for
+        ``targets[i]`` as soon as its result is ready (or ``report(i, exc)`` if that target's collection
+        broke), so one slow target never holds back the others. Raise only if the whole batch broke.
+
+        Worth it when per-target work shares a lot (one burst of ICMP echoes through one socket): the
+        scheduler then keeps one task and one deadline per batch rather than per target.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not collect in batches")
 
     async def close(self) -> None:
         """Release what ``start`` opened. Called on shutdown and on reload."""

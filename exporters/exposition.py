@@ -74,28 +74,51 @@ class RenderedFamily:
     keys: list[str] = field(default_factory=list)
 
 
+#: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id;
+#: the entry keeps the dict so an id is never reused while it is in the map.
+LabelMemo = dict[int, tuple[dict[str, str], str, frozenset[str]]]
+
+
 def render_families(
-    families: Iterable[Metric], extra: Sequence[tuple[str, str]], max_label_length: int
+    families: Iterable[Metric],
+    extra: Sequence[tuple[str, str]],
+    max_label_length: int,
+    memo: LabelMemo | None = None,
 ) -> list[RenderedFamily]:
+    """Exposition lines of ``families`` with the ``extra`` labels (site, target) added.
+
+    Collectors share one label dict between samples (a table row's samples, every target's
+    ``{"probe": "icmp"}``, the histogram's ``le`` dicts), so a dict's labels are rendered once per
+    ``memo`` (pass one memo to many calls, e.g. all results of one scrape) and only the result's own
+    labels are appended per sample.
+    """
+    if memo is None:
+        memo = {}
+    extra_keys = frozenset(k for k, _ in extra)
+    extra_body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra)
     out: list[RenderedFamily] = []
     for fam in families:
         name, typ = exposed_name_and_type(fam)
         rf = RenderedFamily(name, fam.documentation, typ)
         seen: set[str] = set()
-        # Collectors often share one label dict across a table row's samples: render it once.
-        memo: dict[int, tuple[dict[str, str], str]] = {}
+        lines, keys = rf.lines, rf.keys
         for s in fam.samples:
             if s.name.endswith("_created"):
                 continue
-            hit = memo.get(id(s.labels))
-            if hit is not None and hit[0] is s.labels:
-                body = hit[1]
-            else:
-                pairs = [(k, clean_label_value(v, max_label_length)) for k, v in s.labels.items()]
-                present = {k for k, _ in pairs}
-                pairs += [(k, v) for k, v in extra if k not in present]
-                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs)
-                memo[id(s.labels)] = (s.labels, body)
+            labels = s.labels
+            hit = memo.get(id(labels))
+            if hit is None or hit[0] is not labels:
+                own = ",".join(
+                    f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"'
+                    for k, v in labels.items()
+                )
+                hit = memo[id(labels)] = (labels, own, frozenset(labels))
+            own, present = hit[1], hit[2]
+            if present.isdisjoint(extra_keys):
+                tail = extra_body
+            else:  # the sample's own site/target win
+                tail = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra if k not in present)
+            body = f"{own},{tail}" if own and tail else own or tail
             key = f"{s.name}{{{body}}}" if body else s.name
             if key in seen:
                 continue
@@ -103,8 +126,8 @@ def render_families(
             line = f"{key} {format_value(s.value)}"
             if s.timestamp is not None:
                 line += f" {int(float(s.timestamp) * 1000)}"
-            rf.lines.append(line)
-            rf.keys.append(key)
+            lines.append(line)
+            keys.append(key)
         out.append(rf)
     return out
 
@@ -118,11 +141,13 @@ def result_labels(r: JobResult, max_label_length: int) -> list[tuple[str, str]]:
     return extra
 
 
-def _cached_render(r: JobResult, max_label_length: int) -> list[RenderedFamily]:
+def _cached_render(
+    r: JobResult, max_label_length: int, memo: LabelMemo | None = None
+) -> list[RenderedFamily]:
     cache_key = f"text:{max_label_length}"
     cached = r.rendered.get(cache_key)
     if cached is None:
-        cached = render_families(r.families, result_labels(r, max_label_length), max_label_length)
+        cached = render_families(r.families, result_labels(r, max_label_length), max_label_length, memo)
         r.rendered[cache_key] = cached
     assert isinstance(cached, list)
     return cached
@@ -170,7 +195,8 @@ def render_text(
         groups = [own_cache.render(own, max_label_length)]
     else:
         groups = [render_families(own, (), max_label_length)]
-    groups += [_cached_render(r, max_label_length) for r in sorted(results, key=lambda r: r.job_id)]
+    memo: LabelMemo = {}  # shared by the results rendered in this scrape (their label dicts often are)
+    groups += [_cached_render(r, max_label_length, memo) for r in sorted(results, key=lambda r: r.job_id)]
     seen_keys: dict[str, set[str]] = {}
     for rendered in groups:
         for rf in rendered:

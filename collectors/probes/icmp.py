@@ -8,11 +8,16 @@ per target (as smokeping_prober does) for Grafana latency heatmaps.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import ipaddress
 import math
+import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from itertools import accumulate, repeat
+from typing import Literal, cast
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
@@ -25,13 +30,12 @@ from collectors.probes.common import (
     ProbeTarget,
     ResolveError,
     add,
-    family,
+    current_probe,
     gauge,
-    probe_labels,
     resolve,
     result_metrics,
 )
-from collectors.probes.icmp_engine import EchoResult, IcmpEngine
+from collectors.probes.icmp_engine import REASONS, EchoResult, IcmpEngine
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
 DEFAULT_BUCKETS = [0.00005 * 2**i for i in range(20)]
@@ -85,25 +89,186 @@ class IcmpTarget(ProbeTarget):
 
 
 @dataclass
-class _Histogram:
-    buckets: list[int]
+class _RttCounts:
+    """A target's RTT histogram state since the agent started."""
+
+    buckets: list[float]  # per bucket, not cumulative; the last one is +Inf
     total: float = 0.0
-    count: int = 0
+    count: float = 0.0
+    family: Metric | None = None  # the latest family, reused while no reply comes in
+
+
+#: What must be equal for targets to share one ``IcmpEngine.ping_many`` call.
+_GroupKey = tuple[int, float, float, int, bool, "int | None"]
+
+_PROBE = {"probe": "icmp"}
+_RESOLVE_LABELS = {"phase": "resolve", "probe": "icmp"}
+_RTT_LABELS = {"phase": "rtt", "probe": "icmp"}
+_HISTOGRAM = "probe_icmp_response_duration_seconds"
+_new_tuple = tuple.__new__
+
+
+# -- compact result families ---------------------------------------------------------------------------
+#
+# Every family a collector returns lives in the store for a whole interval. With thousands of targets,
+# the cyclic garbage collector's passes over those long-lived objects cost more than the probing itself
+# (bench/icmp.py: ~0.4 s per round at 10 000 targets). A plain family is three or more tracked objects
+# (family, sample list, samples); these keep only their values and build the sample list when a reader
+# asks for ``samples`` (a renderer, once per result: the exposition is cached on the result). Results
+# are never mutated once stored, so a family whose value is the same for every target and round
+# (``probe_success 1``) is one shared object.
+
+
+class _Value(Metric):
+    """A gauge family with one sample labelled ``probe="icmp"``; name and help are class attributes."""
+
+    __slots__ = ("value",)
+    type = "gauge"
+    unit = ""
+
+    def __init__(self, value: float) -> None:  # no Metric.__init__: nothing to validate per result
+        self.value = value
+
+    @property
+    def samples(self) -> list[Sample]:  # type: ignore[override]
+        return [_new_tuple(Sample, (self.name, _PROBE, self.value, None, None))]
+
+
+def _value_family(name: str, doc: str) -> type[_Value]:
+    return type(f"{name}_family", (_Value,), {"__slots__": (), "name": name, "documentation": doc})
+
+
+_Success = _value_family("probe_success", "Displays whether or not the probe was a success")
+_Duration = _value_family("probe_duration_seconds", "Returns how long the probe took to complete in seconds")
+_Lookup = _value_family(
+    "probe_dns_lookup_time_seconds", "Returns the time taken for probe dns lookup in seconds"
+)
+_IpProtocol = _value_family("probe_ip_protocol", "Specifies whether probe ip protocol is IP4 or IP6")
+_Sent = _value_family("probe_icmp_packets_sent", "Echo requests sent by this probe")
+_Received = _value_family("probe_icmp_packets_received", "Echo replies received by this probe")
+_Loss = _value_family("probe_icmp_packet_loss_ratio", "Share of echo requests without a reply")
+_RttMin = _value_family("probe_icmp_rtt_min_seconds", "Smallest round-trip time of this probe")
+_RttAvg = _value_family("probe_icmp_rtt_avg_seconds", "Mean round-trip time of this probe")
+_RttMax = _value_family("probe_icmp_rtt_max_seconds", "Largest round-trip time of this probe")
+_RttStddev = _value_family(
+    "probe_icmp_rtt_stddev_seconds", "Standard deviation of the round-trip times of this probe (jitter)"
+)
+_HopLimit = _value_family("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)")
+
+_SHARED_MAX = 4096
+_shared: dict[tuple[type[_Value], float], _Value] = {}
+
+
+def _shared_value(cls: type[_Value], value: float) -> _Value:
+    """One object per (family, value) for the small discrete values many results have in common."""
+    key = (cls, value)
+    fam = _shared.get(key)
+    if fam is None:
+        fam = cls(value)
+        if len(_shared) < _SHARED_MAX:
+            _shared[key] = fam
+    return fam
+
+
+def _shared_families(
+    received: int, sent: int, hop_limit: int | None, family: int
+) -> tuple[_Value, _Value, _Value, _Value, _Value, _Value | None]:
+    """The families a result's counts decide: success, ip protocol, sent, received, loss, hop limit."""
+    return (
+        _shared_value(_Success, 1.0 if received else 0.0),
+        _shared_value(_IpProtocol, 6.0 if family == socket.AF_INET6 else 4.0),
+        _shared_value(_Sent, float(sent)),
+        _shared_value(_Received, float(received)),
+        _shared_value(_Loss, 1.0 - received / sent if sent else 1.0),
+        None if hop_limit is None else _shared_value(_HopLimit, float(hop_limit)),
+    )
+
+
+class _Phases(Metric):
+    """``probe_icmp_duration_seconds{phase}``: resolve and rtt."""
+
+    __slots__ = ("resolve", "rtt")
+    name = "probe_icmp_duration_seconds"
+    documentation = "Duration of icmp request by phase"
+    type = "gauge"
+    unit = ""
+
+    def __init__(self, resolve: float, rtt: float) -> None:
+        self.resolve, self.rtt = resolve, rtt
+
+    @property
+    def samples(self) -> list[Sample]:  # type: ignore[override]
+        return [
+            _new_tuple(Sample, (self.name, _RESOLVE_LABELS, self.resolve, None, None)),
+            _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, None, None)),
+        ]
+
+
+class _RttHistogram(Metric):
+    """The cumulative RTT histogram of one target (smokeping_prober style), as of one round."""
+
+    __slots__ = ("bucket_labels", "buckets", "count", "total")
+    name = _HISTOGRAM
+    documentation = "Round-trip times of every echo reply since the agent started (for latency heatmaps)"
+    type = "histogram"
+    unit = ""
+
+    def __init__(
+        self, bucket_labels: list[dict[str, str]], buckets: tuple[float, ...], count: float, total: float
+    ) -> None:
+        # per-bucket counts (a snapshot: made cumulative when read, so a round allocates no floats)
+        self.bucket_labels, self.buckets, self.count, self.total = bucket_labels, buckets, count, total
+
+    @property
+    def samples(self) -> list[Sample]:  # type: ignore[override]
+        # Cumulative buckets in one C-level pass: no Python frame per sample.
+        out = list(
+            map(
+                _new_tuple,
+                repeat(Sample),
+                zip(
+                    repeat(_HISTOGRAM + "_bucket"),
+                    self.bucket_labels,
+                    accumulate(self.buckets),
+                    repeat(None),
+                    repeat(None),
+                ),
+            )
+        )
+        out.append(_new_tuple(Sample, (_HISTOGRAM + "_count", _PROBE, self.count, None, None)))
+        out.append(_new_tuple(Sample, (_HISTOGRAM + "_sum", _PROBE, self.total, None, None)))
+        return out
 
 
 class IcmpCollector(ProbeCollector):
+    """Probes run in batches: every target sharing an interval and timeout goes out in one
+    ``ping_many`` per echo settings, and each target's result is reported as soon as it is complete."""
+
     kind = "icmp"
     settings_model = IcmpSettings
     target_model = IcmpTarget
+    batched = True
 
     def __init__(self, settings: CollectorSettings, ctx: object) -> None:
         super().__init__(settings, ctx)  # type: ignore[arg-type]
         self.engine: IcmpEngine | None = None
-        self._hist: dict[str, _Histogram] = {}
+        self._hist: dict[str, _RttCounts] = {}
         assert isinstance(settings, IcmpSettings)
         self._bounds = list(settings.histogram_buckets)
-        self._le = [*(_fmt(b) for b in self._bounds), "+Inf"]
-        self._le_labels: dict[str, list[dict[str, str]]] = {}
+        self._bucket_labels = [
+            {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
+        ]
+        self._literals: dict[tuple[str, str], tuple[str, int]] = {}
+        self._reasons: dict[str, Metric] = {}
+        # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
+        self._shared: dict[
+            tuple[int, int, int | None, int], tuple[_Value, _Value, _Value, _Value, _Value, _Value | None]
+        ] = {}
+
+    def max_series(self) -> int:
+        # success, duration, lookup, ip protocol, failure reason; 2 phases; sent, received, loss;
+        # min/avg/max/stddev; hop limit; errors by reason; histogram buckets, +Inf, count and sum
+        return 5 + 2 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
 
     async def start(self) -> None:
         s = self.settings
@@ -119,100 +284,187 @@ class IcmpCollector(ProbeCollector):
             self.engine = None
 
     async def probe(self, target: TargetConfig | None) -> list[Metric]:
-        assert isinstance(target, IcmpTarget) and self.engine is not None
-        start = time.perf_counter()
-        try:
-            ip, family, lookup = await resolve(target.address, target.ip_protocol)
-        except ResolveError:
-            return result_metrics(False, time.perf_counter() - start, "resolve")
-        # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
-        sending = (target.count - 1) * target.packet_interval
-        window = min(target.packet_timeout, time_left(target.packet_timeout + sending, 0.2) - sending)
-        result = await self.engine.ping(
-            ip,
-            count=target.count,
-            interval=target.packet_interval,
-            timeout=max(0.05, window),
-            payload_size=target.payload_size,
-            dont_fragment=target.dont_fragment,
-            ttl=target.ttl,
-        )
-        duration = time.perf_counter() - start
-        success = result.received > 0
-        reason = "" if success else failure_reason(result)
-        return [
-            *result_metrics(success, duration, reason, lookup=lookup, family=family),
-            *self._icmp_metrics(target.name, result, lookup),
-        ]
+        assert isinstance(target, IcmpTarget)
+        out: list[Sequence[Metric] | BaseException] = []
+        await self._probe_group([target], [0], lambda _i, fams: out.append(fams))
+        if isinstance(out[0], BaseException):
+            raise out[0]
+        return list(out[0])
 
-    def _icmp_metrics(self, name: str, r: EchoResult, lookup: float) -> list[Metric]:
-        out: list[Metric] = []
-        phases = gauge("probe_icmp_duration_seconds", "Duration of icmp request by phase")
-        add(phases, lookup, phase="resolve")
-        rtts = r.rtts
-        avg = sum(rtts) / len(rtts) if rtts else 0.0
-        add(phases, avg, phase="rtt")
-        out.append(phases)
-        out.append(gauge("probe_icmp_packets_sent", "Echo requests sent by this probe", r.sent))
-        out.append(gauge("probe_icmp_packets_received", "Echo replies received by this probe", r.received))
-        loss = 1.0 - r.received / r.sent if r.sent else 1.0
-        out.append(gauge("probe_icmp_packet_loss_ratio", "Share of echo requests without a reply", loss))
-        if rtts:
-            stddev = math.sqrt(sum((x - avg) ** 2 for x in rtts) / len(rtts))
-            out.append(
-                gauge("probe_icmp_rtt_min_seconds", "Smallest round-trip time of this probe", min(rtts))
-            )
-            out.append(gauge("probe_icmp_rtt_avg_seconds", "Mean round-trip time of this probe", avg))
-            out.append(
-                gauge("probe_icmp_rtt_max_seconds", "Largest round-trip time of this probe", max(rtts))
-            )
-            out.append(
-                gauge(
-                    "probe_icmp_rtt_stddev_seconds",
-                    "Standard deviation of the round-trip times of this probe (jitter)",
-                    stddev,
+    async def collect_batch(
+        self,
+        targets: Sequence[TargetConfig],
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+    ) -> None:
+        groups: dict[_GroupKey, list[int]] = {}
+        for i, t in enumerate(targets):
+            assert isinstance(t, IcmpTarget)
+            key = (t.count, t.packet_interval, t.packet_timeout, t.payload_size, t.dont_fragment, t.ttl)
+            groups.setdefault(key, []).append(i)
+        token = current_probe.set(self.kind)
+        try:
+            await asyncio.gather(
+                *(
+                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report)
+                    for idx in groups.values()
                 )
             )
-        if r.hop_limit is not None:
-            out.append(
-                gauge("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)", r.hop_limit)
+        finally:
+            current_probe.reset(token)
+
+    async def _probe_group(
+        self,
+        targets: list[IcmpTarget],
+        slots: list[int],
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+    ) -> None:
+        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
+        as soon as it is done."""
+        assert self.engine is not None
+        start = time.perf_counter()
+        addrs: list[str] = []
+        live: list[int] = []  # index into targets of each address pinged
+        lookups: list[float] = []
+        families: list[int] = []
+        names: list[int] = []
+        for i, t in enumerate(targets):
+            hit = self._literals.get((t.address, t.ip_protocol))
+            if hit is None:
+                names.append(i)
+                continue
+            live.append(i)
+            addrs.append(hit[0])
+            families.append(hit[1])
+            lookups.append(0.0)
+        if names:
+            resolved = await asyncio.gather(
+                *(resolve(targets[i].address, targets[i].ip_protocol) for i in names), return_exceptions=True
             )
+            for i, r in zip(names, resolved, strict=True):
+                if isinstance(r, ResolveError):
+                    report(slots[i], result_metrics(False, time.perf_counter() - start, "resolve"))
+                elif isinstance(r, BaseException):
+                    report(slots[i], r)
+                else:
+                    ip, family, lookup = r
+                    if _is_literal(targets[i].address):  # nothing to look up next time
+                        self._literals[(targets[i].address, targets[i].ip_protocol)] = (ip, family)
+                    live.append(i)
+                    addrs.append(ip)
+                    families.append(family)
+                    lookups.append(lookup)
+        if not live:
+            return
+        t0 = targets[0]
+        # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
+        sending = (t0.count - 1) * t0.packet_interval
+        window = min(t0.packet_timeout, time_left(t0.packet_timeout + sending, 0.2) - sending)
+
+        def done(j: int, result: EchoResult) -> None:
+            i = live[j]
+            try:
+                fams = self._metrics(
+                    targets[i].name, result, time.perf_counter() - start, lookups[j], families[j]
+                )
+            except Exception as exc:  # a bug here must not lose the other targets' results
+                report(slots[i], exc)
+                return
+            report(slots[i], fams)
+
+        await self.engine.ping_many(
+            addrs,
+            count=t0.count,
+            interval=t0.packet_interval,
+            timeout=max(0.05, window),
+            payload_size=t0.payload_size,
+            dont_fragment=t0.dont_fragment,
+            ttl=t0.ttl,
+            on_result=done,
+        )
+
+    def _metrics(self, name: str, r: EchoResult, duration: float, lookup: float, family: int) -> list[Metric]:
+        """Every family of one target's result (blackbox names first, then the ICMP ones)."""
+        rtts = r.rtts
+        n = len(rtts)
+        hop = r.hop_limit
+        key = (n, r.sent, hop, family)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = _shared_families(*key)
+            if len(self._shared) < _SHARED_MAX:
+                self._shared[key] = shared
+        success, proto, sent, received, loss, hop_limit = shared
+        lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
+        if n:
+            avg = sum(rtts) / n
+            stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
+            out: list[Metric] = [
+                success,
+                _Duration(duration),
+                lookup_fam,
+                proto,
+                _Phases(lookup, avg),
+                sent,
+                received,
+                loss,
+                _RttMin(min(rtts)),
+                _RttAvg(avg),
+                _RttMax(max(rtts)),
+                _RttStddev(stddev),
+            ]
+        else:
+            reason = self._failure_reason(failure_reason(r))
+            out = [
+                success,
+                _Duration(duration),
+                lookup_fam,
+                proto,
+                reason,
+                _Phases(lookup, 0.0),
+                sent,
+                received,
+                loss,
+            ]
+        if hop_limit is not None:
+            out.append(hop_limit)
         if r.errors:
             errs = gauge("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
-            for reason, n in sorted(r.errors.items()):
-                add(errs, n, reason=reason)
+            for reason_, count in sorted(r.errors.items()):
+                add(errs, count, reason=reason_)
             out.append(errs)
         out.append(self._histogram(name, rtts))
         return out
+
+    def _failure_reason(self, reason: str) -> Metric:
+        fam = self._reasons.get(reason)  # bounded: REASONS
+        if fam is None:
+            fam = self._reasons[reason] = gauge(
+                "probe_failure_reason",
+                "Why the probe failed, from a bounded set of reasons (1 while failing; absent on success)",
+            )
+            add(fam, 1.0, reason=reason)
+        return fam
 
     def _histogram(self, name: str, rtts: list[float]) -> Metric:
         bounds = self._bounds
         h = self._hist.get(name)
         if h is None:
-            h = self._hist[name] = _Histogram([0] * (len(bounds) + 1))
-        for x in rtts:
-            h.buckets[bisect.bisect_left(bounds, x)] += 1  # le: x <= bound; the last slot is +Inf
-            h.total += x
-            h.count += 1
-        base = "probe_icmp_response_duration_seconds"
-        fam = family(
-            base,
-            "Round-trip times of every echo reply since the agent started (for latency heatmaps)",
-            "histogram",
-        )
-        probe = probe_labels()
-        le_labels = self._le_labels.get(probe["probe"])
-        if le_labels is None:
-            le_labels = self._le_labels[probe["probe"]] = [{"le": le, **probe} for le in self._le]
-        bucket = base + "_bucket"
-        running = 0
-        samples = fam.samples
-        for labels, n in zip(le_labels, h.buckets, strict=True):
-            running += n
-            samples.append(Sample(bucket, labels, float(running)))
-        samples.append(Sample(base + "_count", probe, float(h.count)))
-        samples.append(Sample(base + "_sum", probe, h.total))
-        return fam
+            h = self._hist[name] = _RttCounts([0.0] * (len(bounds) + 1))
+        if rtts or h.family is None:
+            for x in rtts:
+                h.buckets[bisect.bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
+            h.total += sum(rtts)
+            h.count += len(rtts)
+            h.family = _RttHistogram(self._bucket_labels, tuple(h.buckets), h.count, h.total)
+        return h.family
+
+
+def _is_literal(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt(b: float) -> str:

@@ -32,7 +32,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,12 @@ _SEQ_SPACE = 1 << 16
 _SEND_BATCH = 32  # packets sent before the sender yields so the reader can drain replies
 _RCVBUF = 4 << 20
 _ERR_STRUCT = struct.Struct("=IBBBBII")  # struct sock_extended_err
+_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+_CSUM_ID_SEQ = struct.Struct("!HHH")  # checksum, identifier, sequence (offset 2)
+_SEQ = struct.Struct("!H")  # sequence (offset 6)
+_ID_SEQ = struct.Struct("!HH")
+_TIMESPEC = struct.Struct("=qq")
+_INT = struct.Struct("=i")
 
 
 def icmp_reason(family: int, icmp_type: int, code: int) -> str | None:
@@ -145,40 +151,102 @@ class EchoResult:
         return len(self.rtts)
 
 
+_NO_RESULT = EchoResult()  # placeholder in a batch's result list until the probe finishes
+
+
+class _Batch:
+    """The probes of one ``ping_many`` call: their results in order, reported as each probe finishes."""
+
+    __slots__ = ("done", "on_result", "results", "waiting")
+
+    def __init__(
+        self, n: int, loop: asyncio.AbstractEventLoop, on_result: Callable[[int, EchoResult], None] | None
+    ) -> None:
+        self.results: list[EchoResult] = [_NO_RESULT] * n
+        self.waiting = n
+        self.on_result = on_result
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def finished(self, probe: _Probe) -> None:
+        result = EchoResult(probe.sent, probe.rtts, probe.errors, probe.hop_limit)
+        self.results[probe.slot] = result
+        if self.on_result is not None:
+            self.on_result(probe.slot, result)
+        self.waiting -= 1
+        if not self.waiting and not self.done.done():
+            self.done.set_result(None)
+
+
 class _Probe:
-    """One in-flight probe: its destination, send times by packet index, and what came back."""
+    """One in-flight probe: its destination, send times by packet index, and what came back.
 
-    __slots__ = ("addr", "answered", "done", "expected", "result", "sent_ns", "seqs", "timeout")
+    Plain attributes rather than a result object per probe: the receive path updates them in place.
+    """
 
-    def __init__(self, addr: str, count: int, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    __slots__ = (
+        "addr",
+        "answered",
+        "batch",
+        "errors",
+        "expected",
+        "finished",
+        "hop_limit",
+        "rtts",
+        "sent",
+        "sent_ns",
+        "seqs",
+        "slot",
+        "sock",
+    )
+
+    def __init__(self, addr: str, count: int, sock: _Socket, batch: _Batch, slot: int) -> None:
         self.addr = addr
+        self.sock = sock
+        self.batch = batch
+        self.slot = slot
         self.sent_ns: list[int] = [0] * count
         self.seqs: list[int] = []
-        self.result = EchoResult()
+        self.rtts: list[float] = []
+        self.errors: dict[str, int] = {}  # reason -> count (a Counter is slow to create)
+        self.hop_limit: int | None = None
+        self.sent = 0
         self.expected = count
         self.answered = 0  # replies plus errors
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.timeout = timeout
+        self.finished = False
 
     def finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def _check_done(self) -> None:
-        self.answered += 1
-        if self.answered >= self.expected and not self.done.done():
-            self.done.set_result(None)
+        """Done (every echo answered, or the reply window closed): forget what is still unanswered, so
+        late replies are ignored, and report."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.answered < self.sent:
+            pending = self.sock.pending
+            for seq in self.seqs:
+                entry = pending.get(seq)
+                if entry is not None and entry[0] is self:
+                    del pending[seq]
+        self.batch.finished(self)
 
     def reply(self, index: int, recv_ns: int, hop_limit: int | None) -> None:
-        self.result.rtts.append(max(0, recv_ns - self.sent_ns[index]) / 1e9)
+        self.rtts.append(max(0, recv_ns - self.sent_ns[index]) / 1e9)
         if hop_limit is not None:
-            self.result.hop_limit = hop_limit
-        self._check_done()
+            self.hop_limit = hop_limit
+        self.answered += 1
+        if self.answered >= self.expected:
+            self.finish()
 
     def error(self, reason: str) -> None:
-        errors = self.result.errors
+        errors = self.errors
         errors[reason] = errors.get(reason, 0) + 1
-        self._check_done()
+        self.answered += 1
+        if self.answered >= self.expected:
+            self.finish()
+
+
+def _finish_all(probes: list[_Probe]) -> None:
+    for p in probes:
+        p.finish()
 
 
 class _Socket:
@@ -203,7 +271,8 @@ class _Socket:
         else:
             self.ident = (os.getpid() ^ id(self)) & 0xFFFF
         self.pending: dict[int, tuple[_Probe, int]] = {}
-        self._next_seq = int.from_bytes(os.urandom(2), "big")
+        self._templates: dict[int, tuple[bytearray, int]] = {}
+        self.next_seq = int.from_bytes(os.urandom(2), "big")
         self.echo_type = ICMP6_ECHO if self.v6 else ICMP_ECHO
         self.reply_type = ICMP6_ECHO_REPLY if self.v6 else ICMP_ECHO_REPLY
         self.engine.loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -245,37 +314,41 @@ class _Socket:
         with contextlib.suppress(Exception):
             self.engine.loop.remove_reader(self.sock.fileno())
         self.sock.close()
-        for probe, _ in self.pending.values():
-            if not probe.done.done():
-                probe.done.set_result(None)
+        probes = [probe for probe, _ in self.pending.values()]
         self.pending.clear()
+        _finish_all(probes)
 
-    def alloc_seq(self, probe: _Probe, index: int) -> int:
-        if len(self.pending) >= _SEQ_SPACE:
-            raise OverflowError("every ICMP sequence number is in flight")
-        seq = self._next_seq
-        while seq in self.pending:
-            seq = (seq + 1) % _SEQ_SPACE
-        self._next_seq = (seq + 1) % _SEQ_SPACE
-        self.pending[seq] = (probe, index)
-        probe.seqs.append(seq)
-        return seq
+    def template(self, size: int) -> tuple[bytearray, int]:
+        """A reusable echo request of ``size`` payload bytes and the folded sum of its constant words.
 
-    def build(self, seq: int, payload: bytes, payload_sum: int) -> bytes:
-        if self.v6 or self.mode == "dgram":  # the kernel fills in the checksum (and, for dgram, the id)
-            return struct.pack("!BBHHH", self.echo_type, 0, 0, self.ident, seq) + payload
-        total = payload_sum + (self.echo_type << 8) + self.ident + seq
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        return struct.pack("!BBHHH", self.echo_type, 0, ~total & 0xFFFF, self.ident, seq) + payload
+        The sender writes the sequence number (and, on raw IPv4, the checksum) into it before each send,
+        so an echo costs no packet building.
+        """
+        cached = self._templates.get(size)
+        if cached is None:
+            payload = self.engine.payload(size)
+            buf = bytearray(_HEADER.pack(self.echo_type, 0, 0, self.ident, 0) + payload)
+            padded = payload + b"\0" if size % 2 else payload
+            total = sum(struct.unpack(f"!{len(padded) // 2}H", padded)) + (self.echo_type << 8) + self.ident
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            cached = self._templates[size] = (buf, total)
+        return cached
 
     # -- receiving -------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        sock = self.sock
+        """Drain the socket. Echo replies take an inlined path (this runs once per reply); ICMP errors
+        and anything unusual go to ``_other``."""
+        recvmsg = self.sock.recvmsg
+        pending = self.pending
+        raw4 = self.mode == "raw" and not self.v6
+        check_ident = self.mode == "raw"
+        ident, reply_type, v6 = self.ident, self.reply_type, self.v6
+        unpack_ts, unpack_id_seq, time_ns = _TIMESPEC.unpack_from, _ID_SEQ.unpack_from, time.time_ns
         for _ in range(256):  # bounded, so one busy socket cannot starve the loop
             try:
-                data, anc, _flags, src = sock.recvmsg(2048, 256)
+                data, anc, _flags, src = recvmsg(2048, 256)
             except BlockingIOError:
                 break
             except OSError:
@@ -283,7 +356,42 @@ class _Socket:
                 # the details are on the error queue, drained below.
                 self._drain_errqueue()
                 continue
-            self._dispatch(data, anc, src[0])
+            recv_ns = 0
+            hop: int | None = None
+            for level, ctype, cdata in anc:
+                if ctype == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                    sec, nsec = unpack_ts(cdata)
+                    recv_ns = sec * 1_000_000_000 + nsec
+                elif (level == socket.IPPROTO_IP and ctype == socket.IP_TTL) or (
+                    level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_HOPLIMIT
+                ):
+                    hop = _INT.unpack_from(cdata)[0]
+            off = 0
+            if raw4:  # raw IPv4 sockets see the IP header
+                off = (data[0] & 0x0F) * 4
+                hop = data[8]
+            if len(data) < off + 8:
+                continue
+            if data[off] != reply_type:
+                if check_ident:
+                    self._other(data[off:])
+                continue
+            rid, seq = unpack_id_seq(data, off + 4)
+            if check_ident and rid != ident:
+                continue
+            entry = pending.get(seq)
+            if entry is None:
+                continue  # late, duplicate, or someone else's reply
+            probe, index = entry
+            if probe.addr != (_norm(src[0]) if v6 else src[0]):
+                continue
+            del pending[seq]
+            probe.rtts.append(max(0, (recv_ns or time_ns()) - probe.sent_ns[index]) / 1e9)
+            if hop is not None:
+                probe.hop_limit = hop
+            probe.answered += 1
+            if probe.answered >= probe.expected:
+                probe.finish()
         if self.mode == "dgram":
             self._drain_errqueue()
 
@@ -313,39 +421,9 @@ class _Socket:
                 seq = struct.unpack_from("!H", data, 6)[0]
                 self._error(seq, _norm(dst[0]), reason or "unreachable")
 
-    def _dispatch(self, data: bytes, anc: list[tuple[int, int, bytes]], src: str) -> None:
-        recv_ns = 0
-        hop: int | None = None
-        for level, ctype, cdata in anc:
-            if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
-                sec, nsec = struct.unpack_from("=qq", cdata)
-                recv_ns = sec * 1_000_000_000 + nsec
-            elif (level == socket.IPPROTO_IP and ctype == socket.IP_TTL) or (
-                level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_HOPLIMIT
-            ):
-                hop = struct.unpack_from("=i", cdata)[0]
-        if not recv_ns:
-            recv_ns = time.time_ns()
-        icmp = data
-        if not self.v6 and self.mode == "raw":  # raw IPv4 sockets see the IP header
-            ihl = (data[0] & 0x0F) * 4
-            hop = data[8]
-            icmp = data[ihl:]
-        if len(icmp) < 8:
-            return
+    def _other(self, icmp: bytes) -> None:
+        """An ICMP message on a raw socket that is not an echo reply: match errors to their echo."""
         itype, code = icmp[0], icmp[1]
-        if itype == self.reply_type:
-            ident, seq = struct.unpack_from("!HH", icmp, 4)
-            if self.mode == "raw" and ident != self.ident:
-                return
-            entry = self.pending.get(seq)
-            if entry is None or entry[0].addr != (_norm(src) if self.v6 else src):
-                return  # late, duplicate, or someone else's reply
-            del self.pending[seq]
-            entry[0].reply(entry[1], recv_ns, hop)
-            return
-        if self.mode != "raw":
-            return
         reason = icmp_reason(self.family, itype, code)
         if reason is None:
             return
@@ -396,13 +474,24 @@ def _norm(addr: str) -> str:
     return addr.split("%", 1)[0]
 
 
-@dataclass
-class _Send:
-    sock: _Socket
-    probe: _Probe
-    index: int
-    packet_size: int
-    ttl: int | None
+class _Run:
+    """The sender's unit of work: echo number ``index`` of a list of probes on one socket."""
+
+    __slots__ = ("index", "last", "pos", "probes", "size", "sock", "timeout", "ttl")
+
+    def __init__(
+        self,
+        sock: _Socket,
+        probes: list[_Probe],
+        index: int,
+        last: bool,
+        size: int,
+        ttl: int | None,
+        timeout: float,
+    ) -> None:
+        self.sock, self.probes, self.index, self.last = sock, probes, index, last
+        self.size, self.ttl, self.timeout = size, ttl, timeout
+        self.pos = 0  # next probe to send to
 
 
 class _Timers:
@@ -439,11 +528,13 @@ class IcmpEngine:
         self.max_pps = max_packets_per_second
         self._fill = payload_fill or b"giamsat-icmp-probe."
         self._sockets: dict[tuple[int, bool], _Socket] = {}
-        self._queue: collections.deque[_Send] = collections.deque()
+        self._queue: collections.deque[_Run] = collections.deque()
+        self._batches: set[_Batch] = set()
         self._wake: asyncio.Future[None] | None = None
         self._timers: _Timers | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._payloads: dict[int, tuple[bytes, int]] = {}
+        self._payloads: dict[int, bytes] = {}
+        self._parsed: dict[str, tuple[int, str]] = {}  # address -> (family, text as recvmsg gives it)
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
 
     async def start(self) -> None:
@@ -479,6 +570,10 @@ class IcmpEngine:
         for s in self._sockets.values():
             s.close()
         self._sockets.clear()
+        self._queue.clear()
+        for batch in list(self._batches):  # probes between two echoes are in no socket's pending map
+            if not batch.done.done():
+                batch.done.set_result(None)
 
     def _socket(self, family: int, dont_fragment: bool) -> _Socket:
         key = (family, dont_fragment)
@@ -487,13 +582,10 @@ class IcmpEngine:
             s = self._sockets[key] = _Socket(self, family, self.mode, dont_fragment)
         return s
 
-    def _payload(self, size: int) -> tuple[bytes, int]:
+    def payload(self, size: int) -> bytes:
         cached = self._payloads.get(size)
         if cached is None:
-            payload = (self._fill * (size // len(self._fill) + 1))[:size]
-            padded = payload + b"\0" if size % 2 else payload
-            total = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
-            cached = self._payloads[size] = (payload, total)
+            cached = self._payloads[size] = (self._fill * (size // len(self._fill) + 1))[:size]
         return cached
 
     async def ping(
@@ -508,43 +600,90 @@ class IcmpEngine:
         ttl: int | None = None,
     ) -> EchoResult:
         """Send ``count`` echoes to an IP address, ``interval`` apart; wait ``timeout`` after the last one."""
+        results = await self.ping_many(
+            [address],
+            count=count,
+            interval=interval,
+            timeout=timeout,
+            payload_size=payload_size,
+            dont_fragment=dont_fragment,
+            ttl=ttl,
+        )
+        return results[0]
+
+    async def ping_many(
+        self,
+        addresses: Sequence[str],
+        *,
+        count: int = 3,
+        interval: float = 1.0,
+        timeout: float = 2.0,
+        payload_size: int = 56,
+        dont_fragment: bool = False,
+        ttl: int | None = None,
+        on_result: Callable[[int, EchoResult], None] | None = None,
+    ) -> list[EchoResult]:
+        """``ping`` many IP addresses with the same settings; results in the order of ``addresses``.
+
+        Echo number i goes to every address in one sender run rather than one queue entry and one timer
+        per probe, which is most of what a probe costs at thousands of targets. ``on_result(i, result)``
+        is called as each probe finishes (so one dead address never holds up the others' results); it
+        must be quick and must not raise.
+        """
         if self._timers is None:
             raise RuntimeError("IcmpEngine.start() was not awaited")
-        family, canonical = _parse_ip(address)
+        batch = _Batch(len(addresses), self.loop, on_result)
+        by_socket: dict[_Socket, list[_Probe]] = {}
+        failed: list[_Probe] = []
+        for slot, address in enumerate(addresses):
+            parsed = self._parsed.get(address)
+            if parsed is None:
+                if len(self._parsed) >= 100_000:  # addresses from DNS may change: keep it bounded
+                    self._parsed.clear()
+                parsed = self._parsed[address] = _parse_ip(address)
+            family, canonical = parsed
+            try:
+                sock = self._socket(family, dont_fragment)
+            except OSError:
+                sock = self._sockets[(socket.AF_INET, False)]
+                probe = _Probe(canonical, count, sock, batch, slot)
+                probe.errors["send_error"] = 1
+                failed.append(probe)
+                continue
+            probes = by_socket.get(sock)
+            if probes is None:
+                probes = by_socket[sock] = []
+            probes.append(_Probe(canonical, count, sock, batch, slot))
+        self._batches.add(batch)
         try:
-            sock = self._socket(family, dont_fragment)
-        except OSError:
-            result = EchoResult(sent=0)
-            result.errors["send_error"] = 1
-            return result
-        probe = _Probe(canonical, count, self.loop, timeout)
-        # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.
-        self._enqueue(_Send(sock, probe, 0, payload_size, ttl))
-        now = self.loop.time()
-        for i in range(1, count):
-            self._timers.at(now + i * interval, self._enqueue, _Send(sock, probe, i, payload_size, ttl))
-        try:
-            # Resolved when every echo is answered (or errored), or ``timeout`` after the sender really
-            # sent the last one (it may be rate limited).
-            await probe.done
+            _finish_all(failed)
+            now = self.loop.time()
+            for sock, probes in by_socket.items():
+                # Timers, not a sleeping coroutine per echo: cheaper with thousands of probes in flight.
+                self._enqueue(_Run(sock, probes, 0, count == 1, payload_size, ttl, timeout))
+                for i in range(1, count):
+                    run = _Run(sock, probes, i, i == count - 1, payload_size, ttl, timeout)
+                    self._timers.at(now + i * interval, self._enqueue, run)
+            if batch.waiting:
+                # Resolved when every probe has every echo answered (or errored), or ``timeout`` after the
+                # sender really sent its last echo (it may be rate limited).
+                await batch.done
         finally:
-            if not probe.done.done():  # cancelled: this probe's echoes still due are skipped
-                probe.done.cancel()
-            for seq in probe.seqs:  # forget what is still unanswered (late replies are then ignored)
-                entry = sock.pending.get(seq)
-                if entry is not None and entry[0] is probe:
-                    del sock.pending[seq]
-        return probe.result
+            self._batches.discard(batch)
+            if batch.waiting:  # cancelled, or the engine closed: echoes still due are skipped
+                batch.on_result = None
+                for probes in by_socket.values():
+                    _finish_all(probes)
+        return batch.results
 
-    def _enqueue(self, item: _Send) -> None:
-        self._queue.append(item)
+    def _enqueue(self, run: _Run) -> None:
+        self._queue.append(run)
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
 
     async def _send_loop(self) -> None:
         queue = self._queue
-        sent_in_batch = 0
         window_start = self.loop.time()
         window_sent = 0
         while True:
@@ -552,69 +691,124 @@ class IcmpEngine:
                 self._wake = self.loop.create_future()
                 await self._wake
                 continue
-            item = queue.popleft()
-            self._send_one(item)
-            sent_in_batch += 1
-            window_sent += 1
+            budget = _SEND_BATCH
+            if self.max_pps > 0:
+                budget = max(1, min(budget, int(self.max_pps / 20) - window_sent))
+            sent = 0
+            while queue and sent < budget:
+                sent += self._send_run(queue[0], budget - sent)
+            window_sent += sent
             if self.max_pps > 0 and window_sent >= self.max_pps / 20:
                 # rate limit in 50 ms windows
                 elapsed = self.loop.time() - window_start
                 if elapsed < 0.05:
                     await asyncio.sleep(0.05 - elapsed)
                 window_start, window_sent = self.loop.time(), 0
-                sent_in_batch = 0
-            elif sent_in_batch >= _SEND_BATCH and queue:
-                sent_in_batch = 0
+            elif queue:
                 await asyncio.sleep(0)  # let the reader drain replies between bursts
 
-    def _send_one(self, item: _Send) -> None:
-        probe = item.probe
-        if probe.done.done():  # cancelled, or the engine is closing
-            return
-        try:
-            self._send_packet(item)
-        finally:
-            if item.index == probe.expected - 1 and not probe.done.done() and self._timers is not None:
-                self._timers.at(self.loop.time() + probe.timeout, _Probe.finish, probe)
-
-    def _send_packet(self, item: _Send) -> None:
-        sock, probe = item.sock, item.probe
-        payload, psum = self._payload(item.packet_size)
-        try:
-            seq = sock.alloc_seq(probe, item.index)
-        except OverflowError:
-            probe.result.sent += 1
-            probe.error("send_error")
-            return
-        packet = sock.build(seq, payload, psum)
-        addr = (probe.addr, 0)
-        for attempt in (0, 1):
-            probe.sent_ns[item.index] = time.time_ns()
-            try:
-                if item.ttl is None:
-                    sock.sock.sendto(packet, addr)
-                else:
-                    level, opt = (
-                        (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)
-                        if sock.v6
-                        else (socket.IPPROTO_IP, socket.IP_TTL)
-                    )
-                    sock.sock.sendmsg([packet], [(level, opt, struct.pack("=i", item.ttl))], 0, addr)
-            except BlockingIOError:
-                if attempt == 0:
-                    continue
-                reason = "send_error"
-            except OSError as exc:
-                # A pending error from *another* probe's ICMP error can surface here (IP_RECVERR sets
-                # the socket error): hand it to its owner via the error queue and try once more.
-                if attempt == 0 and sock.mode == "dgram":
-                    sock._drain_errqueue()
-                    continue
-                reason = _ERRNO_REASON.get(exc.errno or 0, "send_error")
+    def _send_run(self, run: _Run, budget: int) -> int:
+        """Send up to ``budget`` echoes of ``run`` (dropping it from the queue when it is through);
+        returns how many were sent. The per-echo path: a sequence number, two fields written into the
+        packet template, one sendto."""
+        sock = run.sock
+        probes, index, ttl = run.probes, run.index, run.ttl
+        pos, end = run.pos, len(run.probes)
+        buf, base = sock.template(run.size)
+        pending, sendto, time_ns = sock.pending, sock.sock.sendto, time.time_ns
+        checksummed = sock.mode == "raw" and not sock.v6  # elsewhere the kernel fills the checksum in
+        ident = sock.ident
+        seq = sock.next_seq
+        sent = 0
+        lasts: list[_Probe] = []
+        while pos < end and sent < budget:
+            probe = probes[pos]
+            pos += 1
+            if probe.finished:  # every echo already errored, or cancelled
+                continue
+            sent += 1
+            if run.last:
+                lasts.append(probe)
+            if len(pending) >= _SEQ_SPACE:
+                probe.sent += 1
+                probe.error("send_error")  # every ICMP sequence number is in flight
+                continue
+            while seq in pending:
+                seq = (seq + 1) & 0xFFFF
+            pending[seq] = (probe, index)
+            probe.seqs.append(seq)
+            if checksummed:
+                total = base + seq
+                total = (total & 0xFFFF) + (total >> 16)
+                _CSUM_ID_SEQ.pack_into(buf, 2, ~total & 0xFFFF, ident, seq)
             else:
-                probe.result.sent += 1
+                _SEQ.pack_into(buf, 6, seq)
+            probe.sent_ns[index] = time_ns()
+            try:
+                if ttl is None:
+                    sendto(buf, (probe.addr, 0))
+                else:
+                    self._send_with_ttl(sock, buf, probe.addr, ttl)
+            except OSError as exc:
+                self._send_failed(sock, probe, seq, index, buf, ttl, exc)
+            else:
+                probe.sent += 1
+            seq = (seq + 1) & 0xFFFF
+        sock.next_seq = seq
+        run.pos = pos
+        if pos >= end:
+            self._queue.popleft()
+        if lasts and self._timers is not None:
+            self._timers.at(self.loop.time() + run.timeout, _finish_all, lasts)
+        return sent
+
+    @staticmethod
+    def _send_with_ttl(sock: _Socket, packet: bytearray, addr: str, ttl: int) -> None:
+        level, opt = (
+            (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT) if sock.v6 else (socket.IPPROTO_IP, socket.IP_TTL)
+        )
+        sock.sock.sendmsg([packet], [(level, opt, _INT.pack(ttl))], 0, (addr, 0))
+
+    def _send_failed(
+        self,
+        sock: _Socket,
+        probe: _Probe,
+        seq: int,
+        index: int,
+        packet: bytearray,
+        ttl: int | None,
+        exc: OSError,
+    ) -> None:
+        """A send raised: retry once (a full send buffer, or another probe's ICMP error surfacing as a
+        pending socket error), then count the echo as sent and failed."""
+        retry = isinstance(exc, BlockingIOError)
+        if not retry and sock.mode == "dgram":
+            # IP_RECVERR sets the socket error for *another* probe's ICMP error: hand it to its owner
+            # via the error queue first.
+            sock._drain_errqueue()
+            retry = True
+        if retry and pending_owner(sock, seq) is probe:
+            probe.sent_ns[index] = time.time_ns()
+            try:
+                if ttl is None:
+                    sock.sock.sendto(packet, (probe.addr, 0))
+                else:
+                    self._send_with_ttl(sock, packet, probe.addr, ttl)
+            except OSError as again:
+                exc = again
+            else:
+                probe.sent += 1
                 return
-            break
         sock.pending.pop(seq, None)
-        probe.result.sent += 1
+        probe.sent += 1
+        reason = (
+            "send_error"
+            if isinstance(exc, BlockingIOError)
+            else _ERRNO_REASON.get(exc.errno or 0, "send_error")
+        )
         probe.error(reason)
+
+
+def pending_owner(sock: _Socket, seq: int) -> _Probe | None:
+    entry = sock.pending.get(seq)
+    return entry[0] if entry is not None else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
+from tests.helpers import GIAMSAT, free_port, http_get, http_post, parse_exposition, stop_process, wait_for
 
 CONFIG = """
 agent:
@@ -88,6 +88,9 @@ def test_probe_metrics_on_metrics_and_probe_endpoints(agent_url: str) -> None:
     assert m['probe_success{probe="dns",site="tinh",target="resolver"}'] == 0
     assert m['probe_failure_reason{reason="timeout",probe="dns",site="tinh",target="resolver"}'] == 1
     assert m['probe_icmp_response_duration_seconds_count{probe="icmp",site="xa-1",target="wan"}'] >= 2
+    # wan and wan6 run in one ICMP batch; health is still per target
+    assert m['giamsat_collector_success{collector="icmp",site="xa-1",target="wan"}'] == 1
+    assert m['giamsat_collector_success{collector="icmp",site="xa-1",target="wan6"}'] == 1
     lint = subprocess.run(
         ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
     )
@@ -105,3 +108,68 @@ def test_probe_metrics_on_metrics_and_probe_endpoints(agent_url: str) -> None:
     # only configured targets: an address of the caller's choosing is never probed
     assert http_get(agent_url + "/probe?target=127.0.0.2&module=icmp")[0] == 404
     assert http_get(agent_url + "/probe?target=portal&module=icmp")[0] == 404
+
+
+RELOAD_CONFIG = """
+agent:
+  interval: 1s
+  timeout: 2s
+  state_dir: {state}
+sites:
+  - {{id: tinh, name: "Tỉnh", level: province}}
+collectors:
+  host: {{enabled: false}}
+targets:
+  icmp:
+{targets}
+"""
+
+
+def _icmp_targets(names: list[str]) -> str:
+    return "\n".join(
+        f"    - {{name: {n}, site: tinh, address: 127.0.0.{i + 1}, count: 1, packet_timeout: 500ms}}"
+        for i, n in enumerate(names)
+    )
+
+
+def test_batched_icmp_targets_stay_per_target_across_a_reload(tmp_path: Path) -> None:
+    """The ICMP targets run as one scheduler batch, but health, /metrics and /probe stay per target, and a
+    target removed by a reload disappears from all three."""
+    cfg = tmp_path / "giamsat.yml"
+
+    def write(names: list[str]) -> None:
+        cfg.write_text(
+            RELOAD_CONFIG.format(state=tmp_path / "state", targets=_icmp_targets(names)), encoding="utf-8"
+        )
+
+    write(["a", "b"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "agent.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [GIAMSAT, "run", "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, 20, what="agent ready")
+        m = parse_exposition(http_get(url + "/metrics")[1])
+        for t in ("a", "b"):
+            assert m[f'giamsat_collector_success{{collector="icmp",site="tinh",target="{t}"}}'] == 1
+            assert m[f'probe_success{{probe="icmp",site="tinh",target="{t}"}}'] == 1
+        status, body, _ = http_get(url + "/probe?target=b&module=icmp")
+        assert status == 200 and parse_exposition(body)['probe_success{probe="icmp"}'] == 1
+
+        write(["a"])
+        assert http_post(url + "/-/reload") == (200, "configuration reloaded\n")
+        assert http_get(url + "/probe?target=b&module=icmp")[0] == 404
+        assert http_get(url + "/probe?target=a&module=icmp")[0] == 200
+        wait_for(
+            lambda: 'probe_success{probe="icmp",site="tinh",target="a"}' in http_get(url + "/metrics")[1],
+            10,
+            what="target a probed after the reload",
+        )
+        body = http_get(url + "/metrics")[1]
+        assert 'target="b"' not in body
+    finally:
+        stop_process(proc)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import load_config
+from agent.scheduler import Runner
+from agent.store import JobResult, Store
 from collectors.probes.icmp_engine import IcmpEngine
 from tests.helpers import GIAMSAT
 from tests.integration.probes_support import (
@@ -189,6 +192,64 @@ def test_blackholed_target_does_not_delay_others(lab: Lab) -> None:
     finally:
         lab.flush_nft(lab.router)
     assert order == ["live"] * 5 + ["dead"]
+
+
+def test_blackholed_target_in_a_batch_does_not_hold_back_the_others(lab: Lab, tmp_path: Path) -> None:
+    """The agent probes all ICMP targets sharing an interval in one scheduler batch; each result is
+    still recorded (and served) as soon as that target is done, and the dead one fails alone as data."""
+    lab.nft(lab.router, "forward", "ip daddr 198.18.31.77 drop")
+    echo = {"count": 2, "packet_interval": "10ms", "packet_timeout": "3s"}
+    cfg = write_config(
+        tmp_path,
+        {
+            "icmp": [
+                {"name": "dead", "address": "198.18.31.77", **echo},
+                *({"name": f"live{i}", "address": TARGET_IP, **echo} for i in range(3)),
+                {"name": "other", "address": ROUTER_B, "count": 1},  # other echo settings, same batch
+            ]
+        },
+    )
+
+    async def scenario() -> tuple[list[str], bool, dict[str, JobResult]]:
+        store = Store()
+        runner = Runner(load_config(cfg), store)
+        order: list[str] = []
+        live_in = asyncio.Event()
+
+        def listener(r: JobResult) -> None:
+            order.append(r.target or "")
+            if len(order) == 4:
+                live_in.set()
+
+        runner.listeners.append(listener)
+        await runner.open()
+        try:
+            (batch,) = runner.batches
+            assert [j.target_name for j in batch.jobs] == ["dead", "live0", "live1", "live2", "other"]
+            task = asyncio.create_task(runner.run_batch(batch))
+            await asyncio.wait_for(live_in.wait(), 10)
+            running = not task.done()
+            served = store.get("icmp/live1")  # what /probe?target=live1 would serve now
+            assert served is not None and value(served.families, "probe_success") == 1
+            results = {r.target or "": r for r in await task}
+        finally:
+            await runner.close()
+        return order, running, results
+
+    try:
+        order, running, results = run(scenario())
+    finally:
+        lab.flush_nft(lab.router)
+    assert running  # the four live results were in while the dead target was still being waited for
+    assert sorted(order[:4]) == ["live0", "live1", "live2", "other"] and order[4] == "dead"
+    dead = results["dead"]
+    assert dead.success  # a dead target is data, not a collector failure
+    assert value(dead.families, "probe_success") == 0
+    assert value(dead.families, "probe_failure_reason", reason="timeout") == 1
+    assert value(dead.families, "probe_icmp_packets_sent") == 2
+    for name in ("live0", "live1", "live2", "other"):
+        assert value(results[name].families, "probe_success") == 1, name
+        assert results[name].duration < dead.duration
 
 
 @pytest.mark.parametrize("mode", ["dgram", "raw"])

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.config import build_config
 from agent.errors import CollectError
-from agent.scheduler import Job, Runner
-from agent.store import Store
+from agent.scheduler import Job, Runner, build_batches
+from agent.store import JobResult, Store
 from collectors.base import BlockingRunner, Collector, CollectorContext, CollectorSettings, TargetConfig
 
 
@@ -171,3 +172,136 @@ async def test_series_per_target_are_capped_health_kept_and_counted(caplog: pyte
     assert [r.getMessage() for r in caplog.records].count(
         "target reports more series than allowed; the rest are dropped"
     ) == 1
+
+
+class BatchScripted(Collector):
+    """A batching collector: each target's name says how it behaves (ok, hung, raise, slow)."""
+
+    kind = "scripted"
+    batched = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            CollectorSettings(), CollectorContext("scripted", Path("/nonexistent"), BlockingRunner("b", 1))
+        )
+        self.batches = 0
+
+    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+        raise AssertionError("a batched collector is run through collect_batch")
+
+    async def collect_batch(
+        self,
+        targets: Sequence[TargetConfig],
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+    ) -> None:
+        self.batches += 1
+
+        async def one(i: int, t: TargetConfig) -> None:
+            if t.name.startswith("hung"):
+                await asyncio.sleep(60)
+            elif t.name.startswith("raise"):
+                report(i, CollectError("auth_failed", "bad community"))
+                return
+            elif t.name.startswith("slow"):
+                await asyncio.sleep(0.5)
+            report(i, [GaugeMetricFamily("scripted_value", "v", value=i)])
+
+        await asyncio.gather(*(one(i, t) for i, t in enumerate(targets)))
+
+
+def batch_jobs(
+    collector: Collector, names: list[str], interval: float = 30.0, timeout: float = 1.0
+) -> list[Job]:
+    return [
+        Job(f"scripted/{n}", "scripted", collector, TargetConfig(name=n, site="s"), "s", interval, timeout)
+        for n in names
+    ]
+
+
+def test_batching_groups_by_interval_and_timeout_and_leaves_others_alone() -> None:
+    c, solo = BatchScripted(), Scripted("ok")
+    jobs = [
+        *batch_jobs(c, ["a", "b"]),
+        *batch_jobs(c, ["c"], interval=60.0),
+        Job("scripted/d", "scripted", solo, TargetConfig(name="d", site="s"), "s", 30.0, 1.0),
+    ]
+    batches, rest = build_batches(jobs)
+    assert [[j.target_name for j in b.jobs] for b in batches] == [["a", "b"], ["c"]]
+    assert [b.targets for b in batches] == [tuple(j.target for j in b.jobs) for b in batches]
+    assert [j.job_id for j in rest] == ["scripted/d"]
+    assert len({b.batch_id for b in batches}) == 2 and not any("/" in b.batch_id for b in batches)
+
+
+async def test_batch_records_each_target_as_reported_and_times_out_only_the_hung_one() -> None:
+    store = Store()
+    runner = make_runner(store)
+    c = BatchScripted()
+    seen: list[str] = []
+    three = asyncio.Event()
+
+    def listener(r: JobResult) -> None:
+        seen.append(r.job_id)
+        if len(seen) == 3:
+            three.set()
+
+    runner.listeners.append(listener)
+    runner.set_jobs(batch_jobs(c, ["fast1", "hung", "raise", "fast2"], timeout=1.0))
+    (batch,) = runner.batches
+    task = asyncio.create_task(runner.run_batch(batch))
+    await asyncio.wait_for(three.wait(), 10)
+    # The others' results are stored (and served) while the hung target still runs.
+    assert not task.done()
+    assert sorted(seen) == ["scripted/fast1", "scripted/fast2", "scripted/raise"]
+    fast = store.get("scripted/fast1")
+    assert fast is not None and fast.success and fast.families[0].samples[0].value == 0
+    assert store.get("scripted/hung") is None
+    results = {r.target: r for r in await task}
+    assert seen[-1] == "scripted/hung"
+    assert results["hung"].reason == "timeout" and results["hung"].families == ()
+    assert results["raise"].reason == "auth_failed" and not results["raise"].success
+    assert results["fast2"].success and results["fast2"].families[0].samples[0].value == 3
+    health = store.health_snapshot()
+    assert {k: (h.runs_total, h.last_success) for k, h in health.items()} == {
+        "scripted/fast1": (1, True),
+        "scripted/hung": (1, False),
+        "scripted/raise": (1, False),
+        "scripted/fast2": (1, True),
+    }
+    assert runner.first_round_done.is_set()
+    # run_once goes through the batch too, and returns results in job order
+    assert [r.target for r in await runner.run_once()] == ["fast1", "hung", "raise", "fast2"]
+    assert c.batches == 2
+
+
+async def test_a_batch_still_running_is_skipped_and_counted_for_each_target() -> None:
+    store = Store()
+    runner = make_runner(store)
+    c = BatchScripted()
+    runner.set_jobs(batch_jobs(c, ["slow1", "slow2"], interval=0.2, timeout=5.0))
+    runner.start_schedule()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            hs = [store.health_snapshot().get(f"scripted/slow{i}") for i in (1, 2)]
+            if all(h and h.skipped_total >= 2 and h.runs_total >= 2 for h in hs):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await runner.close()
+    for i in (1, 2):
+        h = store.health_snapshot()[f"scripted/slow{i}"]
+        assert h.skipped_total >= 2
+        assert c.batches <= h.runs_total + 1  # never more than one batch run in flight
+
+
+async def test_reload_drops_a_removed_target_of_a_batch() -> None:
+    store = Store()
+    runner = make_runner(store)
+    c = BatchScripted()
+    runner.set_jobs(batch_jobs(c, ["a", "b"]))
+    await runner.run_once()
+    assert store.get("scripted/b") is not None
+    runner.set_jobs(batch_jobs(c, ["a"]))
+    assert store.get("scripted/b") is None and "scripted/b" not in store.health_snapshot()
+    assert not runner.has_job("scripted/b") and runner.has_job("scripted/a")
+    assert [r.target for r in await runner.run_once()] == ["a"]
