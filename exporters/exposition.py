@@ -8,7 +8,6 @@ letting one odd device break the whole scrape, as a duplicate series would.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +30,12 @@ def clean_label_value(value: object, max_len: int) -> str:
 
 
 def format_value(v: float) -> str:
-    v = float(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+    r = repr(float(v))
+    # repr() spells the special values nan, inf and -inf; the exposition format wants NaN, +Inf, -Inf.
+    return _SPECIAL.get(r, r) if r[-1] in "nf" else r
+
+
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def _escape_label(s: str) -> str:
@@ -78,35 +77,51 @@ def render_families(
     families: Iterable[Metric], extra: Sequence[tuple[str, str]], max_label_length: int
 ) -> list[RenderedFamily]:
     out: list[RenderedFamily] = []
+    # Collectors share one label dict across a table row's samples, in every family of the table
+    # (the SNMP collector does): render each dict once per call. The memo keeps the dicts alive, so an
+    # id() cannot be reused by another dict while it is in use.
+    memo: dict[int, tuple[dict[str, str], str]] = {}
+    extra_names = {k for k, _ in extra}
     for fam in families:
         name, typ = exposed_name_and_type(fam)
         rf = RenderedFamily(name, fam.documentation, typ)
+        lines, keys = rf.lines, rf.keys
         seen: set[str] = set()
-        # Collectors often share one label dict across a table row's samples: render it once.
-        memo: dict[int, tuple[dict[str, str], str]] = {}
         for s in fam.samples:
-            if s.name.endswith("_created"):
+            sname = s.name
+            if sname.endswith("_created"):
                 continue
-            hit = memo.get(id(s.labels))
-            if hit is not None and hit[0] is s.labels:
+            labels = s.labels
+            hit = memo.get(id(labels))
+            if hit is not None and hit[0] is labels:
                 body = hit[1]
             else:
-                pairs = [(k, clean_label_value(v, max_label_length)) for k, v in s.labels.items()]
-                present = {k for k, _ in pairs}
-                pairs += [(k, v) for k, v in extra if k not in present]
-                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs)
-                memo[id(s.labels)] = (s.labels, body)
-            key = f"{s.name}{{{body}}}" if body else s.name
+                body = _label_body(labels, extra, extra_names, max_label_length)
+                memo[id(labels)] = (labels, body)
+            key = f"{sname}{{{body}}}" if body else sname
             if key in seen:
                 continue
             seen.add(key)
-            line = f"{key} {format_value(s.value)}"
-            if s.timestamp is not None:
-                line += f" {int(float(s.timestamp) * 1000)}"
-            rf.lines.append(line)
-            rf.keys.append(key)
+            if s.timestamp is None:
+                lines.append(f"{key} {format_value(s.value)}")
+            else:
+                lines.append(f"{key} {format_value(s.value)} {int(float(s.timestamp) * 1000)}")
+            keys.append(key)
         out.append(rf)
     return out
+
+
+def _label_body(
+    labels: dict[str, str], extra: Sequence[tuple[str, str]], extra_names: set[str], max_label_length: int
+) -> str:
+    """``k="v",...`` for one sample: its labels (cut, escaped) then the extra ones it does not carry."""
+    parts = [f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"' for k, v in labels.items()]
+    if extra:
+        if extra_names.isdisjoint(labels):
+            parts += [f'{k}="{_escape_label(v)}"' for k, v in extra]
+        else:
+            parts += [f'{k}="{_escape_label(v)}"' for k, v in extra if k not in labels]
+    return ",".join(parts)
 
 
 def result_labels(r: JobResult, max_label_length: int) -> list[tuple[str, str]]:
