@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
 from agent.errors import ConfigError, ConfigProblem
 from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sites
 from agent.model import Duration, Model
 from collectors import COLLECTORS
 from collectors.base import CollectorSettings, TargetConfig
-from collectors.probes.links import LINK_KINDS, LinkConfig, expand_links
-from exporters.remote_write_settings import RemoteWriteSettings
 
-SITE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SITE_ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
 
 
 class AgentSettings(Model):
@@ -68,15 +66,17 @@ def parse_listen_address(value: str) -> tuple[str, int]:
 class SiteConfig(Model):
     """One site of the inventory."""
 
+    # Python's re rather than pydantic-core's Rust regex: the site tree is checked in every agent, and
+    # the Rust engine's code alone adds ~0.4 MiB of resident memory (issue 2). \Z, not $, which in
+    # Python also matches before a final newline.
+    model_config = ConfigDict(regex_engine="python-re")
+
     id: str = Field(pattern=SITE_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     level: Level
     parent: str | None = None
     uplinks: list[str] = Field(
         default_factory=list, description="names of targets that are this site's links"
-    )
-    links: list[LinkConfig] = Field(
-        default_factory=list, description="links to probe; expanded into targets (collectors/probes/links.py)"
     )
 
     @field_validator("level", mode="before")
@@ -99,11 +99,31 @@ class SiteConfig(Model):
         return v if v is not None else []
 
 
+@functools.cache
+def site_with_links_model() -> type[SiteConfig]:
+    """``SiteConfig`` plus ``links:`` (the probe shorthand), built only for files that use it."""
+    from collectors.probes.links import LinkConfig
+
+    return create_model(
+        "SiteConfig",
+        __base__=SiteConfig,
+        links=(
+            list[LinkConfig],
+            Field(
+                default_factory=list,
+                description="links to probe; expanded into targets (collectors/probes/links.py)",
+            ),
+        ),
+    )
+
+
 class Config(Model):
     """The whole configuration file.
 
-    The ``collectors`` and ``targets`` sections hold only the collector kinds a file uses (see
-    ``config_model``), so loading a configuration imports only those collectors' modules.
+    The ``collectors`` and ``targets`` sections hold only the collector kinds a file uses, and the
+    ``links:`` of sites and the ``remote_write:`` section are typed only in files that have them (see
+    ``config_model``): loading a configuration builds and imports only what it uses, which keeps a
+    small agent small (each pydantic model costs resident memory).
     """
 
     KINDS: ClassVar[tuple[str, ...]] = ()
@@ -113,15 +133,7 @@ class Config(Model):
     sites_file: Path | None = None
     collectors: Any = None
     targets: Any = None
-    remote_write: list[RemoteWriteSettings] = Field(default_factory=list)
-
-    @field_validator("remote_write")
-    @classmethod
-    def _unique_remote_names(cls, v: list[RemoteWriteSettings]) -> list[RemoteWriteSettings]:
-        names = [r.name for r in v]
-        if len(set(names)) != len(names):
-            raise ValueError("remote_write names must be unique (each owns a buffer directory)")
-        return v
+    remote_write: list[Any] = Field(default_factory=list)  # list[RemoteWriteSettings] when present
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -141,9 +153,19 @@ class Config(Model):
 ALWAYS_LOADED = ("host",)  # enabled by default, so loaded whether or not the file mentions it
 
 
+@dataclass(frozen=True)
+class Sections:
+    """Which parts of the full schema a configuration file needs."""
+
+    kinds: tuple[str, ...]
+    links: bool = False
+    remote_write: bool = False
+
+
 @functools.lru_cache(maxsize=16)
-def config_model(kinds: tuple[str, ...]) -> type[Config]:
-    """The Config model whose ``collectors``/``targets`` sections accept exactly ``kinds``."""
+def config_model(sections: Sections) -> type[Config]:
+    """The Config model for exactly the sections a file has (see ``sections_used``)."""
+    kinds = sections.kinds
     settings: dict[str, Any] = {}
     targets: dict[str, Any] = {}
     for kind in kinds:
@@ -153,32 +175,45 @@ def config_model(kinds: tuple[str, ...]) -> type[Config]:
             targets[kind] = (list[cls.target_model], Field(default_factory=list))  # type: ignore[name-defined]
     collectors_section = create_model("CollectorsSection", __base__=Model, **settings)
     targets_section = create_model("TargetsSection", __base__=Model, **targets)
+    optional: dict[str, Any] = {}
+    if sections.links:
+        optional["sites"] = (list[site_with_links_model()], Field(default_factory=list))  # type: ignore[misc]
+    if sections.remote_write:
+        from exporters.remote_write_settings import RemoteWriteSettings
+
+        optional["remote_write"] = (list[RemoteWriteSettings], Field(default_factory=list))
     model = create_model(
         "Config",
         __base__=Config,
         collectors=(collectors_section, Field(default_factory=collectors_section)),
         targets=(targets_section, Field(default_factory=targets_section)),
+        **optional,
     )
     model.KINDS = kinds
     return model
 
 
 def full_config_model() -> type[Config]:
-    """The Config model with every collector kind (imports every collector: for tools and tests)."""
-    return config_model(tuple(COLLECTORS))
+    """The Config model with every section (imports every collector: for tools and tests)."""
+    return config_model(Sections(tuple(COLLECTORS), links=True, remote_write=True))
 
 
-def kinds_used(data: dict[str, Any]) -> tuple[str, ...]:
-    """Collector kinds a raw configuration mentions (plus those always loaded), in table order."""
+def sections_used(data: dict[str, Any]) -> Sections:
+    """The sections a raw configuration has: collector kinds it mentions (plus those always loaded,
+    in table order), whether any site has ``links:`` and whether there is a ``remote_write:``."""
     used = set(ALWAYS_LOADED)
     for section in ("collectors", "targets"):
         block = data.get(section)
         if isinstance(block, dict):
             used.update(k for k in block if isinstance(k, str) and k in COLLECTORS)
     sites = data.get("sites")
-    if isinstance(sites, list) and any(isinstance(s, dict) and s.get("links") for s in sites):
+    links = isinstance(sites, list) and any(isinstance(s, dict) and "links" in s for s in sites)
+    if links:
+        from collectors.probes.links import LINK_KINDS
+
         used.update(LINK_KINDS)
-    return tuple(k for k in COLLECTORS if k in used)
+    kinds = tuple(k for k in COLLECTORS if k in used)
+    return Sections(kinds, links=links, remote_write="remote_write" in data)
 
 
 @dataclass(frozen=True)
@@ -291,13 +326,15 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     config: Config | None = None
     generated: dict[str, list[str]] = {}  # site id -> names of the targets its links expanded to
     try:
-        model = config_model(kinds_used(data))
+        model = config_model(sections_used(data))
         config = model.model_validate(data)
-        if any(site.links for site in config.sites):
+        if any(getattr(site, "links", None) for site in config.sites):
+            from collectors.probes.links import expand_links
+
             # The site-links shorthand: generated targets go after the explicit ones.
             targets = {k: list(v or []) for k, v in dict(data.get("targets") or {}).items()}
             for site in config.sites:
-                for kind, items in expand_links(site.id, site.links).items():
+                for kind, items in expand_links(site.id, getattr(site, "links", [])).items():
                     targets.setdefault(kind, []).extend(items)
                     generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
             config = model.model_validate({**data, "targets": targets})
@@ -342,6 +379,17 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     if config is None:
         raise ConfigError(problems)
 
+    names = [r.name for r in config.remote_write]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append(
+                _problem(
+                    file,
+                    root,
+                    ("remote_write", i, "name"),
+                    f"duplicate remote_write name {name!r}: names must be unique (each owns a buffer directory)",
+                )
+            )
     ids = {s.id for s in sites}
     if config.agent.site is not None and config.agent.site not in ids:
         problems.append(_problem(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))

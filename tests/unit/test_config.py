@@ -105,6 +105,11 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
             id="bad-id",
         ),
         pytest.param(
+            'sites:\n  - {id: "tinh\\n", name: A, level: province}\n',
+            ["sites[0].id: String should match pattern"],
+            id="id-with-trailing-newline",
+        ),
+        pytest.param(
             "sites:\n  - {name: A, level: province}\n",
             ["sites[0].id: required key is missing"],
             id="missing-id",
@@ -305,3 +310,57 @@ def test_loading_a_config_imports_only_the_collectors_it_uses(tmp_path: Path) ->
     )
     with pytest.raises(ConfigError):  # auth 'a' is not defined: proves the ssh models were loaded and used
         load_config(used)
+
+
+OPTIONAL_SCHEMA_MODULES = (
+    "collectors.probes.links",
+    "exporters.remote_write_settings",
+    "exporters.webconfig_file",
+)
+
+
+def test_schemas_a_file_does_not_use_are_never_built(tmp_path: Path) -> None:
+    # Every pydantic model costs resident memory (issue 2: a host-only agent within 40 MiB): the
+    # site-links shorthand, remote write and the web config file are built only for files using them.
+    plain = write(tmp_path, GOOD_SITES, "plain.yml")
+    rich = write(
+        tmp_path,
+        LINKED % "[icmp]" + "remote_write:\n  - {name: central, url: 'http://127.0.0.1:1/api/v1/write'}\n",
+        "rich.yml",
+    )
+    code = (
+        "import sys; from agent.config import load_config; from exporters.webconfig import WebConfig; "
+        "lc = load_config(sys.argv[1]); WebConfig.disabled(); "
+        f"print(sorted(m for m in {OPTIONAL_SCHEMA_MODULES!r} if m in sys.modules), "
+        "[t.name for t in lc.config.targets_of('icmp')], [r.name for r in lc.config.remote_write])"
+    )
+    run = [sys.executable, "-c", code]
+    out = subprocess.run([*run, str(plain)], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[] [] []"
+    out = subprocess.run([*run, str(rich)], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == (
+        "['collectors.probes.links', 'exporters.remote_write_settings'] ['phuong-2/wan'] ['central']"
+    )
+
+
+def test_duplicate_remote_write_names_are_an_error_with_line_and_key(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        GOOD_SITES
+        + "remote_write:\n"
+        + "  - {name: central, url: 'http://127.0.0.1:1/api/v1/write'}\n"
+        + "  - {name: central, url: 'http://127.0.0.2:1/api/v1/write'}\n",
+    )
+    assert len(found) == 1 and found[0].endswith(
+        "giamsat.yml:9: remote_write[1].name: duplicate remote_write name 'central': "
+        "names must be unique (each owns a buffer directory)"
+    ), found
+
+
+def test_links_and_remote_write_keys_are_still_checked_when_present(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD_SITES + "remote_write:\n  - {name: central, url: 'ftp://x', bogus: 1}\n")
+    assert any("remote_write[0].bogus" in p for p in found), found
+    found = problems(
+        tmp_path, LINKED % "[icmp]" + "  - {id: x, name: X, level: commune, parent: tinh, links: [{}]}\n"
+    )
+    assert any("sites[2].links[0].name" in p for p in found), found
