@@ -6,11 +6,12 @@ Needs root (a network namespace with ifb interfaces so each snmpd has 50 interfa
    clients polled in turn (interleaved) so the shared machine's load hits them alike. giamsat is
    measured in-process including rendering the exposition text; snmp_exporter via HTTP, CPU read from
    /proc for its PID. 1b: the same for every numeric ifTable+ifXTable column (the issue's workload).
+   Each client's requests per poll are counted at the agent (snmpInPkts) in a short pass beforehand.
 2. Throughput: 50..500 devices polled in one round (targets spread over several snmpd instances):
    devices per second, client CPU per round (giamsat: polling and rendering each result once; the
    exporter: serving each /snmp request), and the share of one core for an every-60-s schedule.
 
-Usage: sudo .venv/bin/python bench/snmp.py [--polls 30] [--devices 50,200,500] [--agents 10]
+Usage (as root): .venv/bin/python bench/snmp.py [--polls 30] [--devices 50,200,500] [--agents 10]
 """
 
 from __future__ import annotations
