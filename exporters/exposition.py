@@ -8,7 +8,6 @@ letting one odd device break the whole scrape, as a duplicate series would.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +30,12 @@ def clean_label_value(value: object, max_len: int) -> str:
 
 
 def format_value(v: float) -> str:
-    v = float(v)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+    r = repr(float(v))
+    # repr() spells the special values nan, inf and -inf; the exposition format wants NaN, +Inf, -Inf.
+    return _SPECIAL.get(r, r) if r[-1] in "nf" else r
+
+
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def _escape_label(s: str) -> str:
@@ -100,10 +99,11 @@ def render_families(
     for fam in families:
         name, typ = exposed_name_and_type(fam)
         rf = RenderedFamily(name, fam.documentation, typ)
-        seen: set[str] = set()
         lines, keys = rf.lines, rf.keys
+        seen: set[str] = set()
         for s in fam.samples:
-            if s.name.endswith("_created"):
+            sname = s.name
+            if sname.endswith("_created"):
                 continue
             labels = s.labels
             hit = memo.get(id(labels))
@@ -119,7 +119,7 @@ def render_families(
             else:  # the sample's own site/target win
                 tail = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra if k not in present)
             body = f"{own},{tail}" if own and tail else own or tail
-            key = f"{s.name}{{{body}}}" if body else s.name
+            key = f"{sname}{{{body}}}" if body else sname
             if key in seen:
                 continue
             seen.add(key)

@@ -44,7 +44,7 @@ from gufo.snmp.aio import SnmpSession
 from collectors.snmp.config import Auth
 
 _GetIter: Any
-try:  # gufo's compiled core; private, see GufoClient._bulk_walk
+try:  # gufo's compiled core; private, see _SocketWalk
     from gufo.snmp._fast import GetIter as _GetIter
 except ImportError:  # a gufo-snmp without it: the public iterator is used
     _GetIter = None
@@ -105,6 +105,9 @@ class SnmpClient(Protocol):
 
     async def walk(self, oid: str) -> list[tuple[str, Value]]:
         """All (oid, value) under ``oid`` in order: GETBULK for v2c/v3, GETNEXT for v1."""
+
+    async def walk_many(self, oids: Sequence[str]) -> list[list[tuple[str, Value]]]:
+        """``walk`` of each OID, one after the other (the same requests), as one call."""
 
     async def close(self) -> None:
         """Drop sockets and state."""
@@ -298,93 +301,42 @@ class GufoClient:
         return out
 
     async def walk(self, oid: str) -> list[tuple[str, Value]]:
+        return (await self.walk_many([oid]))[0]
+
+    async def walk_many(self, oids: Sequence[str]) -> list[list[tuple[str, Value]]]:
         session = await self._open()
-        guard = WalkGuard(oid, self.ep.max_varbinds)
         if self.ep.auth.version != 1 and _can_drive(session):
+            walk = _SocketWalk(session._sock, session._fd, oids, self.ep)
             try:
-                out = await self._bulk_walk(session, oid, guard)
+                results = await walk.start()
+            except TimeoutError:
+                raise self._timeout() from None
             except SnmpError as exc:
                 raise self._error(exc) from None
             except OSError as exc:
                 self._session = None
                 raise SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}") from None
+            finally:
+                walk.stop()
         else:
-            out = await self._iter_walk(session, oid, guard)
-        if not out and self.ep.auth.version == 3:
+            results = [
+                await self._iter_walk(session, oid, WalkGuard(oid, self.ep.max_varbinds)) for oid in oids
+            ]
+        if self.ep.auth.version == 3 and not all(results):
             # https://github.com/gufolabs/gufo_snmp: GETBULK hides a v3 report (e.g. usmStatsUnsupported
             # SecLevels) as zero varbinds; a GET raises it.
+            empty = oids[results.index([])]
             try:
                 await self._retry(lambda: session.get_many([SYS_UPTIME]))
             except SnmpClientError as exc:
                 if exc.reason == "auth_failed":
                     raise SnmpClientError(
                         "auth_failed",
-                        f"{self.ep}: walk of {oid} returned zero varbinds and a GET was refused "
+                        f"{self.ep}: walk of {empty} returned zero varbinds and a GET was refused "
                         "(security level or privacy protocol mismatch?)",
                     ) from None
                 raise
-        return out
-
-    async def _bulk_walk(self, session: Any, oid: str, guard: WalkGuard) -> list[tuple[str, Value]]:
-        """GETBULK walk on gufo's own socket, keeping the socket registered for the whole walk.
-
-        gufo-snmp's asyncio iterator registers and unregisters its socket with the event loop and
-        arms a ``wait_for`` for every request; that bookkeeping was about half the CPU of an if_mib
-        poll (bench/snmp.py). This drives the same Rust socket calls (send_get_bulk/recv_get_bulk with
-        a GetIter context) directly; ``_can_drive`` falls back to the public iterator if gufo's
-        internals ever change.
-        """
-        sock, fd = session._sock, session._fd
-        loop = asyncio.get_running_loop()
-        ctx = _GetIter(oid, self.ep.max_repetitions)
-        out: list[tuple[str, Value]] = []
-        waiter: list[asyncio.Future[None]] = []
-
-        def readable() -> None:
-            if waiter and not waiter[0].done():
-                waiter[0].set_result(None)
-
-        def expire(w: asyncio.Future[None]) -> None:
-            if not w.done():
-                w.set_exception(TimeoutError())
-
-        loop.add_reader(fd, readable)
-        try:
-            while True:
-                batch: list[tuple[str, Any] | None] | None = None
-                for _attempt in range(self.ep.retries + 1):
-                    sock.send_get_bulk(ctx)  # the same context is resent after a timeout
-                    deadline = loop.time() + self.ep.timeout
-                    while batch is None:
-                        w = loop.create_future()
-                        waiter[:] = [w]
-                        timer = loop.call_at(deadline, expire, w)
-                        try:
-                            await w
-                        except TimeoutError:
-                            break
-                        finally:
-                            timer.cancel()
-                        try:
-                            batch = sock.recv_get_bulk(ctx)
-                        except BlockingIOError:
-                            continue  # nothing for us after all: keep waiting until the deadline
-                        except StopAsyncIteration:
-                            return out  # gufo's way of saying the walk is over (as its iterators do)
-                    if batch is not None:
-                        break
-                if batch is None:
-                    raise self._timeout()
-                if not batch:
-                    return out  # end of the MIB view (or gufo's zero-varbind v3 report, checked by walk)
-                for item in batch:
-                    if item is None or not guard.accept(item[0]):
-                        return out
-                    if item[1] is not None:
-                        out.append(item)
-        finally:
-            waiter.clear()
-            loop.remove_reader(fd)
+        return results
 
     async def _iter_walk(self, session: Any, oid: str, guard: WalkGuard) -> list[tuple[str, Value]]:
         """The walk through gufo's public iterators (GETNEXT for v1, and the fallback for GETBULK)."""
@@ -429,8 +381,131 @@ class GufoClient:
         self._session = None
 
 
+class _SocketWalk:
+    """GETBULK walks of several subtrees, one after the other, on a gufo socket, request after request
+    from the reader callback: the awaiting task wakes once for all of them.
+
+    gufo-snmp's asyncio iterator registers and unregisters its socket with the event loop and arms a
+    ``wait_for`` for every request; even a loop awaiting one future per request spent most of an
+    if_mib poll's CPU in asyncio (bench/snmp.py; a blocking walk of the same requests costs a third).
+    This drives the same Rust socket calls (send_get_bulk/recv_get_bulk with a GetIter context)
+    directly; ``_can_drive`` falls back to the public iterator if gufo's internals ever change.
+    Each request gets ``timeout`` seconds and is resent (the same GetIter context) up to ``retries``
+    times. One timer serves all the walks: it is re-armed only when it fires before the current
+    request's deadline, instead of a timer per request.
+    """
+
+    def __init__(self, sock: Any, fd: int, roots: Sequence[str], ep: Endpoint) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sock, self.fd, self.roots = sock, fd, roots
+        self.timeout, self.retries = ep.timeout, ep.retries
+        self.max_repetitions, self.max_varbinds = ep.max_repetitions, ep.max_varbinds
+        self.results: list[list[tuple[str, Value]]] = []
+        self.fut: asyncio.Future[list[list[tuple[str, Value]]]] = self.loop.create_future()
+        self.attempts = 0
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.reading = False
+
+    def start(self) -> asyncio.Future[list[list[tuple[str, Value]]]]:
+        self.loop.add_reader(self.fd, self._readable)
+        self.reading = True
+        self._next_root()
+        return self.fut
+
+    def stop(self) -> None:
+        """Unregister the socket and the timer (also when the awaiting task was cancelled)."""
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.fut.done():
+            self.fut.cancel()
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        if not self.fut.done():
+            if exc is None:
+                self.fut.set_result(self.results)
+            else:
+                self.fut.set_exception(exc)
+        self.stop()
+
+    def _next_root(self) -> None:
+        """The current walk is over: start the next one, or finish."""
+        if len(self.results) == len(self.roots):
+            self._finish()
+            return
+        root = self.roots[len(self.results)]
+        self.out: list[tuple[str, Value]] = []
+        self.results.append(self.out)
+        self.guard = WalkGuard(root, self.max_varbinds)
+        self.ctx = _GetIter(root, self.max_repetitions)
+        self.attempts = 0
+        self._send()
+
+    def _send(self) -> None:
+        self.deadline = self.loop.time() + self.timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._expired)
+        try:
+            self.sock.send_get_bulk(self.ctx)
+        except BlockingIOError:
+            pass  # send buffer full: counts as a lost request, resent when its deadline passes
+        except Exception as exc:
+            self._finish(exc)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.fut.done():
+            return
+        if self.loop.time() < self.deadline:  # armed for an earlier request
+            self.timer = self.loop.call_at(self.deadline, self._expired)
+            return
+        self.attempts += 1
+        if self.attempts > self.retries:
+            self._finish(TimeoutError())
+        else:
+            self._send()  # the same context: the same request again
+
+    def _readable(self) -> None:
+        if self.fut.done():
+            return
+        try:
+            batch = self.sock.recv_get_bulk(self.ctx)
+        except BlockingIOError:
+            return  # a datagram that was not our answer (gufo drops it): keep waiting
+        except StopAsyncIteration:
+            self._next_root()  # gufo's way of saying the walk is over (as its iterators do)
+            return
+        except Exception as exc:  # SnmpError, OSError: mapped by GufoClient.walk_many
+            self._finish(exc)
+            return
+        if not batch:
+            self._next_root()  # end of the MIB view (or gufo's zero-varbind v3 report: walk_many)
+            return
+        accept, out = self.guard.accept, self.out
+        more = True
+        try:
+            for item in batch:
+                if item is None or not accept(item[0]):
+                    more = False
+                    break
+                if item[1] is not None:
+                    out.append(item)
+        except SnmpClientError as exc:
+            self._finish(exc)
+            return
+        if more:
+            self.attempts = 0
+            self._send()
+        else:
+            self._next_root()
+
+
 def _can_drive(session: Any) -> bool:
-    """Whether gufo's session exposes what ``GufoClient._bulk_walk`` drives (gufo-snmp 0.13)."""
+    """Whether gufo's session exposes what ``_SocketWalk`` drives (gufo-snmp 0.13)."""
     sock = getattr(session, "_sock", None)
     return (
         _GetIter is not None
@@ -661,6 +736,9 @@ class PysnmpClient:
             if done:
                 break
         return out
+
+    async def walk_many(self, oids: Sequence[str]) -> list[list[tuple[str, Value]]]:
+        return [await self.walk(oid) for oid in oids]
 
     async def close(self) -> None:
         self._target = None

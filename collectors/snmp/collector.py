@@ -293,11 +293,14 @@ async def fetch_module(
     tables: dict[str, dict[str, Value]] = {}
     n = len(scalars)
     wanted = list(dict.fromkeys(columns))
-    for subtree in mod.walk:
-        inside = {c for c in wanted if c.startswith(subtree + ".")}
-        if not inside:
-            continue
-        rows = await client.walk(subtree)
+    # Subtrees that hold wanted columns are walked whole; the other wanted columns one by one. All in
+    # one call: the same requests as walking them in turn, with less event-loop work per request.
+    subtrees = [(t, {c for c in wanted if c.startswith(t + ".")}) for t in mod.walk]
+    subtrees = [(t, inside) for t, inside in subtrees if inside]
+    covered = set().union(*(inside for _, inside in subtrees))
+    alone = [c for c in wanted if c not in covered]
+    walked = await client.walk_many([t for t, _ in subtrees] + alone)
+    for (subtree, inside), rows in zip(subtrees, walked, strict=False):
         n += len(rows)
         for col in inside:
             tables[col] = {}
@@ -309,10 +312,7 @@ async def fetch_module(
                 if rows_of is not None and oid[:pos] in inside:
                     rows_of[oid[pos + 1 :]] = v
                     break
-    for col in wanted:
-        if col in tables:
-            continue
-        rows = await client.walk(col)
+    for col, rows in zip(alone, walked[len(subtrees) :], strict=True):
         cut = len(col) + 1
         tables[col] = {oid[cut:]: v for oid, v in rows}
         n += len(rows)

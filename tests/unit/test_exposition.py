@@ -137,3 +137,32 @@ def test_own_family_cache_renders_an_unchanged_family_once() -> None:
     assert render_text([], [same], 256, cache)[0] == first
     changed = gauge("giamsat_site_up", 0, site="xa-1")  # a new object: rendered afresh
     assert b'giamsat_site_up{site="xa-1"} 0.0' in render_text([], [changed], 256, cache)[0]
+
+
+def test_label_dicts_shared_across_families_render_like_separate_ones() -> None:
+    """The collectors share one label dict per table row across a table's families (SNMP does); the
+    renderer reuses the rendered labels, which must give exactly what separate dicts give: the site and
+    target added, a ``site`` the sample already carries kept, values cut and escaped, duplicates dropped."""
+    rows = [
+        {"ifIndex": "1", "ifName": 'ge-0/0/1 "uplink"\\x', "ifAlias": "Cáp quang " + "x" * 300},
+        {"ifIndex": "2", "ifName": "ge-0/0/2", "ifAlias": "", "site": "own-site"},
+    ]
+
+    def families(shared: bool) -> list[Metric]:
+        out: list[Metric] = []
+        for name, kind in (("ifHCInOctets", "counter"), ("ifOperStatus", "gauge"), ("ifHighSpeed", "gauge")):
+            fam = Metric(name, f"{name} help", kind)
+            for i, labels in enumerate(rows):
+                for _ in range(2):  # the same series twice: the second is a duplicate
+                    fam.add_sample(name, labels if shared else dict(labels), 10.0 * i + 0.5)
+            out.append(fam)
+        return out
+
+    shared, separate = (render_text([result("snmp/sw1", families(s))], [], 64) for s in (True, False))
+    assert shared == separate
+    text = shared[0].decode()
+    assert 'ifHCInOctets{ifIndex="1",ifName="ge-0/0/1 \\"uplink\\"\\\\x",' in text
+    assert 'site="own-site",target="wan"} 10.5' in text
+    assert text.count("ifHighSpeed{") == 2
+    assert 'ifAlias="Cáp quang ' + "x" * 54 + '",site="xa-1"' in text  # cut at 64 characters
+    assert shared[1] == 0
