@@ -9,19 +9,31 @@ Topology (addresses from 198.19.0.0/16 only; each link a veth pair, each site a 
                                                                   +.. c6 never connected
 
 The agent runs on this host and pings every site's router. ``cut("d1")`` drops everything the hub
-forwards to or from d1 (an nftables rule in the hub); ``restore("d1")`` removes it. Names carry a
-prefix so parallel runs do not collide; ``teardown`` deletes every namespace and the root-side veth.
-Standard library only: the demo runs it with the system python as root.
+forwards to or from d1 (an nftables rule in the hub); ``restore("d1")`` removes it. ``teardown`` deletes
+every namespace and the root-side veth.
+
+Parallel runs (several test sessions on one machine) must not share an address block: the block's
+subnets are routed in this host's own namespace, where a second province with the same block either
+takes the first one's traffic (its routes win) or deletes its routes on teardown (the first agent's
+probes then leave through the default route). ``Province.claim`` takes a free block under an exclusive
+lock held until ``teardown``; names carry a prefix as well. Standard library only: the demo runs it with
+the system python as root.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+#: Where ``Province.claim`` keeps its per-block lock files.
+LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")  # noqa: S108
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,40 @@ class Province:
     base: int = 60
     address: dict[str, str] = field(default_factory=dict)  # site id -> address the agent pings
     namespaces: list[str] = field(default_factory=list)
+    lock_fd: int | None = None  # the block's lock (``claim``), released by ``teardown``
+
+    @classmethod
+    def claim(cls, prefix: str, bases: Iterable[int], lock_dir: Path = LOCK_DIR) -> Province:
+        """A province on the first block of ``bases`` that no other process holds or uses.
+
+        The lock (one file per block, ``flock``: released by the kernel if the holder dies) keeps
+        parallel claimers apart; the check for the block's addresses and routes in this namespace skips
+        a block some run that does not take the lock is using.
+        """
+        bases = tuple(bases)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        for base in bases:
+            fd = os.open(lock_dir / f"giamsat-province-198.19.{base}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            prov = cls(prefix, base, lock_fd=fd)
+            if prov.in_use():
+                os.close(fd)
+                continue
+            return prov
+        raise RuntimeError(f"no free province address block among {bases}")
+
+    def in_use(self) -> bool:
+        """Whether this namespace already has an address or route in the block (another run's)."""
+        for net in (f"198.19.{self.base}.0/30", *self.routed()):
+            if _run("ip", "-4", "addr", "show", "to", net).stdout.strip():
+                return True
+            if _run("ip", "-4", "route", "show", "root", net).stdout.strip():
+                return True
+        return False
 
     def __post_init__(self) -> None:
         base = self.base
@@ -115,7 +161,8 @@ class Province:
             # this host <-> hub
             self._link(None, "r", "h", f"198.19.{base}.1", f"198.19.{base}.2")
             for net in self.routed():
-                _run("ip", "route", "replace", net, "via", f"198.19.{base}.2")
+                # add, not replace, and on our own veth: never take over another run's route
+                _run("ip", "route", "add", net, "via", f"198.19.{base}.2", "dev", self._ifname("r", "h"))
             _ns(self.ns("h"), "ip", "route", "add", "default", "via", f"198.19.{base}.1")
             for k, code in ((1, "a"), (2, "b")):
                 district = next(n for n in NODES if n.code == code)
@@ -160,13 +207,15 @@ class Province:
         _ns(self.ns("h"), "nft", "delete", "table", "inet", f"gs_cut_{code}", check=False)
 
     def teardown(self) -> None:
-        for net in self.routed():
-            _run("ip", "route", "del", net, "via", f"198.19.{self.base}.2", check=False)
+        # Our routes go with our veth; deleting by destination alone could remove another run's.
         _run("ip", "link", "del", self._ifname("r", "h"), check=False)
         names = self.namespaces or [self.ns(n.code) for n in NODES if n.connected]
         for ns in names:
             _run("ip", "netns", "del", ns, check=False)
         self.namespaces = []
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
     def snmpd_conf(self) -> str:
         """snmpd.conf for Vị Xuyên's router (run in its namespace): IF-MIB of its real interfaces, and a

@@ -10,6 +10,7 @@ read a real snmpd in the district router's namespace through the agent's SNMP co
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -25,13 +26,17 @@ from typing import Any
 
 import pytest
 
+from collectors.probes.icmp_engine import IcmpEngine
 from tests.helpers import GIAMSAT, ROOT, free_port, http_get, stop_process, wait_for
 
 pytestmark = pytest.mark.root
 
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "giamsat.rules.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
-BASE = 140  # 198.19.140.0 - 198.19.152.255, this module only
+# Address blocks of this module only (each 13 /24s from 198.19.<base>.0; 153 - 204 in all). Parallel test
+# sessions each claim one (Province.claim): two provinces on one block share this host's routes, so one
+# session probed the other's (cut) province, or lost its routes when the other tore down.
+BASES = (153, 166, 179, 192)
 VX_COMMUNES = ["vx-daoduc", "vx-phulinh", "vx-linhho"]
 # Vị Xuyên's router and UPS answer SNMP: a real snmpd in its namespace (UPS-MIB values set with snmpd
 # `override`), polled by the agent's own SNMP collector, so the interface and UPS panels have data.
@@ -91,7 +96,7 @@ class Prom:
 
 @pytest.fixture(scope="module")
 def province() -> Iterator[Any]:
-    prov = province_mod.Province(f"gs{os.getpid()}e", BASE)
+    prov = province_mod.Province.claim(f"gs{os.getpid()}e", BASES)
     prov.build()
     try:
         yield prov
@@ -187,6 +192,48 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     while not ready():
         assert time.monotonic() < deadline, f"no answer from {url}"
         time.sleep(0.2)
+
+
+def _route_dev(address: str) -> str:
+    """The interface this host would send to ``address`` through (no packet is sent)."""
+    out = subprocess.run(["ip", "-4", "route", "get", address], capture_output=True, text=True, check=False)
+    m = re.search(r" dev (\S+)", out.stdout)
+    return m.group(1) if m else f"no route ({out.stderr.strip()})"
+
+
+async def _echo(address: str) -> int:
+    engine = IcmpEngine()
+    await engine.start()
+    try:
+        return (await engine.ping(address, count=1, timeout=2.0)).received
+    finally:
+        await engine.close()
+
+
+def test_parallel_sessions_keep_their_own_province() -> None:
+    """Two sessions of this module at once (the test suite run by several people on one machine) must
+    not share a province's routes: with one fixed block, the second session's province took the first
+    one's traffic, and its teardown deleted the first one's routes, so the first agent saw every
+    district and commune fail at once (communes-up ratio 0 in the middle of the outage scenario)."""
+    ours = province_mod.Province.claim(f"gs{os.getpid()}p", BASES)
+    ours.build()
+    try:
+        theirs = province_mod.Province.claim(f"gs{os.getpid()}q", BASES)
+        try:
+            theirs.build()
+            own_if = f"{ours.prefix}rh"
+            # ours still routes through our own veth, not into the other session's province
+            assert {_route_dev(a) for a in ours.address.values()} == {own_if}
+        finally:
+            theirs.teardown()
+        # After the other session is gone, our routes are intact (checked before sending anything, so a
+        # broken route cannot send a probe out of this host) and our communes still answer.
+        commune = ours.address["bm-yenphu"]
+        assert _route_dev(commune) == own_if
+        assert asyncio.run(_echo(commune)) == 1
+        assert set(theirs.address.values()).isdisjoint(ours.address.values())  # it had a block of its own
+    finally:
+        ours.teardown()
 
 
 def _codes(prom: Prom) -> dict[str, float]:
