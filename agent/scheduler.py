@@ -17,9 +17,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TypeVar
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,6 +33,8 @@ from agent.limits import cap_series
 from agent.store import JobResult, Store
 from collectors import COLLECTORS
 from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
+
+T = TypeVar("T")
 
 log = logging.getLogger("giamsat.scheduler")
 
@@ -203,23 +206,10 @@ class Runner:
 
     async def run_job(self, job: Job) -> JobResult:
         start = time.monotonic()
-        families: Sequence[Metric] = ()
-        reason = ""
-        message = ""
-        token = job_deadline.set(start + job.timeout)
-        try:
-            families = await asyncio.wait_for(job.collector.collect(job.target), job.timeout)
-        except TimeoutError:
-            reason, message = "timeout", f"no result within {job.timeout:g}s"
-        except CollectError as exc:
-            reason, message = exc.reason, exc.message
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            reason, message = _unexpected(exc, job.job_id)
-        finally:
-            job_deadline.reset(token)
-        return self._record(job, families, reason, message, time.monotonic() - start)
+        families, reason, message = await _under_deadline(
+            job.collector.collect(job.target), start + job.timeout, job.timeout, job.job_id
+        )
+        return self._record(job, families or (), reason, message, time.monotonic() - start)
 
     async def run_batch(self, batch: Batch) -> list[JobResult]:
         """Run a batch under its deadline, recording each target's result as the collector reports it."""
@@ -232,28 +222,18 @@ class Runner:
             job = batch.jobs[i]
             families: Sequence[Metric] = ()
             reason = message = ""
-            if isinstance(outcome, CollectError):
-                reason, message = outcome.reason, outcome.message
-            elif isinstance(outcome, BaseException):
-                reason, message = _unexpected(outcome, job.job_id)
+            if isinstance(outcome, BaseException):
+                reason, message = _failure(outcome, job.job_id)
             else:
                 families = outcome
             results[i] = self._record(job, families, reason, message, time.monotonic() - start)
 
-        reason = message = ""
-        token = job_deadline.set(start + batch.timeout)
-        try:
-            await asyncio.wait_for(batch.collector.collect_batch(batch.targets, report), batch.timeout)
-        except TimeoutError:
-            reason, message = "timeout", f"no result within {batch.timeout:g}s"
-        except CollectError as exc:
-            reason, message = exc.reason, exc.message
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            reason, message = _unexpected(exc, batch.batch_id)
-        finally:
-            job_deadline.reset(token)
+        _, reason, message = await _under_deadline(
+            batch.collector.collect_batch(batch.targets, report),
+            start + batch.timeout,
+            batch.timeout,
+            batch.batch_id,
+        )
         if not reason:
             reason, message = "error", "the collector reported no result for this target"
         duration = time.monotonic() - start
@@ -353,7 +333,30 @@ class Runner:
         self.collectors.clear()
 
 
-def _unexpected(exc: BaseException, job_id: str) -> tuple[str, str]:
+async def _under_deadline(
+    work: Awaitable[T], deadline: float, timeout: float, job_id: str
+) -> tuple[T | None, str, str]:
+    """Await a collector's work under its deadline: (result, "", "") or (None, reason, message).
+
+    The deadline is also published in ``job_deadline`` so library calls inside can size their own
+    timeouts (``collectors.base.time_left``)."""
+    token = job_deadline.set(deadline)
+    try:
+        return await asyncio.wait_for(work, timeout), "", ""
+    except TimeoutError:
+        return None, "timeout", f"no result within {timeout:g}s"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return None, *_failure(exc, job_id)
+    finally:
+        job_deadline.reset(token)
+
+
+def _failure(exc: BaseException, job_id: str) -> tuple[str, str]:
+    """Reason and message for a collector's exception: its own for CollectError, "error" otherwise."""
+    if isinstance(exc, CollectError):
+        return exc.reason, exc.message
     log.debug("collector raised", exc_info=exc, extra={"job": job_id})
     return "error", f"{type(exc).__name__}: {exc}"
 
