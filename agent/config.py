@@ -379,17 +379,18 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     if config is None:
         raise ConfigError(problems)
 
-    names = [r.name for r in config.remote_write]
-    for i, name in enumerate(names):
-        if name in names[:i]:
+    remote_names: set[str] = set()
+    for i, rw in enumerate(config.remote_write):
+        if rw.name in remote_names:
             problems.append(
                 _problem(
                     file,
                     root,
                     ("remote_write", i, "name"),
-                    f"duplicate remote_write name {name!r}: names must be unique (each owns a buffer directory)",
+                    f"duplicate remote_write name {rw.name!r}: names must be unique (each owns a buffer directory)",
                 )
             )
+        remote_names.add(rw.name)
     ids = {s.id for s in sites}
     if config.agent.site is not None and config.agent.site not in ids:
         problems.append(_problem(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))

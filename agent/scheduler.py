@@ -125,7 +125,6 @@ class Runner:
         self._solo: list[Job] = []
         self._by_id: dict[str, Job] = {}
         self._batch_by_id: dict[str, Batch] = {}
-        self._series_bounds: dict[Collector, int | None] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._first_round: set[str] = set()
         self.first_round_done = asyncio.Event()
@@ -250,9 +249,7 @@ class Runner:
         now = time.time()
         success = not reason
         limit = self.loaded.config.agent.max_series_per_target
-        if job.collector not in self._series_bounds:
-            self._series_bounds[job.collector] = job.collector.max_series()
-        bound = self._series_bounds[job.collector]
+        bound = job.collector.max_series()
         capped, dropped = (
             (families, 0) if bound is not None and bound <= limit else cap_series(families, limit)
         )
