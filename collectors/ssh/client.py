@@ -17,7 +17,6 @@ import heapq
 import itertools
 import logging
 import os
-import select
 import shlex
 import socket
 import threading
@@ -245,7 +244,7 @@ class Connection:
             try:
                 try:
                     chan = transport.open_session(timeout=timeout)
-                except paramiko.SSHException as exc:
+                except (paramiko.SSHException, OSError, EOFError) as exc:
                     raise self._failure(transport, dog, "cannot open a session channel", exc) from None
                 try:
                     chan.exec_command(command)
@@ -282,8 +281,11 @@ class Connection:
         chan: paramiko.Channel, deadline: float, dog: _Watchdog, max_output: int
     ) -> tuple[bytearray, bytearray]:
         out, err = bytearray(), bytearray()
-        fd = chan.fileno()  # a pipe paramiko signals when stdout *or* stderr data (or EOF) arrives
+        wakeup = _Wakeup()
+        chan.in_buffer.set_event(wakeup)
+        chan.in_stderr_buffer.set_event(wakeup)
         while True:
+            wakeup.reset()  # before looking: data fed after this point wakes the wait below
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
@@ -301,7 +303,7 @@ class Connection:
                 # All output is in; the pipe stays readable after EOF, so wait on the status instead.
                 chan.status_event.wait(min(remaining, 1.0))
                 continue
-            select.select([fd], [], [], min(remaining, 1.0))
+            wakeup.wait(min(remaining, 1.0))
         while chan.recv_ready():
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
@@ -309,6 +311,23 @@ class Connection:
         if time.monotonic() >= deadline and not _has_status(chan):
             dog.fired.set()
         return out, err
+
+
+class _Wakeup(threading.Event):
+    """Set by paramiko's transport thread when stdout or stderr data (or EOF) arrives.
+
+    Replaces ``Channel.fileno()``: its OS pipe is closed by ``Channel.close()`` without the buffer lock
+    under which the transport thread signals it, so a close racing incoming data (a command cut short
+    at ``max_output_bytes``) wrote to a closed or reused descriptor and killed the transport thread
+    (paramiko issues 1157, 1700, 2271). An event has no descriptor to lose. The buffers' own
+    ``clear()`` on a read is ignored: one buffer draining must not hide data waiting in the other.
+    """
+
+    def clear(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        super().clear()
 
 
 def _has_status(chan: paramiko.Channel) -> bool:

@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 
 from collectors.base import BlockingRunner, CollectorContext
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
-from collectors.ssh.errors import REASONS
+from collectors.ssh.errors import REASONS, SSHError
 from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
 from tests.integration.sshd_server import (
     CommandWatch,
@@ -770,6 +770,43 @@ def test_stdout_and_stderr_are_drained_together(tmp_path: Path, sshd: Sshd, keys
     assert result.exit_status == 4
     assert len(result.stdout) == 3000001
     assert len(result.stderr) == 3000007
+
+
+def test_output_cut_short_mid_stream_leaves_the_connection_usable(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel closed while the server still streams into it (output over the limit) must not kill
+    the transport. paramiko's ``Channel.fileno()`` pipe is closed by ``close()`` without the lock its
+    transport thread holds while signalling it; with that pipe, a close racing incoming data wrote to
+    a closed descriptor and the transport thread died (seen once in CI). The pipe's close is slowed
+    here so that the race, if the pipe is ever used again, is hit on nearly every command."""
+    import paramiko.pipe
+
+    from collectors.ssh.client import ConnectionPool, Endpoint, HostKeyStore, Timeouts, load_private_key
+
+    def slow_close(self: Any) -> None:
+        os.close(self._rfd)
+        os.close(self._wfd)
+        time.sleep(0.002)
+        self._closed = True
+
+    monkeypatch.setattr(paramiko.pipe.PosixPipe, "close", slow_close)
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts_line(sshd))
+    pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
+    ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
+    try:
+        conn, _ = pool.get("t", ep, time.monotonic() + 10)
+        for i in range(40):
+            with pytest.raises(SSHError) as caught:
+                conn.run(["head", "-c", "4000000", "/dev/zero"], 30, 1024 * 1024)
+            assert caught.value.reason == "command_failed", (i, caught.value)
+            assert conn.is_active(), f"transport died after cut-short command {i}"
+        result = conn.run(["echo", "still here"], 30, 1024)
+    finally:
+        pool.close_all()
+    assert result.exit_status == 0
+    assert result.stdout == b"still here\n"
 
 
 def test_frozen_server_mid_command_times_out_and_is_not_reused(
