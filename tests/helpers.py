@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -9,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,3 +86,35 @@ def parse_exposition(text: str) -> dict[str, float]:
             continue
         out[key] = float(value)
     return out
+
+
+LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+
+
+@contextlib.contextmanager
+def exclusive_addresses(block: str, timeout: float = 900.0) -> Iterator[None]:
+    """Hold the machine-wide lock of a fixed test address block (e.g. ``198.18.30.0/23``) for as long
+    as its addresses and routes exist in the host namespace.
+
+    Another test session on the same machine (a helper's run, a fresh-clone check) that needs the
+    block waits here, instead of adding the same addresses and routes and deleting the other's on
+    teardown. ``flock``: the kernel releases it if the holder dies.
+    """
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOCK_DIR / f"giamsat-test-{block.replace('/', '_')}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"test addresses {block} held by another test session for {timeout:.0f}s ({path})"
+                    ) from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)

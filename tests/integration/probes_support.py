@@ -1,7 +1,8 @@
 """Helpers for the probe tests: a netns lab (host - router - target), config-driven runs, sample lookup.
 
 Lab addresses: 198.18.30.0/24 between this (host) namespace and the router, 198.18.31.0/24 between the
-router and the target. Names carry the pid so parallel test runs never collide.
+router and the target. Names carry the pid, and the block is held under a machine-wide lock
+(``exclusive_addresses``), so parallel test sessions never collide.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agent.scheduler import Runner
 from agent.store import JobResult, Store
 
 HOST_IP, ROUTER_A, ROUTER_B, TARGET_IP = "198.18.30.1", "198.18.30.2", "198.18.31.1", "198.18.31.2"
+LAB_BLOCK = "198.18.30.0/23"  # held with tests.helpers.exclusive_addresses while the lab exists
 
 
 def sh(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:

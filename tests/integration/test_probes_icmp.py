@@ -15,9 +15,10 @@ from agent.config import load_config
 from agent.scheduler import Runner
 from agent.store import JobResult, Store
 from collectors.probes.icmp_engine import IcmpEngine
-from tests.helpers import GIAMSAT
+from tests.helpers import GIAMSAT, exclusive_addresses
 from tests.integration.probes_support import (
     HOST_IP,
+    LAB_BLOCK,
     ROUTER_B,
     TARGET_IP,
     Lab,
@@ -36,11 +37,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = make_lab()
-    try:
-        yield lab
-    finally:
-        destroy_lab(lab)
+    with exclusive_addresses(LAB_BLOCK):
+        lab = make_lab()
+        try:
+            yield lab
+        finally:
+            destroy_lab(lab)
 
 
 def test_reply_through_router_reports_rtt_loss_and_hop_limit(lab: Lab, tmp_path: Path) -> None:

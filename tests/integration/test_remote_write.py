@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from exporters.remote_write import RemoteWriter, RemoteWriteSettings
+from tests.helpers import exclusive_addresses
 from tests.integration.rwproxy import Proxy
 from tests.integration.rwservers import (
     PrometheusReceiver,
@@ -505,6 +506,11 @@ def test_full_disk_drops_with_a_count_and_recovers(
 def netns_prometheus(tmp_path: Path) -> Iterator[tuple[PrometheusReceiver, str]]:
     """Prometheus inside a network namespace reached over a veth pair (198.19.208.0/30), so a test can
     blackhole the path with an nftables drop rule: requests then hang until the sender's timeout."""
+    with exclusive_addresses("198.19.208.0/30"):
+        yield from _netns_prometheus(tmp_path)
+
+
+def _netns_prometheus(tmp_path: Path) -> Iterator[tuple[PrometheusReceiver, str]]:
     pid = os.getpid()
     ns, host_if, ns_if = f"gsrw{pid}", f"gsrw{pid}h", f"gsrw{pid}n"
     host_ip, ns_ip = "198.19.208.1", "198.19.208.2"

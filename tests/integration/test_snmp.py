@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 from collectors.base import BlockingRunner, CollectorContext
 from collectors.snmp import SnmpCollector
 from collectors.snmp.config import SnmpSettings, SnmpTarget
+from tests.helpers import exclusive_addresses
 from tests.snmp_fakes import FakeAgent
 from tests.snmpd import AUTH_PASS, COMMUNITY, PRIV_PASS, V3_USERS, Snmpd, V3User, parse_numeric
 
@@ -58,6 +59,11 @@ def _ip(*args: str) -> None:
 @pytest.fixture(scope="module")
 def netns_agent() -> Iterator[Snmpd]:
     """snmpd inside a namespace with N_IFB ifb interfaces, reached over a veth pair."""
+    with exclusive_addresses("198.18.40.0/25"):
+        yield from _netns_agent()
+
+
+def _netns_agent() -> Iterator[Snmpd]:
     _ip("netns", "add", NS)
     agent = None
     try:
