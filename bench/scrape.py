@@ -1,10 +1,13 @@
 """/metrics latency, CPU per scrape and RSS: giamsat (host collector alone) vs node_exporter, same run.
 
-Usage: .venv/bin/python bench/scrape.py [--scrapes 300] [--write docs/benchmarks.md]
+Usage: .venv/bin/python bench/scrape.py [--scrapes 300] [--python PY ...] [--write docs/benchmarks.md]
 
-Both serve on loopback; scrapes alternate between the two so machine noise hits both alike.
-node_exporter collects at scrape time; giamsat collects on its schedule (15 s here) and a scrape only
-serialises the store, so giamsat's CPU is reported both per scrape and including its background work.
+giamsat is measured as deployed: deploy/install.sh installs it into a scratch root, once per
+interpreter (by default Debian 12's /usr/bin/python3, which install.sh and the README use on the
+machines giamsat runs on, and the bench's own interpreter when that is another build). All processes
+serve on loopback and are scraped in turn, so machine noise hits each alike. node_exporter collects at
+scrape time; giamsat collects on its schedule (15 s here) and a scrape only serialises the store, so
+giamsat's CPU is reported per scrape including its background work.
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
 
 READING = """Reading the RSS row (issue 2's target: at most 40 MiB with the host collector alone). The libraries
-the design names cost most of it before any agent code runs: Python 3.11 itself about 10.9 MiB; asyncio
-9.6 (it imports ssl, and OpenSSL's initialisation alone is ~5 MiB; prometheus_client imports ssl too, so
-it cannot be avoided); pydantic about 7 (its Rust core's code pages and each model's validator);
-prometheus_client with http.server 4.5; APScheduler 2.7; PyYAML and psutil 2.4. What giamsat adds
-on top is its modules and its configuration schema (measured as installed, from compiled bytecode;
-compiling the sources at start-up would add ~0.4 MiB of allocator fragmentation). Only what a configuration uses is imported or built:
-collectors (pysnmp, gufo-snmp, paramiko, dnspython, httpx stay out of a host-only agent), the site-links
-and remote-write schemas, the web-config schema, and the Rust regex engine (site ids are matched
-with Python's re). Tried and not kept, each under 0.1 MiB here: pydantic's defer_build, a glibc arena
-cap (MALLOC_ARENA_MAX=1), fewer host threads; malloc_trim() needs ctypes, which costs more (0.8 MiB) than it
+the design names cost most of it before any agent code runs: the interpreter itself; asyncio, which
+imports ssl (OpenSSL's initialisation alone is ~5 MiB, and prometheus_client imports ssl too, so it cannot
+be avoided); pydantic about 7 (its Rust core's code pages and each model's validator); prometheus_client
+with http.server 4.5; APScheduler 2.7; PyYAML and psutil 2.4. The interpreter's build matters: Debian's
+python3.11 links libpython and most C extension modules (math, _socket, _datetime, _pickle, zlib, ...)
+into its executable, while a default pyenv build loads libpython and each extension as a shared object,
+whose relocated data pages cost ~0.6 MiB more in the same program. What giamsat adds on top is its modules
+(about 0.9 MiB of live Python objects, mostly code) and its configuration schema. Only what a
+configuration uses is imported or built: collectors (pysnmp, gufo-snmp, paramiko, dnspython, httpx stay
+out of a host-only agent), the site-links and remote-write schemas, the web-config schema, and the Rust
+regex engine (site ids are matched with Python's re). Measured as installed, from compiled bytecode:
+compiling the sources at every start (an editable checkout with PYTHONDONTWRITEBYTECODE set) adds ~0.4 MiB
+of allocator fragmentation. Tried and not kept, each under 0.1 MiB (or within run-to-run noise): pydantic's
+defer_build, a glibc arena cap (MALLOC_ARENA_MAX=1 or 2), one host thread instead of four, bytecode
+without column tables (-X no_debug_ranges); malloc_trim() needs ctypes, which costs more (0.8 MiB) than it
 returns (0.5)."""
 
 
@@ -57,18 +65,120 @@ def scrape(url: str) -> tuple[float, int]:
     return time.perf_counter() - t0, len(body)
 
 
+def interpreter_label(python: str) -> str:
+    """``3.11.2 /usr/bin/python3.11 (static libpython)``: how the interpreter was linked moves RSS by
+    ~0.6 MiB (see READING). Read from the process's own mappings: Debian's sysconfig says
+    Py_ENABLE_SHARED although its python3.11 executable has libpython linked in."""
+    code = (
+        "import sys; maps = open('/proc/self/maps').read(); "
+        "print('%d.%d.%d' % sys.version_info[:3], 'shared' if 'libpython' in maps else 'static')"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return f"{out[0]} {Path(python).resolve()} ({out[1]} libpython)"
+
+
+def install(python: str, root: Path) -> Path:
+    """The agent as deploy/install.sh installs it (pip install of the tree into a fresh virtualenv, which
+    compiles every module to bytecode), under ``root`` instead of /: returns the virtualenv."""
+    argv = ["sh", str(ROOT / "deploy/install.sh"), "--root", str(root), "--python", python, "--no-enable"]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return root / "opt/giamsat"
+
+
+def start(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def default_interpreters() -> list[str]:
+    """Debian 12's python3 (what install.sh and the README use on the machines giamsat runs on), then
+    the interpreter running this bench if it is another build."""
+    found: list[str] = []
+    for candidate in ("/usr/bin/python3", sys.executable):
+        if Path(candidate).exists() and all(Path(candidate).resolve() != Path(f).resolve() for f in found):
+            found.append(candidate)
+    return found
+
+
+FIGURES = [
+    "median latency (ms)",
+    "p99 latency (ms)",
+    "process CPU per scrape (ms)",
+    "RSS (MiB)",
+    "response size (KiB)",
+]
+
+
+def one_run(venvs: list[Path], cfg: Path, scrapes: int) -> tuple[dict[str, list[float]], float]:
+    """Start node_exporter, and giamsat and the library floor per virtualenv; scrape all in turn.
+
+    Returns each process's figures (in FIGURES order) and the loop's wall time."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    try:
+        nport = free_port()
+        procs["node_exporter"] = start([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{nport}"])
+        urls["node_exporter"] = f"http://127.0.0.1:{nport}/metrics"
+        for i, venv in enumerate(venvs):
+            gport, fport = free_port(), free_port()
+            argv = [str(venv / "bin/giamsat"), "run", "--config.file", str(cfg)]
+            procs[f"giamsat{i}"] = start([*argv, "--web.listen-address", f"127.0.0.1:{gport}"])
+            urls[f"giamsat{i}"] = f"http://127.0.0.1:{gport}/metrics"
+            procs[f"floor{i}"] = start(
+                [str(venv / "bin/python"), str(ROOT / "bench/rss_floor.py"), str(fport)]
+            )
+            urls[f"floor{i}"] = f"http://127.0.0.1:{fport}/"
+        for name, url in urls.items():
+            wait_ready(url.replace("/metrics", "/-/ready") if name.startswith("giamsat") else url)
+        for _ in range(20):  # warm-up
+            for url in urls.values():
+                scrape(url)
+        lat: dict[str, list[float]] = {name: [] for name in urls}
+        size: dict[str, int] = {}
+        cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        wall0 = time.monotonic()
+        for _ in range(scrapes):
+            # All in turn, so machine noise hits each alike; the floors are served as often, so their
+            # RSS is measured in the same state.
+            for name, url in urls.items():
+                t, n = scrape(url)
+                lat[name].append(t)
+                size[name] = n
+        wall = time.monotonic() - wall0
+        cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+        rss = {name: rss_bytes(p.pid) for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait(10)
+    return {
+        name: [
+            median(lat[name]) * 1e3,
+            percentile(lat[name], 99) * 1e3,
+            cpu[name] / scrapes * 1e3,  # includes any background collection in the loop
+            rss[name] / 2**20,
+            size[name] / 1024,
+        ]
+        for name in procs
+    }, wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scrapes", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes per run; the table shows medians")
     ap.add_argument("--write", type=Path, default=None)
-    args = ap.parse_args()
-
-    # The agent as installed: pip compiles every module to bytecode at install time (deploy/install.sh).
-    # A source checkout with PYTHONDONTWRITEBYTECODE set (as on our build machines) would otherwise compile
-    # all of them at every start, which costs the process ~0.4 MiB of RSS the installed agent never pays.
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "agent", "collectors", "exporters"], cwd=ROOT, check=True
+    ap.add_argument(
+        "--python",
+        action="append",
+        default=None,
+        help="interpreter to install and measure the agent with (repeatable; default: /usr/bin/python3, "
+        "then this bench's interpreter if it is another build). The first one is the headline column.",
     )
+    args = ap.parse_args()
+    pythons = args.python or default_interpreters()
+
     tmp = Path(tempfile.mkdtemp(prefix="giamsat-bench-"))
     cfg = tmp / "giamsat.yml"
     # What a commune office's agent runs: the host collector, its own site and the one above it.
@@ -78,90 +188,55 @@ def main() -> None:
         "  - {id: xa-1, name: Xã Một, level: commune, parent: tinh}\n"
         "collectors:\n  host: {}\n"
     )
-    gport, nport = free_port(), free_port()
-    giamsat = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/giamsat"),
-            "run",
-            "--config.file",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{gport}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    node = subprocess.Popen(
-        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{nport}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    fport = free_port()
-    floor = subprocess.Popen([sys.executable, str(ROOT / "bench/rss_floor.py"), str(fport)])
-    try:
-        gurl, nurl = f"http://127.0.0.1:{gport}/metrics", f"http://127.0.0.1:{nport}/metrics"
-        wait_ready(f"http://127.0.0.1:{gport}/-/ready")
-        wait_ready(nurl)
-        furl = f"http://127.0.0.1:{fport}/"
-        wait_ready(furl)
-        for _ in range(20):  # warm-up
-            scrape(gurl)
-            scrape(nurl)
-        lat: dict[str, list[float]] = {"giamsat": [], "node_exporter": []}
-        size = {"giamsat": 0, "node_exporter": 0}
-        cpu0 = {"giamsat": cpu_seconds(giamsat.pid), "node_exporter": cpu_seconds(node.pid)}
-        wall0 = time.monotonic()
-        for _ in range(args.scrapes):
-            for name, url in (("giamsat", gurl), ("node_exporter", nurl)):
-                t, n = scrape(url)
-                lat[name].append(t)
-                size[name] = n
-            scrape(furl)  # served as often, so its RSS is measured in the same state
-        wall = time.monotonic() - wall0
-        cpu = {
-            "giamsat": cpu_seconds(giamsat.pid) - cpu0["giamsat"],
-            "node_exporter": cpu_seconds(node.pid) - cpu0["node_exporter"],
-        }
-        rss = {"giamsat": rss_bytes(giamsat.pid), "node_exporter": rss_bytes(node.pid)}
-        floor_rss = rss_bytes(floor.pid)
-    finally:
-        for p in (giamsat, node, floor):
-            p.terminate()
-            p.wait(10)
+    labels = [interpreter_label(p) for p in pythons]
+    venvs = [install(p, tmp / f"install-{i}") for i, p in enumerate(pythons)]
+    runs = [one_run(venvs, cfg, args.scrapes) for _ in range(args.runs)]
 
-    g_scrape_cpu = cpu["giamsat"] / args.scrapes  # includes any background collection in the loop
-    n_scrape_cpu = cpu["node_exporter"] / args.scrapes
-    rows = [
-        ("median latency (ms)", median(lat["giamsat"]) * 1e3, median(lat["node_exporter"]) * 1e3),
-        (
-            "p99 latency (ms)",
-            percentile(lat["giamsat"], 99) * 1e3,
-            percentile(lat["node_exporter"], 99) * 1e3,
-        ),
-        ("process CPU per scrape (ms)", g_scrape_cpu * 1e3, n_scrape_cpu * 1e3),
-        ("RSS (MiB)", rss["giamsat"] / 2**20, rss["node_exporter"] / 2**20),
-        ("response size (KiB)", size["giamsat"] / 1024, size["node_exporter"] / 1024),
-    ]
+    def med(name: str, row: int) -> float:
+        return median([figures[name][row] for figures, _ in runs])
+
+    def spread(name: str, row: int) -> str:
+        values = [figures[name][row] for figures, _ in runs]
+        return f"{min(values):.2f}–{max(values):.2f}"
+
+    heads = [f"giamsat on {label.split(' (')[0]}" for label in labels]
+    walls = ", ".join(f"{wall:.1f}" for _, wall in runs)
     lines = [
-        f"`python bench/scrape.py --scrapes {args.scrapes}` — {args.scrapes} scrapes each, alternating, loopback, "
-        f"host collector alone (interval 15 s) vs Debian's node_exporter 1.5 (default collectors). "
-        f"Process CPU is all the CPU each process used during the loop ({wall:.1f} s wall), divided by the "
-        "number of scrapes; giamsat's includes its background collection in that time.",
+        f"`python bench/scrape.py --scrapes {args.scrapes} --runs {args.runs}` — {args.runs} runs with fresh "
+        f"processes; in each, {args.scrapes} scrapes of every process in turn, on loopback. giamsat runs the "
+        "host collector (interval 15 s; a commune agent's config with its own site and its parent) and is "
+        "installed by deploy/install.sh into a scratch root, once per interpreter: "
+        + "; ".join(labels)
+        + ". node_exporter is Debian's 1.5 (default collectors). Process CPU is all the CPU a process used "
+        f"during the loop (wall {walls} s), divided by the number of scrapes; giamsat's includes its "
+        "background collection. The table shows medians over the runs; ratios are the first giamsat column "
+        "to node_exporter.",
         "",
-        "| figure | giamsat | node_exporter | ratio |",
-        "| --- | ---: | ---: | ---: |",
+        "| figure | " + " | ".join(heads) + " | node_exporter | ratio |",
+        "| --- | " + " | ".join("---:" for _ in heads) + " | ---: | ---: |",
     ]
-    for label, g, n in rows:
-        lines.append(f"| {label} | {g:.2f} | {n:.2f} | {g / n if n else float('nan'):.2f}× |")
+    for row, label in enumerate(FIGURES):
+        values = [med(f"giamsat{i}", row) for i in range(len(venvs))]
+        ref = med("node_exporter", row)
+        cells = " | ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| {label} | {cells} | {ref:.2f} | {values[0] / ref if ref else float('nan'):.2f}× |")
+    rss_row = FIGURES.index("RSS (MiB)")
     lines += [
         "",
-        f"Library floor, same run: bench/rss_floor.py — the agent's libraries and nothing else (asyncio with "
-        f"ssl, http.server, prometheus_client, pydantic with one model, APScheduler on asyncio, psutil, "
-        f"PyYAML), one scheduled reading served over HTTP — RSS **{floor_rss / 2**20:.2f} MiB**; giamsat's own "
-        f"code, schemas and state add {(rss['giamsat'] - floor_rss) / 2**20:.2f} MiB to it.",
+        "RSS against the library floor (bench/rss_floor.py: the agent's libraries and nothing else — asyncio "
+        "with ssl, http.server, prometheus_client, pydantic with one model, APScheduler on asyncio, psutil, "
+        "PyYAML — one scheduled reading served over HTTP, run from the same virtualenv, same runs); medians, "
+        "with the range over the runs:",
         "",
-        READING,
     ]
+    for i, label in enumerate(labels):
+        floor, agent = med(f"floor{i}", rss_row), med(f"giamsat{i}", rss_row)
+        lines.append(
+            f"- {label}: giamsat **{agent:.2f} MiB** ({spread(f'giamsat{i}', rss_row)}), floor "
+            f"{floor:.2f} MiB ({spread(f'floor{i}', rss_row)}): giamsat's own code, schemas and state add "
+            f"{agent - floor:.2f} MiB."
+        )
+    lines += ["", READING]
     out = "\n".join(lines)
     print(out)
     if args.write:
