@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -377,6 +378,16 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             ConfigProblem(where, p.key, p.message, line_of(root, loc_of(p.key)) if where == file else None)
         )
     if config is None:
+        # Sites named by the agent and by targets are checked from the raw file too, so a run that
+        # found schema errors still shows them (keys the schema already reported are not repeated).
+        ids = {s.id for s in sites} | {str(r.get("id")) for r in csv_rows}
+        if isinstance(data.get("sites"), list):  # an invalid site is still not an unknown one
+            ids |= {str(raw.get("id")) for raw in data["sites"] if isinstance(raw, dict)}
+        reported = {p.key for p in problems}
+        for loc, site_id in _raw_site_references(data):
+            key = format_loc(loc)
+            if site_id not in ids and key not in reported:
+                problems.append(_problem(file, root, loc, f"unknown site {site_id!r}"))
         raise ConfigError(problems)
 
     remote_names: set[str] = set()
@@ -426,6 +437,22 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(path=path, config=config, inventory=Inventory(site_objs))
+
+
+def _raw_site_references(data: dict[str, Any]) -> Iterator[tuple[tuple[int | str, ...], str]]:
+    """(key path, site id) of ``agent.site`` and every ``targets.<kind>[i].site`` given as a string."""
+    agent = data.get("agent")
+    if isinstance(agent, dict) and isinstance(agent.get("site"), str):
+        yield ("agent", "site"), agent["site"]
+    targets = data.get("targets")
+    if not isinstance(targets, dict):
+        return
+    for kind, items in targets.items():
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("site"), str):
+                yield ("targets", kind, i, "site"), item["site"]
 
 
 def _problem(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:

@@ -175,6 +175,34 @@ def test_all_problems_reported_not_just_the_first(tmp_path: Path) -> None:
     assert "sites[1].parent" in found[0] and "sites[2].parent" in found[1]
 
 
+def test_unknown_sites_of_targets_are_reported_alongside_schema_errors(tmp_path: Path) -> None:
+    """One run shows every problem: a schema error elsewhere does not hide a target's unknown site.
+    A site that exists but is itself invalid is not called unknown."""
+    found = problems(
+        tmp_path,
+        """
+        agent: {timeout: -3s, site: nowhere}
+        sites:
+          - {id: tinh, name: T, level: province}
+          - {id: xa-1, name: X, level: hamlet, parent: tinh}
+        targets:
+          icmp:
+            - {name: a, address: 127.0.0.1, site: ghost}
+            - {name: b, address: 127.0.0.1, site: xa-1}
+            - {name: c, address: 127.0.0.1, site: tinh}
+            - {name: d, address: 127.0.0.1, site: [not, a, string]}
+        """,
+    )
+    keys = [p.split(": ")[1] for p in found]
+    assert "agent.timeout" in keys and "sites[1].level" in keys, found
+    assert "targets.icmp[3].site" in keys, found  # the schema's own error, reported once
+    assert keys.count("targets.icmp[3].site") == 1, found
+    unknown = [p for p in found if "unknown site" in p]
+    assert len(unknown) == 2, found
+    assert any("agent.site: unknown site 'nowhere'" in p for p in unknown), found
+    assert any("targets.icmp[0].site: unknown site 'ghost'" in p for p in unknown), found
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yml: \(top level\): cannot read: No such file"):
         load_config(tmp_path / "nope.yml")
