@@ -157,6 +157,11 @@ class HostKeyStore:
     ``trust_on_first_use`` the key of a host the file does not mention at all is appended to the file
     and logged with its fingerprint; a host that is in the file with another key, even of another key
     type, is always a mismatch.
+
+    The file is parsed here line by line, not with paramiko's ``HostKeys.load``: that raises on one
+    line with bad base64 (``InvalidHostKey``, not an ``SSHException``), which would fail every target.
+    A line that cannot be parsed is skipped, as OpenSSH skips it, with one warning per change of the
+    file naming the line (never its key material). The parsed entries are kept until the file changes.
     """
 
     def __init__(self, path: Path, trust_on_first_use: bool, log: logging.Logger) -> None:
@@ -164,20 +169,71 @@ class HostKeyStore:
         self.trust_on_first_use = trust_on_first_use
         self.log = log
         self._lock = threading.Lock()
+        self._signature: tuple[int, int, int, int] | None = None
+        self._entries: list[tuple[str, paramiko.PKey]] = []
+
+    def entries(self) -> list[tuple[str, paramiko.PKey]]:
+        """(host name pattern, key) for every usable line; re-read when the file changed."""
+        with self._lock:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                self._signature, self._entries = None, []
+                return []
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if signature != self._signature:
+                self._entries = self._parse(self.path.read_bytes())
+                self._signature = signature
+            return list(self._entries)
+
+    def _parse(self, data: bytes) -> list[tuple[str, paramiko.PKey]]:
+        from paramiko.hostkeys import HostKeyEntry
+
+        entries: list[tuple[str, paramiko.PKey]] = []
+        bad: list[str] = []
+        for lineno, raw in enumerate(data.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            try:
+                entry = HostKeyEntry.from_line(line.decode("ascii"), lineno)
+            except Exception as exc:  # bad base64, unknown key encoding, not ASCII...
+                bad.append(f"{lineno} ({type(exc).__name__})")
+                continue
+            if entry is None or entry.key is None:  # too few fields, or a key type paramiko lacks
+                bad.append(f"{lineno} (not 'names keytype key')")
+                continue
+            entries.extend((name, entry.key) for name in entry.hostnames)
+        if bad:
+            self.log.warning(
+                f"known_hosts {self.path}: skipped {len(bad)} line(s) that cannot be parsed: line "
+                + ", line ".join(bad[:10])
+                + (" ..." if len(bad) > 10 else ""),
+                extra={"file": str(self.path), "bad_lines": len(bad)},
+            )
+        return entries
 
     def load_into(self, client: paramiko.SSHClient) -> None:
-        if self.path.exists():
-            # "system" host keys are read-only for paramiko: it never rewrites the operator's file.
-            client.load_system_host_keys(str(self.path))
+        # Into the client's in-memory keys only: paramiko writes them back only when told a file name
+        # (load_host_keys/save_host_keys), which the client never is, so the operator's file is intact.
+        keys = client.get_host_keys()
+        for name, key in self.entries():
+            keys.add(name, key.get_name(), key)
 
     def record(self, name: str, key: paramiko.PKey) -> None:
-        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        line = f"{name} {key.get_name()} {key.get_base64()}\n".encode("ascii")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # One append of one line: concurrent agents or an operator's editor cannot interleave it.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line.encode("ascii"))
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # an operator's last line without a newline: do not join it
+                written = os.write(fd, line)
+                if written != len(line):
+                    # A full disk: the torn line is skipped when read back; the host is not trusted.
+                    raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
             finally:
                 os.close(fd)
 
@@ -200,7 +256,13 @@ class _Policy(paramiko.MissingHostKeyPolicy):
                 f"{hostname} is not in {self.store.path} (offered {key.get_name()} {fp}); "
                 f"add it with ssh-keyscan and check the fingerprint"
             )
-        self.store.record(hostname, key)
+        try:
+            self.store.record(hostname, key)
+        except OSError as exc:
+            # Not recorded, not trusted: next time would be a first use again, without the protection.
+            raise _HostKeyUnknown(
+                f"{hostname} offered {key.get_name()} {fp} but it could not be recorded: {exc}"
+            ) from None
         self.store.log.warning(
             f"ssh host key trusted on first use: {hostname} {key.get_name()} {fp}, recorded in "
             f"{self.store.path}",
@@ -220,7 +282,8 @@ class Connection:
         return t is not None and t.is_active()
 
     def close(self) -> None:
-        self.client.close()
+        with contextlib.suppress(Exception):  # best effort: a dead transport may raise on close
+            self.client.close()
 
     def run(self, argv: Sequence[str], timeout: float, max_output: int) -> CommandResult:
         """Run ``argv`` (each argument shell-quoted; SSH sends one string) within ``timeout`` seconds.
@@ -244,17 +307,20 @@ class Connection:
             try:
                 try:
                     chan = transport.open_session(timeout=timeout)
-                except (paramiko.SSHException, OSError, EOFError) as exc:
+                except Exception as exc:
                     raise self._failure(transport, dog, "cannot open a session channel", exc) from None
                 try:
                     chan.exec_command(command)
                     chan.shutdown_write()  # the command gets EOF on stdin instead of waiting for input
                     out, err = self._drain(chan, deadline, dog, max_output)
-                except (paramiko.SSHException, OSError, EOFError) as exc:
+                except Exception as exc:
+                    # exec_command re-raises whatever the transport thread died of, not only
+                    # SSHException: every failure is the target's, reported with a bounded reason.
                     raise self._failure(transport, dog, "command aborted", exc) from None
             finally:
                 if chan is not None:
-                    chan.close()
+                    with contextlib.suppress(Exception):
+                        chan.close()
         assert chan is not None
         # An exit status means the output is complete (it follows all data on the channel), even if
         # the watchdog fired a moment later.
@@ -336,46 +402,82 @@ def _has_status(chan: paramiko.Channel) -> bool:
     return chan.status_event.is_set() and chan.exit_status != -1
 
 
+#: one resolved address: (socket family, socket address), as ``getaddrinfo`` gives them
+Address = tuple[int, tuple[Any, ...]]
+
+
+def _tcp_connect(
+    endpoint: Endpoint, addresses: Sequence[Address], per_address: float, deadline: float
+) -> socket.socket:
+    """Connect to the first address that answers, as OpenSSH does: each address in turn gets
+    ``per_address`` seconds (ConnectTimeout), cut to what is left before ``deadline``.
+
+    Not ``socket.create_connection``: it gives its whole timeout to every address, so a name whose
+    first address black-holes SYNs never reaches the second before the deadline."""
+    where = f"{endpoint.address}:{endpoint.port}"
+    failure: SSHError | None = None
+    for family, sockaddr in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        shown = f"{sockaddr[0]}:{sockaddr[1]}" if sockaddr[0] != endpoint.address else where
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(min(per_address, left))
+            sock.connect(sockaddr)
+        except TimeoutError:
+            sock.close()
+            failure = SSHError("connect_timeout", f"TCP connect to {shown} timed out")
+        except ConnectionRefusedError:
+            sock.close()
+            failure = SSHError("connection_refused", f"{shown} refused the connection")
+        except OSError as exc:
+            sock.close()
+            failure = SSHError("connect_failed", f"{shown}: {exc}")
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    if failure is None:
+        if not addresses:
+            raise SSHError("connect_failed", f"{endpoint.address}: no address to connect to")
+        raise SSHError("connect_timeout", f"{where}: no time left to connect")
+    if len(addresses) > 1:
+        failure = SSHError(failure.reason, f"{failure.message} (tried {len(addresses)} addresses)")
+    raise failure
+
+
 def connect(
     endpoint: Endpoint,
+    addresses: Sequence[Address],
     store: HostKeyStore,
     timeouts: Timeouts,
     deadline: float,
     log: logging.Logger,
     target: str,
 ) -> Connection:
-    """Open and authenticate a connection, checking the host key, by ``deadline`` (monotonic)."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise SSHError("connect_timeout", "no time left to connect")
-    try:
-        sock = socket.create_connection(
-            (endpoint.address, endpoint.port), timeout=min(remaining, timeouts.connect)
-        )
-    except TimeoutError:
-        raise SSHError(
-            "connect_timeout", f"TCP connect to {endpoint.address}:{endpoint.port} timed out"
-        ) from None
-    except ConnectionRefusedError:
-        raise SSHError(
-            "connection_refused", f"{endpoint.address}:{endpoint.port} refused the connection"
-        ) from None
-    except OSError as exc:
-        raise SSHError("connect_failed", f"{endpoint.address}:{endpoint.port}: {exc}") from None
-
+    """Open and authenticate a connection to the first of ``addresses`` that answers, checking the
+    host key, by ``deadline`` (monotonic). Each address gets ``timeouts.connect`` for its TCP connect,
+    and the SSH handshake ``timeouts.connect`` from the moment TCP connected (both cut at
+    ``deadline``). Every failure is an ``SSHError``; nothing is left open when one is raised."""
+    sock = _tcp_connect(endpoint, addresses, timeouts.connect, deadline)
     client = paramiko.SSHClient()
-    store.load_into(client)
-    client.set_missing_host_key_policy(_Policy(store, target))
 
     def abort() -> None:
-        client.close()
-        sock.close()
+        with contextlib.suppress(Exception):
+            client.close()
+        with contextlib.suppress(Exception):
+            sock.close()
 
+    handshake_end = min(deadline, time.monotonic() + timeouts.connect)
     # paramiko's own timeouts are set past our deadline: the watchdog decides, so a hang always
     # reads as connect_timeout however far the handshake got.
-    late = max(deadline - time.monotonic(), 0.1) + 2 * _GRACE
-    with _Watchdog(min(deadline, time.monotonic() + timeouts.connect), abort) as dog:
+    late = max(handshake_end - time.monotonic(), 0.1) + 2 * _GRACE
+    with _Watchdog(handshake_end, abort) as dog:
         try:
+            store.load_into(client)
+            client.set_missing_host_key_policy(_Policy(store, target))
             client.connect(
                 endpoint.address,
                 port=endpoint.port,
@@ -413,6 +515,16 @@ def connect(
                 raise SSHError("connect_timeout", "SSH session not established in time") from None
             reason = "protocol_error" if isinstance(exc, paramiko.SSHException) else "disconnected"
             raise SSHError(reason, f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            # Whatever else paramiko's transport thread died of and re-raised here (a KEXINIT that is
+            # not UTF-8 gives UnicodeDecodeError): the peer's fault, reported as data, never a crash.
+            abort()
+            if dog.fired.is_set():
+                raise SSHError("connect_timeout", "SSH session not established in time") from None
+            raise SSHError("protocol_error", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except BaseException:
+            abort()
+            raise
     transport = client.get_transport()
     if transport is None or not transport.is_active():
         abort()
@@ -423,7 +535,12 @@ def connect(
 
 
 class ConnectionPool:
-    """One live connection per target, reused while alive; dead ones are replaced on the next use."""
+    """One live connection per target, reused while alive; dead ones are replaced on the next use.
+
+    ``close_all`` closes the pool for good: a connect still running in an abandoned thread (the job
+    was cancelled by a reload or shutdown) closes its new connection instead of storing it, so no
+    transport thread, socket or sshd session outlives the collector.
+    """
 
     def __init__(self, store: HostKeyStore, timeouts: Timeouts, log: logging.Logger) -> None:
         self.store = store
@@ -431,23 +548,41 @@ class ConnectionPool:
         self.log = log
         self._conns: dict[str, Connection] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
-    def get(self, key: str, endpoint: Endpoint, deadline: float) -> tuple[Connection, bool]:
-        """(connection, reused) for ``key``: the open one when alive and for the same endpoint."""
+    def reusable(self, key: str, endpoint: Endpoint) -> bool:
+        """Whether ``get`` would reuse the open connection (non-blocking; it may die meanwhile)."""
         with self._lock:
+            conn = self._conns.get(key)
+        return conn is not None and conn.endpoint == endpoint and conn.is_active()
+
+    def get(
+        self, key: str, endpoint: Endpoint, addresses: Sequence[Address], deadline: float
+    ) -> tuple[Connection, bool]:
+        """(connection, reused) for ``key``: the open one when alive and for the same endpoint, else a
+        new one to the first of ``addresses`` that answers."""
+        with self._lock:
+            if self._closed:
+                raise SSHError("disconnected", "collector closed")
             old = self._conns.pop(key, None)
         if old is not None:
             if old.endpoint == endpoint and old.is_active():
                 with self._lock:
-                    self._conns[key] = old
-                return old, True
+                    if not self._closed:
+                        self._conns[key] = old
+                        return old, True
             old.close()
-        conn = connect(endpoint, self.store, self.timeouts, deadline, self.log, key)
+        conn = connect(endpoint, addresses, self.store, self.timeouts, deadline, self.log, key)
         with self._lock:
-            stale = self._conns.pop(key, None)
-            self._conns[key] = conn
+            closed = self._closed
+            stale = None if closed else self._conns.pop(key, None)
+            if not closed:
+                self._conns[key] = conn
         if stale is not None:
             stale.close()
+        if closed:
+            conn.close()
+            raise SSHError("disconnected", "collector closed")
         return conn, False
 
     def drop(self, key: str) -> None:
@@ -458,12 +593,14 @@ class ConnectionPool:
 
     def close_all(self) -> None:
         with self._lock:
+            self._closed = True
             conns, self._conns = list(self._conns.values()), {}
         for c in conns:
             c.close()
 
     def __len__(self) -> int:
-        return len(self._conns)
+        with self._lock:
+            return len(self._conns)
 
 
 def load_private_key(path: Path, passphrase: str | None) -> paramiko.PKey:

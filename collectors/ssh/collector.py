@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +42,7 @@ from collectors.ssh.errors import REASONS, SSHError
 if TYPE_CHECKING:  # paramiko is imported when the collector starts, not when the config is read
     import paramiko
 
-    from collectors.ssh.client import CommandResult, Connection, ConnectionPool, Endpoint
+    from collectors.ssh.client import Address, CommandResult, Connection, ConnectionPool, Endpoint
 
 PROC_FILES = ("/proc/loadavg", "/proc/meminfo", "/proc/stat", "/proc/net/dev")
 BUILTIN_MODULES = ("linux",)
@@ -54,6 +56,8 @@ _SPARE_THREADS = 2
 # (channel close, then transport close one second later) always decides first.
 _RUNNER_SLACK = 3.0
 _DEFAULT_BUDGET = 10.0  # the agent's default job timeout, used when neither target nor settings set one
+# Seconds a host name's last good addresses stand in while the resolver fails or does not answer.
+_DNS_STALE = 3600.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,6 +240,106 @@ class _ModuleFailed(Exception):
         self.partial = partial
 
 
+class _Resolver:
+    """Host names to addresses, with a deadline, outside the SSH thread pool.
+
+    ``getaddrinfo`` cannot be interrupted: with an unreachable name server it blocks for the
+    resolver's own timeouts (``timeout:5 attempts:2`` and more), so it runs in a daemon thread of its
+    own, awaited for at most the caller's budget. One lookup per name is in flight at a time, so a hung
+    resolver costs one thread per name, not one per collection. The last good answer of a name is kept
+    for ``_DNS_STALE`` seconds and used when a lookup fails or times out (except a definite "no such
+    name"), so a flapping resolver does not fail every round. Not the loop's default executor: it is
+    shared with the rest of the agent, and ``asyncio.run`` waits for its threads at exit.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self._good: dict[tuple[str, int], tuple[float, list[Address]]] = {}
+        self._inflight: dict[tuple[str, int], asyncio.Future[list[Address]]] = {}
+        self._stale: set[tuple[str, int]] = set()
+
+    @staticmethod
+    def literal(host: str, port: int) -> list[Address] | None:
+        """The address itself when ``host`` is an IP address (no lookup), else None."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        except (socket.gaierror, UnicodeError):
+            return None
+        return [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
+
+    def cached(self, host: str, port: int) -> list[Address] | None:
+        found = self._good.get((host, port))
+        if found is None or time.monotonic() - found[0] > _DNS_STALE:
+            return None
+        return found[1]
+
+    async def resolve(self, host: str, port: int, budget: float) -> list[Address]:
+        literal = self.literal(host, port)
+        if literal is not None:
+            return literal
+        name = (host, port)
+        cached = self.cached(host, port)
+        fut = self._inflight.get(name)
+        if fut is not None and cached is not None:
+            return cached  # the previous lookup is still hanging: do not wait on it again
+        if fut is None:
+            fut = self._start(name)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(budget, 0.001))
+        except TimeoutError:
+            failure = SSHError("dns_failed", f"{host}: no answer from the resolver within {budget:.3g}s")
+        except socket.gaierror as exc:
+            failure = SSHError("dns_failed", f"{host}: {exc.strerror or exc}")
+            if exc.errno == socket.EAI_NONAME:
+                self._good.pop(name, None)  # a definite answer: the name is gone
+                raise failure from None
+        except (OSError, UnicodeError) as exc:
+            failure = SSHError("dns_failed", f"{host}: {exc}")
+        if cached is None:
+            raise failure
+        if name not in self._stale:
+            self._stale.add(name)
+            self.log.warning(
+                f"ssh: resolving {host} failed ({failure.message}); using its last good addresses",
+                extra={"host": host},
+            )
+        return cached
+
+    def _start(self, name: tuple[str, int]) -> asyncio.Future[list[Address]]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Address]] = loop.create_future()
+        self._inflight[name] = fut
+
+        def deliver(result: list[Address] | None, exc: BaseException | None) -> None:
+            if self._inflight.get(name) is fut:
+                del self._inflight[name]
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+                return
+            assert result is not None
+            self._good[name] = (time.monotonic(), result)
+            self._stale.discard(name)
+            fut.set_result(result)
+
+        def lookup() -> None:
+            result: list[Address] | None = None
+            error: BaseException | None = None
+            try:
+                infos = socket.getaddrinfo(name[0], name[1], type=socket.SOCK_STREAM)
+                result = [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone (the agent stopped)
+                loop.call_soon_threadsafe(deliver, result, error)
+
+        # Nobody awaiting a failed lookup must not log "exception was never retrieved".
+        fut.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+        threading.Thread(target=lookup, name=f"giamsat-ssh-resolve {name[0]}", daemon=True).start()
+        return fut
+
+
 class SSHCollector(Collector):
     kind = "ssh"
     settings_model = SSHSettings
@@ -252,6 +356,7 @@ class SSHCollector(Collector):
         self._key_errors: dict[str, str] = {}
         self._last_reason: dict[str, str] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._resolver = _Resolver(ctx.log)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -396,16 +501,19 @@ class SSHCollector(Collector):
         out: list[Metric] = []
         first_failure = first_message = ""
         try:
+            addresses = await self._addresses(key, endpoint, deadline)
             conn, was_reused = await self.ctx.blocking.run(
                 key,
-                self.cfg.connect_timeout + _RUNNER_SLACK,
+                max(deadline - time.monotonic(), 0.0) + _RUNNER_SLACK,
                 self.pool.get,
                 key,
                 endpoint,
-                min(deadline, time.monotonic() + self.cfg.connect_timeout),
+                addresses,
+                deadline,
             )
         except CollectError as exc:
-            reason = _bounded(exc.reason)
+            # The runner's own deadline passing here means the connection was never set up.
+            reason = "connect_timeout" if exc.reason == "timeout" else _bounded(exc.reason)
             first_failure = reason
             self._note(target.name, reason, exc.message)
             up.add_metric([], 0)
@@ -448,6 +556,18 @@ class SSHCollector(Collector):
             "ssh_duration_seconds", "How long the SSH collection took.", value=time.monotonic() - start
         )
         return [up, duration, failure, reused, mod_ok, mod_dur, mod_fail, *out]
+
+    async def _addresses(self, key: str, endpoint: Endpoint, deadline: float) -> list[Address]:
+        """Where to connect: the name's addresses, resolved here (with a deadline) rather than in the
+        SSH thread pool, where a hung resolver pinned threads until healthy targets starved."""
+        if self.pool.reusable(key, endpoint):
+            cached = self._resolver.cached(endpoint.address, endpoint.port)
+            if cached is not None:
+                return cached  # the open connection is reused; no lookup needed
+        budget = min(self.cfg.connect_timeout, deadline - time.monotonic())
+        if budget <= 0:
+            raise SSHError("connect_timeout", "no time left to resolve the address")
+        return await self._resolver.resolve(endpoint.address, endpoint.port, budget)
 
     def _note(self, target: str, reason: str, message: str) -> None:
         """Log when a target starts failing, changes reason, or recovers; not on every failure."""

@@ -8,11 +8,12 @@ from agent.errors import CollectError
 REASONS = (
     "connect_timeout",  # no TCP connection, or the SSH session was not set up, within the deadline
     "connection_refused",  # TCP RST: nothing listens on the port
-    "connect_failed",  # other network errors: no route, name does not resolve
+    "connect_failed",  # other network errors: no route, unreachable
+    "dns_failed",  # the host name did not resolve, or the resolver did not answer in time
     "host_key_unknown",  # strict checking and the host is not in known_hosts
     "host_key_mismatch",  # the host offered a key other than the recorded one
     "auth_failed",  # the server refused our key or password
-    "protocol_error",  # SSH negotiation failed (no common algorithm, garbage instead of SSH)
+    "protocol_error",  # SSH negotiation failed (no common algorithm, garbage or malformed packets)
     "command_timeout",  # the command did not finish within its deadline
     "command_failed",  # non-zero exit status, killed by a signal, or too much output
     "parse_error",  # the output could not be parsed

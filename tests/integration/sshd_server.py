@@ -137,7 +137,9 @@ class Sshd:
                 os.kill(p, signal.SIGKILL)
 
 
-def start_sshd(base: Path, client_pub: Path, client_key: Path) -> Sshd:
+def start_sshd(
+    base: Path, client_pub: Path, client_key: Path, listen: tuple[str, ...] = ("127.0.0.1", "::1")
+) -> Sshd:
     base.mkdir(parents=True, exist_ok=True)
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     host_key = base / "host_ed25519"
@@ -152,8 +154,7 @@ def start_sshd(base: Path, client_pub: Path, client_key: Path) -> Sshd:
             "\n".join(
                 [
                     f"Port {port}",
-                    "ListenAddress 127.0.0.1",
-                    "ListenAddress ::1",
+                    *(f"ListenAddress {a}" for a in listen),
                     f"HostKey {host_key}",
                     f"PidFile {base / 'sshd.pid'}",
                     f"AuthorizedKeysFile {base / 'authorized_keys'}",
@@ -183,7 +184,7 @@ def start_sshd(base: Path, client_pub: Path, client_key: Path) -> Sshd:
         end = time.monotonic() + 10
         while time.monotonic() < end and proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                with socket.create_connection((listen[0], port), timeout=1) as s:
                     if s.recv(64).startswith(b"SSH-2.0-"):
                         return server
             except OSError:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -761,7 +764,7 @@ def test_stdout_and_stderr_are_drained_together(tmp_path: Path, sshd: Sshd, keys
     pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
     ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
     try:
-        conn, reused = pool.get("t", ep, time.monotonic() + 10)
+        conn, reused = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
         assert not reused
         script = "head -c 3000000 /dev/zero >&2; head -c 3000001 /dev/zero; head -c 7 /dev/zero >&2; exit 4"
         result = conn.run(["sh", "-c", script], 30, 64 * 1024 * 1024)
@@ -796,7 +799,7 @@ def test_output_cut_short_mid_stream_leaves_the_connection_usable(
     pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
     ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
     try:
-        conn, _ = pool.get("t", ep, time.monotonic() + 10)
+        conn, _ = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
         for i in range(40):
             with pytest.raises(SSHError) as caught:
                 conn.run(["head", "-c", "4000000", "/dev/zero"], 30, 1024 * 1024)
@@ -941,3 +944,256 @@ targets:
     )
     findings = [ln for ln in (lint.stdout + lint.stderr).splitlines() if ln.strip()]
     assert [f for f in findings if not (f.startswith("node_memory_") and "camelCase" in f)] == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# known_hosts files as they are found in the field
+# ---------------------------------------------------------------------------------------------------
+def test_bad_known_hosts_line_is_skipped_with_one_warning(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards reading known_hosts line by line: one torn line (bad base64, e.g. a trust-on-first-use
+    append cut short by a full disk) made paramiko's loader raise InvalidHostKey, which is not an
+    SSHException, so every target's collection raised instead of connecting."""
+    kh = tmp_path / "known_hosts"
+    torn = "[127.0.0.1]:2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI\n"
+    kh.write_text("# scanned 2026-11-20\n" + torn + "only-a-name\n" + known_hosts_line(sshd))
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys))
+
+    async def twice() -> list[list[Metric]]:
+        await collector.start()
+        try:
+            return [await collector.collect(target(sshd)) for _ in range(2)]
+        finally:
+            await collector.close()
+            collector.ctx.blocking.shutdown()
+
+    with caplog.at_level(logging.WARNING, logger="giamsat.collector.ssh"):
+        results = asyncio.run(twice())
+    assert [value(r, "ssh_up") for r in results] == [1, 1]
+    warnings = [r.getMessage() for r in caplog.records if "known_hosts" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once per change of the file, not once per connection
+    assert str(kh) in warnings[0] and "line 2" in warnings[0] and "line 3" in warnings[0]
+    assert not any("AAAAC3" in r.getMessage() for r in caplog.records)  # no key material in logs
+
+
+def test_trust_on_first_use_appends_on_a_line_of_its_own(
+    tmp_path: Path, sshd: Sshd, sshd2: Sshd, keys: dict[str, Path]
+) -> None:
+    """Guards HostKeyStore.record: when the operator's file did not end in a newline, the recorded key
+    was glued onto its last line, breaking both entries."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts_line(sshd).rstrip("\n"))
+    tofu = make_collector(tmp_path, **default_settings(tmp_path, [], keys, trust_on_first_use=True))
+    [first] = asyncio.run(collect_all(tofu, target(sshd2, "new")))
+    assert value(first, "ssh_up") == 1
+    assert kh.read_text().count("\n") == 2
+    strict = make_collector(tmp_path, **default_settings(tmp_path, [], keys))
+    results = asyncio.run(collect_all(strict, target(sshd, "old"), target(sshd2, "new")))
+    assert [value(r, "ssh_up") for r in results] == [1, 1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# peers that break paramiko, and closing while a connect is under way
+# ---------------------------------------------------------------------------------------------------
+def _ssh_packet(payload: bytes) -> bytes:
+    """An unencrypted SSH binary packet (RFC 4253 section 6) around ``payload``."""
+    pad = 8 - (5 + len(payload)) % 8
+    pad += 8 if pad < 4 else 0
+    return struct.pack(">IB", 1 + len(payload) + pad, pad) + payload + b"\0" * pad
+
+
+def test_malformed_kexinit_is_protocol_error(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """Guards the catch-all in connect(): a peer whose KEXINIT algorithm list is not UTF-8 killed
+    paramiko's transport thread with UnicodeDecodeError, which connect() re-raised past its handlers:
+    a collector error instead of ``ssh_up 0``, and the socket was left to the garbage collector."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    closed_by_client = threading.Event()
+
+    def broken_device() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"SSH-2.0-BrokenDevice_1.0\r\n")
+            kexinit = bytes([20]) + b"\x11" * 16 + struct.pack(">I", 4) + b"\xff\xfe\xfd\xfc"
+            conn.sendall(_ssh_packet(kexinit))
+            conn.settimeout(15)
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+                closed_by_client.set()
+
+    server = threading.Thread(target=broken_device)
+    server.start()
+    try:
+        collector = make_collector(tmp_path, **default_settings(tmp_path, [], keys))
+        [fams] = asyncio.run(collect_all(collector, target(None, port=listener.getsockname()[1])))
+    finally:
+        server.join(20)
+        listener.close()
+    assert value(fams, "ssh_up") == 0
+    assert failure(fams) == "protocol_error"
+    assert closed_by_client.is_set()
+
+
+class _DelayProxy:
+    """A TCP relay to 127.0.0.1:``port`` that holds every connection ``delay`` seconds before relaying
+    (a slow link: the SSH handshake is still under way long after the TCP connect)."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay = port, delay
+        self.accepted = threading.Event()
+        self._socks: list[socket.socket] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port: int = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self._socks.append(conn)
+            self.accepted.set()
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        time.sleep(self.delay)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            conn.close()
+            return
+        self._socks.append(upstream)
+        threading.Thread(target=self._pump, args=(upstream, conn), daemon=True).start()
+        self._pump(conn, upstream)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for s in self._socks:
+            s.close()
+
+
+def test_close_during_connect_closes_the_new_connection(
+    tmp_path: Path, sshd2: Sshd, keys: dict[str, Path]
+) -> None:
+    """Guards ConnectionPool.close_all: a reload or shutdown cancels a collection whose connect is
+    still running in a thread and closes the collector; the connection that thread finished opening
+    afterwards used to be stored in the closed pool and kept for good (a paramiko transport thread,
+    the TCP connection and an sshd session per reload)."""
+    proxy = _DelayProxy(sshd2.port, 1.5)
+    algo, b64 = sshd2.host_key.with_suffix(".pub").read_text().split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{proxy.port} {algo} {b64}\n")
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [], keys))
+
+    async def reload_while_connecting() -> None:
+        await collector.start()
+        job = asyncio.create_task(collector.collect(target(None, "slow", port=proxy.port)))
+        assert await asyncio.to_thread(proxy.accepted.wait, 10)
+        job.cancel()  # what the scheduler's shutdown does to jobs in flight
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+        await collector.close()
+        # The abandoned thread finishes its connect meanwhile.
+        await asyncio.to_thread(wait_for, lambda: collector.ctx.blocking.stuck == 0, 15, 0.05, "the thread")
+        collector.ctx.blocking.shutdown()
+
+    try:
+        asyncio.run(reload_while_connecting())
+        assert collector.ctx.blocking.abandoned_total == 1
+        assert collector.ctx.blocking.stuck == 0
+        assert "Accepted publickey for root" in sshd2.log()  # that connect did finish, after close()
+        assert len(collector.pool) == 0
+        wait_for(lambda: not children(sshd2.pid), timeout=10, what="the sshd session to end")
+    finally:
+        proxy.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# name resolution and several addresses, in a private network and mount namespace
+# ---------------------------------------------------------------------------------------------------
+_REPO = Path(__file__).resolve().parents[2]
+# In the namespace: 127.0.0.3 is a host that never answers, 127.0.0.53 a name server that never answers.
+_NETNS_RULES = """
+table ip giamsat_ssh_test {
+    chain input { type filter hook input priority 0; ip daddr { 127.0.0.3, 127.0.0.53 } drop; }
+}
+"""
+
+
+def run_in_private_netns(scenario: str, base: Path) -> dict[str, Any]:
+    """Run ``ssh_netns_helper.py SCENARIO`` in a fresh network namespace (loopback only, the rules
+    above) and mount namespace (its own /etc/hosts and /etc/resolv.conf from ``base``); its JSON."""
+    ns = f"gsssh{os.getpid()}{scenario}"
+    hosts, resolv = base / "hosts", base / "resolv.conf"
+    hosts.write_text("127.0.0.1 localhost\n")
+    resolv.write_text("nameserver 127.0.0.53\noptions timeout:10 attempts:3\n")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=_NETNS_RULES, text=True, check=True
+        )
+        script = (
+            'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && '
+            'exec "$3" -m tests.integration.ssh_netns_helper "$4" "$5"'
+        )
+        proc = subprocess.run(
+            [
+                *("ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script),
+                *("sh", str(hosts), str(resolv), sys.executable, scenario, str(base)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=_REPO,
+        )
+    finally:
+        # Whatever the helper left running in the namespace (its sshd, if it was killed) goes first.
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_hung_resolver_fails_named_targets_alone_and_last_good_answer_is_kept(tmp_path: Path) -> None:
+    """Guards name resolution outside the SSH thread pool, with a deadline: four targets whose names
+    only a black-holed name server could resolve (each lookup would block 30 s) used to pin the pool's
+    max_concurrency + 2 threads, so the IP-addressed target next to them starved (command_timeout).
+    Also guards the last-good-answer cache: a name that resolved once still connects while the
+    resolver does not answer."""
+    res = run_in_private_netns("dns", tmp_path)
+    first = res["first"]
+    assert first["by_ip"] == {"up": 1, "reason": None}
+    for i in range(4):
+        assert first[f"dns{i}"] == {"up": 0, "reason": "dns_failed"}
+    assert first["flappy"] == {"up": 1, "reason": None}
+    # flappy.test is no longer in /etc/hosts and the name server is dead: the last answer is used.
+    assert res["flappy_again"] == {"up": 1, "reason": None}
+
+
+def test_first_address_black_holed_connects_to_the_next(tmp_path: Path) -> None:
+    """Guards per-address connect timeouts: a name whose first address drops SYNs and whose second is
+    a live sshd connects (as OpenSSH with ConnectTimeout does); with the whole connect_timeout spent
+    on the first address, and the handshake deadline fixed before TCP connect, it never did."""
+    res = run_in_private_netns("multi", tmp_path)
+    assert res["order"] == ["127.0.0.3", "127.0.0.2"]  # the dead address really is tried first
+    assert res["result"] == {"up": 1, "reason": None}
