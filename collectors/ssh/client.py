@@ -28,7 +28,7 @@ from typing import Any
 
 import paramiko
 
-from collectors.ssh.errors import SSHError
+from collectors.ssh.errors import KnownHostsError, SSHError
 
 _GRACE = 1.0  # seconds between closing the channel and closing the whole transport
 
@@ -180,9 +180,15 @@ class HostKeyStore:
             except FileNotFoundError:
                 self._signature, self._entries = None, []
                 return []
+            except OSError as exc:
+                raise KnownHostsError(f"cannot read {self.path}: {exc}") from None
             signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             if signature != self._signature:
-                self._entries = self._parse(self.path.read_bytes())
+                try:
+                    data = self.path.read_bytes()
+                except OSError as exc:
+                    raise KnownHostsError(f"cannot read {self.path}: {exc}") from None
+                self._entries = self._parse(data)
                 self._signature = signature
             return list(self._entries)
 
@@ -504,6 +510,9 @@ def connect(
         except _HostKeyUnknown as exc:
             abort()
             raise SSHError("host_key_unknown", str(exc)) from None
+        except KnownHostsError:
+            abort()
+            raise
         except paramiko.AuthenticationException as exc:
             abort()
             if dog.fired.is_set():

@@ -37,7 +37,7 @@ from collectors.base import (
 from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
 from collectors.host.network import DEVICE_EXCLUDE
 from collectors.ssh import parsers
-from collectors.ssh.errors import REASONS, SSHError
+from collectors.ssh.errors import REASONS, KnownHostsError, SSHError
 
 if TYPE_CHECKING:  # paramiko is imported when the collector starts, not when the config is read
     import paramiko
@@ -511,6 +511,8 @@ class SSHCollector(Collector):
                 addresses,
                 deadline,
             )
+        except KnownHostsError:
+            raise  # no host key can be checked: the collector's failure, not this target's
         except CollectError as exc:
             # The runner's own deadline passing here means the connection was never set up.
             reason = "connect_timeout" if exc.reason == "timeout" else _bounded(exc.reason)

@@ -28,3 +28,11 @@ class SSHError(CollectError):
     def __init__(self, reason: str, message: str = "") -> None:
         assert reason in REASONS, reason
         super().__init__(reason, message)
+
+
+class KnownHostsError(CollectError):
+    """The known_hosts file exists but cannot be read: the collector cannot check any host key, which
+    is the agent's problem (a collector error), not the target's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("known_hosts", message)

@@ -26,6 +26,7 @@ import psutil
 import pytest
 from prometheus_client.core import Metric
 
+from agent.errors import CollectError
 from collectors.base import BlockingRunner, CollectorContext
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
 from collectors.ssh.errors import REASONS, SSHError
@@ -405,8 +406,6 @@ def test_key_with_passphrase_from_file(tmp_path: Path, sshd: Sshd, keys: dict[st
 def test_unreadable_key_is_a_collector_error_not_target_data(
     tmp_path: Path, sshd: Sshd, keys: dict[str, Path]
 ) -> None:
-    from agent.errors import CollectError
-
     for auth in (
         {"username": "root", "key_file": str(tmp_path / "missing-key")},
         {"username": "root", "key_file": str(keys["locked"])},  # encrypted, no passphrase given
@@ -975,6 +974,21 @@ def test_bad_known_hosts_line_is_skipped_with_one_warning(
     assert len(warnings) == 1, warnings  # once per change of the file, not once per connection
     assert str(kh) in warnings[0] and "line 2" in warnings[0] and "line 3" in warnings[0]
     assert not any("AAAAC3" in r.getMessage() for r in caplog.records)  # no key material in logs
+
+
+def test_unreadable_known_hosts_is_a_collector_error(
+    tmp_path: Path, sshd: Sshd, keys: dict[str, Path]
+) -> None:
+    """Guards the known_hosts read: a file that exists but cannot be read is the collector's failure
+    (no host key can be checked), raised as CollectError("known_hosts"), not an OSError escaping
+    connect() with the freshly opened socket left open."""
+    kh = tmp_path / "known_hosts"
+    kh.mkdir()  # root reads any file; a directory cannot be read as one
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys))
+    with pytest.raises(CollectError) as caught:
+        asyncio.run(collect_all(collector, target(sshd)))
+    assert caught.value.reason == "known_hosts"
+    assert str(kh) in caught.value.message
 
 
 def test_trust_on_first_use_appends_on_a_line_of_its_own(
