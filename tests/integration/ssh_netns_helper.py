@@ -1,4 +1,5 @@
-"""Runs SSH collections inside a private network and mount namespace that test_ssh.py set up.
+"""Runs SSH collections in a process of their own: in a private network and mount namespace that
+test_ssh.py set up (scenarios ``dns`` and ``multi``), or under a file size limit (``fsize``).
 
 Started as ``ip netns exec NS unshare -m ... python -m tests.integration.ssh_netns_helper SCENARIO DIR``
 with the namespace's own /etc/hosts and /etc/resolv.conf bind-mounted from DIR, and nftables in the
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
+import signal
 import socket
 import sys
 import time
@@ -102,16 +105,37 @@ async def multi(base: Path, server: Sshd) -> dict[str, Any]:
     return {"order": order, "result": summary(fams)}
 
 
+async def fsize(base: Path, server: Sshd) -> dict[str, Any]:
+    """Trust on first use while the disk is (as good as) full: RLIMIT_FSIZE lets the append write only
+    part of the line (a short write, as on a full disk), then lifted for a second collection."""
+    c = collector(base, server, ["127.0.0.9"], trust_on_first_use=True)
+    kh = base / "known_hosts"
+    kh.write_text(kh.read_text().rstrip("\n"))  # the operator's last line has no newline
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails or is cut short
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (kh.stat().st_size + 20, hard))
+    await c.start()
+    try:
+        full = await c.collect(target("tofu", SSHD_ADDRESS, server.port))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        freed = await c.collect(target("tofu", SSHD_ADDRESS, server.port))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        await c.close()
+        c.ctx.blocking.shutdown()
+    return {"full": summary(full), "freed": summary(freed), "lines": kh.read_text().count("\n")}
+
+
 def main() -> None:
     scenario, base = sys.argv[1], Path(sys.argv[2])
-    for name in ("hosts", "resolv.conf"):  # never write the machine's own files
+    for name in ("hosts", "resolv.conf") if scenario != "fsize" else ():  # never write the machine's
         mine, seen = (base / name).stat(), Path("/etc", name).stat()
         if (mine.st_dev, mine.st_ino) != (seen.st_dev, seen.st_ino):
             raise SystemExit(f"/etc/{name} is not {base / name}: not in the test's mount namespace")
     client = keygen(base / "client")
     server = start_sshd(base / "sshd", client.with_suffix(".pub"), client, listen=(SSHD_ADDRESS,))
     try:
-        result = asyncio.run({"dns": dns, "multi": multi}[scenario](base, server))
+        result = asyncio.run({"dns": dns, "multi": multi, "fsize": fsize}[scenario](base, server))
     finally:
         server.stop()
     print(json.dumps(result))

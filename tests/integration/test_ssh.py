@@ -42,6 +42,7 @@ from tests.integration.sshd_server import (
 )
 
 pytestmark = pytest.mark.root
+_REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1007,6 +1008,25 @@ def test_trust_on_first_use_appends_on_a_line_of_its_own(
     assert [value(r, "ssh_up") for r in results] == [1, 1]
 
 
+def test_key_that_cannot_be_recorded_is_not_trusted(tmp_path: Path) -> None:
+    """Guards HostKeyStore.record's check of os.write: a short write (full disk, here RLIMIT_FSIZE in
+    a process of its own) left a torn line and trusted the host anyway. Now the host is refused
+    (host_key_unknown), and once there is room the torn line is skipped and the key recorded."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.ssh_netns_helper", "fsize", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=_REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["full"] == {"up": 0, "reason": "host_key_unknown"}
+    assert res["freed"] == {"up": 1, "reason": None}
+    assert res["lines"] == 3  # the operator's line (a newline added), the torn one, the key recorded
+    assert "short write" in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------------
 # peers that break paramiko, and closing while a connect is under way
 # ---------------------------------------------------------------------------------------------------
@@ -1140,7 +1160,6 @@ def test_close_during_connect_closes_the_new_connection(
 # ---------------------------------------------------------------------------------------------------
 # name resolution and several addresses, in a private network and mount namespace
 # ---------------------------------------------------------------------------------------------------
-_REPO = Path(__file__).resolve().parents[2]
 # In the namespace: 127.0.0.3 is a host that never answers, 127.0.0.53 a name server that never answers.
 _NETNS_RULES = """
 table ip giamsat_ssh_test {
