@@ -426,8 +426,13 @@ def _tcp_connect(
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        shown = f"{sockaddr[0]}:{sockaddr[1]}" if sockaddr[0] != endpoint.address else where
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        host = f"[{sockaddr[0]}]" if ":" in sockaddr[0] else sockaddr[0]
+        shown = f"{host}:{sockaddr[1]}" if sockaddr[0] != endpoint.address else where
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # no IPv6 on this host, out of descriptors
+            failure = SSHError("connect_failed", f"{shown}: {exc}")
+            continue
         try:
             sock.settimeout(min(per_address, left))
             sock.connect(sockaddr)
