@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import psutil
 import pytest
 from prometheus_client.core import Metric
@@ -86,6 +87,11 @@ def sshd2(tmp_path: Path, keys: dict[str, Path]) -> Iterator[Sshd]:
 def known_hosts_line(server: Sshd, pub: Path | None = None) -> str:
     algo, b64 = (pub or server.host_key.with_suffix(".pub")).read_text().split()[:2]
     return f"[127.0.0.1]:{server.port} {algo} {b64}\n"
+
+
+def known_hosts_line_for(port: int, pub: Path) -> str:
+    algo, b64 = pub.read_text().split()[:2]
+    return f"[127.0.0.1]:{port} {algo} {b64}\n"
 
 
 def make_collector(state: Path, **settings: Any) -> SSHCollector:
@@ -1069,6 +1075,67 @@ def test_malformed_kexinit_is_protocol_error(tmp_path: Path, keys: dict[str, Pat
     assert value(fams, "ssh_up") == 0
     assert failure(fams) == "protocol_error"
     assert closed_by_client.is_set()
+
+
+class _HostileSession(paramiko.ServerInterface):
+    """Logs anyone in, then answers an exec request with a global request whose name is not UTF-8."""
+
+    def __init__(self, transport: paramiko.Transport) -> None:
+        self.transport = transport
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        m = paramiko.Message()
+        m.add_byte(bytes([80]))  # SSH_MSG_GLOBAL_REQUEST
+        m.add_string(b"\xff\xfe-not-utf-8")
+        m.add_boolean(False)
+        self.transport._send_message(m)  # no public API sends a malformed request, on purpose
+        return True
+
+
+def test_transport_dying_of_a_malformed_packet_mid_command_is_disconnected(
+    tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    """Guards the catch-all in Connection.run: exec_command re-raises whatever paramiko's transport
+    thread died of (here UnicodeDecodeError from a global request name that is not UTF-8), which
+    escaped run() and collect() as a collector error instead of the module's ``disconnected``."""
+    host_key = paramiko.Ed25519Key.from_private_key_file(str(keys["rogue_host"]))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    transports: list[paramiko.Transport] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            t = paramiko.Transport(conn)
+            transports.append(t)
+            t.add_server_key(host_key)
+            t.start_server(server=_HostileSession(t))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    (tmp_path / "known_hosts").write_text(known_hosts_line_for(port, keys["rogue_host"].with_suffix(".pub")))
+    commands = {"one": {"command": ["true"], "parser": "number", "metrics": [{"name": "never_seen"}]}}
+    collector = make_collector(tmp_path, **default_settings(tmp_path, [], keys, commands=commands))
+    try:
+        [fams] = asyncio.run(collect_all(collector, target(None, port=port, modules=["one"])))
+    finally:
+        server.join(10)
+        listener.close()
+        for t in transports:
+            t.close()
+    assert value(fams, "ssh_up") == 1
+    assert module_failure(fams, "one") == "disconnected"
 
 
 class _DelayProxy:
