@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import hmac
 import itertools
 import logging
 import os
@@ -219,12 +220,20 @@ class HostKeyStore:
             )
         return entries
 
-    def load_into(self, client: paramiko.SSHClient) -> None:
-        # Into the client's in-memory keys only: paramiko writes them back only when told a file name
-        # (load_host_keys/save_host_keys), which the client never is, so the operator's file is intact.
+    def load_into(self, client: paramiko.SSHClient, host: str) -> None:
+        """Give ``client`` the keys recorded for ``host`` (``name`` or ``[name]:port``), plain or hashed.
+
+        Only that host's: paramiko's ``HostKeys.add`` scans every entry, so adding the whole file
+        would cost each connection the square of its length. paramiko matches names exactly or by
+        hash, as here. Into the client's in-memory keys only: paramiko writes them back only when told
+        a file name (load_host_keys/save_host_keys), which the client never is.
+        """
         keys = client.get_host_keys()
         for name, key in self.entries():
-            keys.add(name, key.get_name(), key)
+            if name == host or (
+                name.startswith("|1|") and hmac.compare_digest(paramiko.HostKeys.hash_host(host, name), name)
+            ):
+                keys.add(host, key.get_name(), key)
 
     def record(self, name: str, key: paramiko.PKey) -> None:
         line = f"{name} {key.get_name()} {key.get_base64()}\n".encode("ascii")
@@ -487,7 +496,7 @@ def connect(
     late = max(handshake_end - time.monotonic(), 0.1) + 2 * _GRACE
     with _Watchdog(handshake_end, abort) as dog:
         try:
-            store.load_into(client)
+            store.load_into(client, endpoint.known_hosts_name)
             client.set_missing_host_key_policy(_Policy(store, target))
             client.connect(
                 endpoint.address,
