@@ -58,6 +58,9 @@ _RUNNER_SLACK = 3.0
 _DEFAULT_BUDGET = 10.0  # the agent's default job timeout, used when neither target nor settings set one
 # Seconds a host name's last good addresses stand in while the resolver fails or does not answer.
 _DNS_STALE = 3600.0
+# (name, port) -> (monotonic time, addresses) of the last good lookup. Module-wide, so that it survives
+# a reload (a new collector), which is when an operator may be at work during a resolver outage.
+_GOOD_ANSWERS: dict[tuple[str, int], tuple[float, list[Address]]] = {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,14 +250,14 @@ class _Resolver:
     resolver's own timeouts (``timeout:5 attempts:2`` and more), so it runs in a daemon thread of its
     own, awaited for at most the caller's budget. One lookup per name is in flight at a time, so a hung
     resolver costs one thread per name, not one per collection. The last good answer of a name is kept
-    for ``_DNS_STALE`` seconds and used when a lookup fails or times out (except a definite "no such
-    name"), so a flapping resolver does not fail every round. Not the loop's default executor: it is
+    for ``_DNS_STALE`` seconds (across reloads) and used when a lookup fails or times out (except a
+    definite "no such name"), so a flapping resolver does not fail every round. Not the loop's default executor: it is
     shared with the rest of the agent, and ``asyncio.run`` waits for its threads at exit.
     """
 
     def __init__(self, log: logging.Logger) -> None:
         self.log = log
-        self._good: dict[tuple[str, int], tuple[float, list[Address]]] = {}
+        self._good = _GOOD_ANSWERS
         self._inflight: dict[tuple[str, int], asyncio.Future[list[Address]]] = {}
         self._stale: set[tuple[str, int]] = set()
 

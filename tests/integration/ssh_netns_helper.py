@@ -84,10 +84,19 @@ async def dns(base: Path, server: Sshd) -> dict[str, Any]:
     finally:
         await c.close()
         c.ctx.blocking.shutdown()
+    # A reload (a new collector) while the resolver is still dead keeps the last good answer too.
+    reloaded = collector(base, server, [SSHD_ADDRESS, "flappy.test"], reuse_connections=False)
+    await reloaded.start()
+    try:
+        after_reload = await reloaded.collect(target("flappy", "flappy.test", server.port))
+    finally:
+        await reloaded.close()
+        reloaded.ctx.blocking.shutdown()
     return {
         "first": {t.name: summary(f) for t, f in zip(targets, first, strict=True)},
         "flappy_again": summary(again),
         "flappy_again_seconds": stale_seconds,
+        "flappy_after_reload": summary(after_reload),
     }
 
 

@@ -1279,7 +1279,7 @@ def test_hung_resolver_fails_named_targets_alone_and_last_good_answer_is_kept(tm
     only a black-holed name server could resolve (each lookup would block 30 s) used to pin the pool's
     max_concurrency + 2 threads, so the IP-addressed target next to them starved (command_timeout).
     Also guards the last-good-answer cache: a name that resolved once still connects while the
-    resolver does not answer."""
+    resolver does not answer, also after a reload (a new collector)."""
     res = run_in_private_netns("dns", tmp_path)
     first = res["first"]
     assert first["by_ip"] == {"up": 1, "reason": None}
@@ -1288,6 +1288,7 @@ def test_hung_resolver_fails_named_targets_alone_and_last_good_answer_is_kept(tm
     assert first["flappy"] == {"up": 1, "reason": None}
     # flappy.test is no longer in /etc/hosts and the name server is dead: the last answer is used.
     assert res["flappy_again"] == {"up": 1, "reason": None}
+    assert res["flappy_after_reload"] == {"up": 1, "reason": None}
 
 
 def test_first_address_black_holed_connects_to_the_next(tmp_path: Path) -> None:
