@@ -81,6 +81,7 @@ class Agent:
         self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
         self._clock_steps = 0  # seen by the runners of earlier configurations
+        self._ready = False
 
     # --- AgentView ----------------------------------------------------------------------------------
     def own_metrics(self) -> list[Metric]:
@@ -116,7 +117,12 @@ class Agent:
         return out
 
     def is_ready(self) -> bool:
-        return self.runner is not None and self.runner.first_round_done.is_set()
+        """Ready once a first collection round has finished; a reload does not take that back (the
+        results of the old configuration are served until the new one's arrive)."""
+        if not self._ready:
+            runner = self.runner
+            self._ready = runner is not None and runner.first_round_done.is_set()
+        return self._ready
 
     def is_configured(self, job_id: str) -> bool:
         runner = self.runner
@@ -194,7 +200,7 @@ class Agent:
         # Site state survives a reload through its file: the new inventory may differ.
         if self.sites is not None:
             await asyncio.to_thread(self.sites.save, True)
-        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir)
+        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir, cfg.agent.stale_after_intervals)
         await asyncio.to_thread(tracker.load)
         self.loaded, self.runner, self.sites = loaded, new, tracker
         self.max_label_length = cfg.agent.max_label_length

@@ -188,6 +188,7 @@ def test_bad_reload_keeps_old_config_running(agent: AgentProc) -> None:
     # A good file again: reload succeeds and the new inventory is served.
     agent.config.write_text(good.replace("Xã Mường Phăng", "Xã Mường Phăng mới"))
     assert http_post(agent.url + "/-/reload") == (200, "configuration reloaded\n")
+    assert http_get(agent.url + "/-/ready")[0] == 200  # still serving data: a reload keeps readiness
     m = agent.metrics()
     assert m["giamsat_config_last_reload_successful"] == 1
     assert 'giamsat_site_info{site="xa-1",name="Xã Mường Phăng mới",level="commune",parent="tinh"}' in m
