@@ -91,6 +91,9 @@ class SiteTracker:
         self._order = _parents_first(inventory)
         self._families_cache: tuple[tuple[str, ...], tuple[Metric, Metric, Metric, Metric]] | None = None
         self._ancestors = {sid: inventory.ancestors(sid) for sid in inventory.sites}
+        #: entries of the state file for sites not in this inventory, written back unchanged.
+        self._kept_last_up: dict[str, float] = {}
+        self._kept_tried: dict[str, float] = {}
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -267,6 +270,10 @@ class SiteTracker:
             return
         known = self.inventory.sites
         with self._lock:
+            # Sites this inventory does not have (a reload removed them, maybe for a while) keep their
+            # entries in the file: added back later, a site is not mistaken for a coverage gap.
+            self._kept_last_up = {sid: ts for sid, ts in last_up.items() if sid not in known}
+            self._kept_tried = {sid: ts for sid, ts in tried.items() if sid not in known}
             for sid, ts in last_up.items():
                 if sid in known and ts > self._last_up.get(sid, 0.0):
                     self._last_up[sid] = ts
@@ -290,8 +297,8 @@ class SiteTracker:
                 return False
             data: dict[str, Any] = {
                 "version": _FORMAT_VERSION,
-                "last_up": dict(sorted(self._last_up.items())),
-                "tried_never_up": dict(sorted(self._tried.items())),
+                "last_up": dict(sorted({**self._kept_last_up, **self._last_up}.items())),
+                "tried_never_up": dict(sorted({**self._kept_tried, **self._tried}.items())),
             }
             self._dirty = self._urgent = False
             self._saved_at = now

@@ -278,6 +278,9 @@ def test_missing_state_file_and_unknown_sites_ignored(tmp_path: Path) -> None:
     t.load()
     assert t.last_up("D1") == 7
     assert "GONE" not in t.states()
+    # A site this inventory lacks (a reload removed it) keeps its entry: added back, it is no gap.
+    assert t.save(force=True)
+    assert json.loads((tmp_path / "sites.json").read_text())["last_up"]["GONE"] == 5
 
 
 def test_save_failure_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
