@@ -94,6 +94,28 @@ async def test_stuck_thread_is_not_launched_again_until_it_returns() -> None:
     assert (await runner.run_job(j)).success
 
 
+async def test_a_call_stuck_before_a_reload_is_not_issued_again_after_it() -> None:
+    """A reload builds new collectors with new blocking runners; the thread stuck in the old one (a
+    stat() on a hung NFS mount) is still there, and the same call must not start a second one."""
+    release = threading.Event()
+    old = BlockingRunner("giamsat-reloadtest", 2)
+    with pytest.raises(CollectError) as first:
+        await old.run("host/filesystem", 0.1, release.wait, 30)
+    assert first.value.reason == "timeout"
+    old.shutdown()
+    new = BlockingRunner("giamsat-reloadtest", 2)  # the next configuration's runner
+    with pytest.raises(CollectError) as again:
+        await new.run("host/filesystem", 0.1, release.wait, 30)
+    assert again.value.reason == "stuck" and new.stuck == 1
+    release.set()
+    for _ in range(50):
+        if new.stuck == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await new.run("host/filesystem", 1.0, lambda: "answered") == "answered"
+    new.shutdown()
+
+
 async def test_failures_are_logged_on_state_change_only(caplog: pytest.LogCaptureFixture) -> None:
     store = Store()
     runner = make_runner(store)
