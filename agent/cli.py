@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
+import threading
+import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from agent import __version__
 from agent.config import load_config
@@ -18,6 +24,8 @@ from agent.logging import setup_logging
 from collectors import COLLECTORS
 
 EXIT_CONFIG = 2
+
+log = logging.getLogger("giamsat")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -111,6 +119,54 @@ async def _once(config_file: Path, kinds: list[str] | None) -> int:
     return 1 if failed else 0
 
 
+def run_until_done(main: Coroutine[Any, Any, int], grace: float = 2.0) -> int:
+    """``asyncio.run(main)``, except that a thread stuck in a blocking call cannot hold the exit.
+
+    asyncio.run waits for the loop's default executor with no time limit, and the interpreter joins every
+    thread-pool worker at exit: one blocking call that never returns (a stat() on a hung NFS mount, a
+    resolver that never answers) kept the agent alive after SIGTERM until systemd killed it, and
+    ``giamsat once`` forever. Threads still running ``grace`` seconds after ``main`` returns are
+    abandoned: the process exits without them (``os._exit``, after flushing logs and output).
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def wind_down() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_asyncgens()
+        # Not loop.shutdown_default_executor(): it joins the executor's threads with no time limit,
+        # even when cancelled. loop.close() shuts the executor down without waiting; the threads
+        # get the grace period below like every other.
+
+    try:
+        rc = loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(wind_down())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    deadline = time.monotonic() + grace
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        log.warning("exiting with blocking calls that never returned", extra={"threads": ",".join(stuck)})
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
@@ -138,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_doctor(load_config(args.config_file), args.prometheus_url)
         if args.command == "once":
-            return asyncio.run(_once(args.config_file, args.collector))
+            return run_until_done(_once(args.config_file, args.collector))
         if args.command == "run":
             from agent.lifecycle import Agent
 
-            return asyncio.run(Agent(args.config_file, args.listen_address, args.web_config_file).run())
+            return run_until_done(Agent(args.config_file, args.listen_address, args.web_config_file).run())
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_CONFIG

@@ -291,8 +291,14 @@ def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except ValueError:  # a NUL in the path
         raise ConfigError([ConfigProblem(file, "", "cannot read: the file name contains a NUL")]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # One parse gives both the node tree (line numbers) and the data: what yaml.safe_load does,
+        # keeping the tree (a large inventory took seconds parsed twice).
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

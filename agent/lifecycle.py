@@ -15,11 +15,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from agent.config import LoadedConfig, load_config, parse_listen_address
 from agent.errors import ConfigError, StartupError
@@ -79,6 +80,8 @@ class Agent:
         self.remote_write: RemoteWriteSet | None = None
         self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
+        self._clock_steps = 0  # seen by the runners of earlier configurations
+        self._ready = False
 
     # --- AgentView ----------------------------------------------------------------------------------
     def own_metrics(self) -> list[Metric]:
@@ -100,6 +103,12 @@ class Agent:
             now = time.time()
             sites.update(self.store.snapshot(now), now)
             out.extend(sites.collect())
+        steps = CounterMetricFamily(
+            "giamsat_clock_steps",
+            "Wall-clock steps the agent saw (and rescheduled every job after): check the host's time sync.",
+            value=self._clock_steps + (self.runner.clock_steps_total if self.runner else 0),
+        )
+        out.append(steps)
         for fn in self.extra_metrics:
             try:
                 out.extend(fn())
@@ -108,7 +117,12 @@ class Agent:
         return out
 
     def is_ready(self) -> bool:
-        return self.runner is not None and self.runner.first_round_done.is_set()
+        """Ready once a first collection round has finished; a reload does not take that back (the
+        results of the old configuration are served until the new one's arrive)."""
+        if not self._ready:
+            runner = self.runner
+            self._ready = runner is not None and runner.first_round_done.is_set()
+        return self._ready
 
     def is_configured(self, job_id: str) -> bool:
         runner = self.runner
@@ -157,6 +171,8 @@ class Agent:
             return fut.result(timeout=60)
         except FutureTimeout:
             return False, "reload did not finish within 60s"
+        except FutureCancelled:  # the agent is stopping and cancelled it
+            return False, "reload cancelled: the agent is stopping"
 
     def note_scrape(self, rejected: bool, conflicts: int) -> None:
         if rejected:
@@ -168,8 +184,7 @@ class Agent:
         """Start collectors for ``loaded``; on success stop the old ones and switch over."""
         cfg = loaded.config
         new = Runner(loaded, self.store, self.result_listeners)
-        self.store.stale_after_intervals = cfg.agent.stale_after_intervals
-        await new.open()  # raises -> old config keeps running
+        await new.open()  # raises -> old config keeps running, untouched
         try:
             await self._apply_remote_write(loaded)
         except Exception:
@@ -177,11 +192,15 @@ class Agent:
             raise
         old = self.runner
         if old is not None:
-            await old.close()
+            await old.close()  # its runs still going record nothing from here (Runner.closed)
+            self._clock_steps += old.clock_steps_total
+        # Only now does the new configuration own the store: a reload that failed above changed nothing.
+        self.store.stale_after_intervals = cfg.agent.stale_after_intervals
+        self.store.retain(new.job_ids)
         # Site state survives a reload through its file: the new inventory may differ.
         if self.sites is not None:
             await asyncio.to_thread(self.sites.save, True)
-        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir)
+        tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir, cfg.agent.stale_after_intervals)
         await asyncio.to_thread(tracker.load)
         self.loaded, self.runner, self.sites = loaded, new, tracker
         self.max_label_length = cfg.agent.max_label_length
@@ -222,9 +241,20 @@ class Agent:
         except Exception:
             if old is not None and self.loaded is not None:
                 again = RemoteWriteSet(self.loaded.config.remote_write, self.loaded.config.agent.state_dir)
-                await again.start()
-                self._attach_remote_write(again)
-                self._remote_write_key = old_key
+                try:
+                    await again.start()
+                except Exception as exc:
+                    # Neither set starts: remote write is off, and the next reload must try again even
+                    # with the settings that were running (they are no longer).
+                    self._remote_write_key = None
+                    log.error(
+                        "remote write could not be restarted with the old settings either; it is off "
+                        "until a reload succeeds",
+                        extra={"error": repr(exc)},
+                    )
+                else:
+                    self._attach_remote_write(again)
+                    self._remote_write_key = old_key
             raise
 
     def _attach_remote_write(self, rws: RemoteWriteSet) -> None:
@@ -241,8 +271,10 @@ class Agent:
         async with self._reload_lock:
             self.reload_status.reloads_total += 1
             try:
-                loaded = load_config(self.config_path)
-                web = self._load_web_config(loaded)  # a bad web config rejects the whole reload
+                # Off the event loop: a large inventory takes seconds to parse and validate, and
+                # bcrypt-checking the web config's users is slow on purpose; collection goes on meanwhile.
+                loaded = await asyncio.to_thread(load_config, self.config_path)
+                web = await asyncio.to_thread(self._load_web_config, loaded)  # bad web config: rejected
                 await self._apply(loaded)
                 if self.server is not None:
                     self.server.web_config = web

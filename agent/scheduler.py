@@ -9,6 +9,11 @@ through one socket) get one scheduler job per group of targets sharing an interv
 ``Batch``. Results stay per target: each is recorded the moment the collector reports it, with its own
 ``JobResult``, health and ``giamsat_collector_success``; a target not reported by the batch's deadline
 gets ``timeout``, exactly as its own job would have.
+
+APScheduler 3 schedules on the wall clock, which a remote site's clock can step (a dead RTC battery
+corrected at boot, chrony's first sync, ``date -s``). ``Runner`` watches the wall clock against the
+monotonic one and reschedules every job when it steps: a step back would otherwise stop all collection
+for as long as the step, and a step forward would make APScheduler walk every missed period.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -109,6 +114,28 @@ def build_jobs(loaded: LoadedConfig, collectors: dict[str, Collector]) -> list[J
     return jobs
 
 
+#: a wall-clock step larger than this (seconds, against the monotonic clock) reschedules every job.
+CLOCK_STEP_THRESHOLD = 2.0
+CLOCK_CHECK_INTERVAL = 1.0
+
+
+class SkippingIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
+    """APScheduler's interval trigger that skips whole missed periods at once.
+
+    APScheduler asks the trigger for every missed fire time in turn (``Job._get_run_times``): after the
+    wall clock jumps forward a month, a 30 s job costs 86 400 calls on the event loop before anything
+    runs. Runs are coalesced anyway, so past two missed periods the next fire time is simply soon after
+    ``now``.
+    """
+
+    def get_next_fire_time(self, previous_fire_time: Any, now: Any) -> Any:
+        if previous_fire_time is not None:
+            behind = now.timestamp() - previous_fire_time.timestamp()
+            if behind > 2 * self.interval_length:
+                return _dt(now.timestamp() + random.uniform(0, min(1.0, self.interval_length / 10)))
+        return super().get_next_fire_time(previous_fire_time, now)
+
+
 class Runner:
     """Owns the collectors and scheduled jobs of one loaded configuration."""
 
@@ -126,8 +153,14 @@ class Runner:
         self._by_id: dict[str, Job] = {}
         self._batch_by_id: dict[str, Batch] = {}
         self._scheduler: AsyncIOScheduler | None = None
+        self._clock_watch: asyncio.Task[None] | None = None
         self._first_round: set[str] = set()
         self.first_round_done = asyncio.Event()
+        #: set by close(): a run of this configuration that ends later records nothing (its targets may
+        #: be gone from the new configuration, and its health would linger there).
+        self.closed = False
+        #: wall-clock steps seen (rescheduled after), for the self metrics.
+        self.clock_steps_total = 0
 
     async def open(self, kinds: set[str] | None = None) -> None:
         """Create and start the enabled collectors (``kinds`` limits which)."""
@@ -164,7 +197,10 @@ class Runner:
         self._first_round = {j.job_id for j in jobs}
         if not self._first_round:
             self.first_round_done.set()
-        self.store.retain(set(self._by_id))
+
+    @property
+    def job_ids(self) -> set[str]:
+        return set(self._by_id)
 
     def has_job(self, job_id: str) -> bool:
         return job_id in self._by_id
@@ -182,7 +218,7 @@ class Runner:
             first = now + random.uniform(0, min(1.0, interval / 10))
             sched.add_job(
                 fn,
-                IntervalTrigger(seconds=interval, jitter=min(interval * 0.05, 5.0)),
+                SkippingIntervalTrigger(seconds=interval, jitter=min(interval * 0.05, 5.0)),
                 args=[arg],
                 id=job_id,
                 name=job_id,
@@ -192,6 +228,29 @@ class Runner:
         sched.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
+        self._clock_watch = asyncio.get_running_loop().create_task(self._watch_clock())
+
+    async def _watch_clock(self) -> None:
+        """Reschedule every job when the wall clock steps (see the module docstring)."""
+        offset = time.time() - time.monotonic()
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_INTERVAL)
+            now_offset = time.time() - time.monotonic()
+            step = now_offset - offset
+            offset = now_offset
+            sched = self._scheduler
+            if abs(step) <= CLOCK_STEP_THRESHOLD or sched is None:
+                continue
+            self.clock_steps_total += 1
+            log.warning(
+                "wall clock stepped; rescheduling every job from now",
+                extra={"step_seconds": round(step, 3), "jobs": len(sched.get_jobs())},
+            )
+            now = time.time()
+            for job in sched.get_jobs():
+                interval = job.trigger.interval_length
+                job.modify(next_run_time=_dt(now + random.uniform(0, min(1.0, interval / 10))))
+            sched.wakeup()
 
     def _on_skip(self, event: JobExecutionEvent) -> None:
         batch = self._batch_by_id.get(event.job_id)
@@ -247,6 +306,10 @@ class Runner:
         """Store one target's result, tell the listeners, and update its health (per target, batched
         or not)."""
         now = time.time()
+        if self.closed:  # a run of a replaced configuration that ended after the switch
+            return JobResult(
+                job.job_id, job.kind, job.target_name, job.site, (), now, duration, False, "closed"
+            )
         success = not reason
         limit = self.loaded.config.agent.max_series_per_target
         bound = job.collector.max_series()
@@ -316,6 +379,10 @@ class Runner:
         return [await self.run_job(job)]
 
     async def close(self) -> None:
+        self.closed = True
+        if self._clock_watch is not None:
+            self._clock_watch.cancel()
+            self._clock_watch = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None

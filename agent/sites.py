@@ -41,7 +41,8 @@ STATES = ("up", "down", "unreachable", "gap", "unknown")
 _BLOCKING = frozenset({"down", "unreachable", "gap"})
 STATE_FILE = "sites.json"
 STALE_AFTER_INTERVALS = 3
-"""An uplink result older than this many intervals (plus its timeout) no longer counts, as in the store."""
+"""An uplink result older than this many intervals (plus its timeout) no longer counts, as in the store
+(the agent passes its ``agent.stale_after_intervals``)."""
 SAVE_EVERY = 60.0
 """Refreshed last-up times are written at most this often; first successes and new gaps at once."""
 _FORMAT_VERSION = 1
@@ -68,8 +69,11 @@ def uplink_is_up(result: JobResult) -> bool:
 class SiteTracker:
     """Derives every site's state from the latest uplink results; persists last-up times."""
 
-    def __init__(self, inventory: Inventory, state_dir: Path) -> None:
+    def __init__(
+        self, inventory: Inventory, state_dir: Path, stale_after_intervals: int = STALE_AFTER_INTERVALS
+    ) -> None:
         self.inventory = inventory
+        self.stale_after_intervals = stale_after_intervals
         self.path = Path(state_dir) / STATE_FILE
         self._lock = threading.Lock()
         # uplink target name -> (timestamp, up, stale after) of its latest result
@@ -87,6 +91,9 @@ class SiteTracker:
         self._order = _parents_first(inventory)
         self._families_cache: tuple[tuple[str, ...], tuple[Metric, Metric, Metric, Metric]] | None = None
         self._ancestors = {sid: inventory.ancestors(sid) for sid in inventory.sites}
+        #: entries of the state file for sites not in this inventory, written back unchanged.
+        self._kept_last_up: dict[str, float] = {}
+        self._kept_tried: dict[str, float] = {}
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -97,9 +104,11 @@ class SiteTracker:
                 if r.target is None or r.target not in self._uplinks:
                     continue
                 prev = self._latest.get(r.target)
-                if prev is None or r.timestamp >= prev[0]:
+                # A newer result replaces the one we hold; so does any result once the one we hold is
+                # dated in the future, which means the wall clock has stepped back since.
+                if prev is None or r.timestamp >= prev[0] or prev[0] > now:
                     # as the store: a result older than a few intervals says nothing about now
-                    stale_after = r.timestamp + STALE_AFTER_INTERVALS * r.interval + r.timeout
+                    stale_after = r.timestamp + self.stale_after_intervals * r.interval + r.timeout
                     self._latest[r.target] = (r.timestamp, uplink_is_up(r), stale_after)
             self._recompute(now)
 
@@ -261,6 +270,10 @@ class SiteTracker:
             return
         known = self.inventory.sites
         with self._lock:
+            # Sites this inventory does not have (a reload removed them, maybe for a while) keep their
+            # entries in the file: added back later, a site is not mistaken for a coverage gap.
+            self._kept_last_up = {sid: ts for sid, ts in last_up.items() if sid not in known}
+            self._kept_tried = {sid: ts for sid, ts in tried.items() if sid not in known}
             for sid, ts in last_up.items():
                 if sid in known and ts > self._last_up.get(sid, 0.0):
                     self._last_up[sid] = ts
@@ -284,8 +297,8 @@ class SiteTracker:
                 return False
             data: dict[str, Any] = {
                 "version": _FORMAT_VERSION,
-                "last_up": dict(sorted(self._last_up.items())),
-                "tried_never_up": dict(sorted(self._tried.items())),
+                "last_up": dict(sorted({**self._kept_last_up, **self._last_up}.items())),
+                "tried_never_up": dict(sorted({**self._kept_tried, **self._tried}.items())),
             }
             self._dirty = self._urgent = False
             self._saved_at = now

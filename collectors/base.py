@@ -71,11 +71,17 @@ class BlockingRunner:
     ``CollectError("stuck")`` until that thread returns, so a hung host never ties up more than one thread.
     """
 
+    #: stuck keys by runner name, shared by the runners of successive configurations: a reload makes a
+    #: new runner, and a call stuck in the old one (a hung NFS mount) must not be issued again.
+    _STUCK: ClassVar[dict[str, set[str]]] = {}
+    _STUCK_LOCK: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, name: str, max_workers: int) -> None:
         self.name = name
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
-        self._stuck: set[str] = set()
-        self._lock = threading.Lock()
+        with self._STUCK_LOCK:
+            self._stuck: set[str] = self._STUCK.setdefault(name, set())
+        self._lock = self._STUCK_LOCK
         self.abandoned_total = 0
 
     @property

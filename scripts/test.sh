@@ -20,6 +20,7 @@ DEB_PACKAGES=(
   python3-venv
   make                            # make bundle (offline install tarball) in the install tests
   passwd procps                   # useradd/chpasswd/userdel and pkill for the SSH password test
+  faketime                        # libfaketime: step the wall clock of one agent process (clock tests)
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import textwrap
 import threading
@@ -187,6 +188,7 @@ def test_bad_reload_keeps_old_config_running(agent: AgentProc) -> None:
     # A good file again: reload succeeds and the new inventory is served.
     agent.config.write_text(good.replace("Xã Mường Phăng", "Xã Mường Phăng mới"))
     assert http_post(agent.url + "/-/reload") == (200, "configuration reloaded\n")
+    assert http_get(agent.url + "/-/ready")[0] == 200  # still serving data: a reload keeps readiness
     m = agent.metrics()
     assert m["giamsat_config_last_reload_successful"] == 1
     assert 'giamsat_site_info{site="xa-1",name="Xã Mường Phăng mới",level="commune",parent="tinh"}' in m
@@ -289,3 +291,43 @@ def test_doctor_command_prints_a_table_and_fails_on_an_unwritable_state_dir(tmp_
         )
         assert out.returncode == rc, out.stdout + out.stderr
         assert "state directory" in out.stdout and text in out.stdout
+
+
+def test_reload_that_fails_late_leaves_the_running_state_alone(tmp_path: Path, fake_systemctl: Path) -> None:
+    """A reload can fail after the new collectors have started (here: remote write cannot build its TLS
+    context from a garbage CA file). The old configuration keeps running, and nothing of the rejected
+    one has leaked into it: a target the rejected file drops is still served with its health (its next
+    run is a minute away, so nothing would put it back meanwhile)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    base = BASE.format(state=tmp_path / "state", systemctl=fake_systemctl)
+    keep = f"    - {{name: keep, site: tinh, address: 127.0.0.1, port: {port}}}\n"
+    dropped = f"    - {{name: dropped, site: tinh, address: 127.0.0.1, port: {port}, interval: 60s}}\n"
+    agent = AgentProc(tmp_path, base + "targets:\n  tcp:\n" + keep + dropped)
+    agent.start()
+    try:
+        health = (
+            'giamsat_collector_last_success_timestamp_seconds{collector="tcp",site="tinh",target="dropped"}'
+        )
+        wait_for(lambda: health in agent.metrics(), 10, what="dropped target collected")
+        (tmp_path / "garbage-ca.pem").write_text("not a certificate\n")
+        agent.config.write_text(
+            base
+            + "targets:\n  tcp:\n"
+            + keep
+            + "remote_write:\n"
+            + "  - {name: central, url: 'https://127.0.0.1:9/api/v1/write', "
+            + f"tls: {{ca_file: {tmp_path / 'garbage-ca.pem'}}}}}\n",
+            encoding="utf-8",
+        )
+        status, text = http_post(agent.url + "/-/reload")
+        assert status == 500 and "old configuration kept" in text, text
+        m = agent.metrics()
+        assert m["giamsat_config_last_reload_successful"] == 0
+        assert health in m, "the rejected configuration removed a target the old one still runs"
+        assert 'probe_success{probe="tcp",site="tinh",target="dropped"}' in m
+    finally:
+        agent.stop()
+        listener.close()

@@ -94,6 +94,28 @@ async def test_stuck_thread_is_not_launched_again_until_it_returns() -> None:
     assert (await runner.run_job(j)).success
 
 
+async def test_a_call_stuck_before_a_reload_is_not_issued_again_after_it() -> None:
+    """A reload builds new collectors with new blocking runners; the thread stuck in the old one (a
+    stat() on a hung NFS mount) is still there, and the same call must not start a second one."""
+    release = threading.Event()
+    old = BlockingRunner("giamsat-reloadtest", 2)
+    with pytest.raises(CollectError) as first:
+        await old.run("host/filesystem", 0.1, release.wait, 30)
+    assert first.value.reason == "timeout"
+    old.shutdown()
+    new = BlockingRunner("giamsat-reloadtest", 2)  # the next configuration's runner
+    with pytest.raises(CollectError) as again:
+        await new.run("host/filesystem", 0.1, release.wait, 30)
+    assert again.value.reason == "stuck" and new.stuck == 1
+    release.set()
+    for _ in range(50):
+        if new.stuck == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await new.run("host/filesystem", 1.0, lambda: "answered") == "answered"
+    new.shutdown()
+
+
 async def test_failures_are_logged_on_state_change_only(caplog: pytest.LogCaptureFixture) -> None:
     store = Store()
     runner = make_runner(store)
@@ -302,6 +324,36 @@ async def test_reload_drops_a_removed_target_of_a_batch() -> None:
     await runner.run_once()
     assert store.get("scripted/b") is not None
     runner.set_jobs(batch_jobs(c, ["a"]))
+    store.retain(runner.job_ids)  # what the agent does once the new configuration has taken over
     assert store.get("scripted/b") is None and "scripted/b" not in store.health_snapshot()
     assert not runner.has_job("scripted/b") and runner.has_job("scripted/a")
     assert [r.target for r in await runner.run_once()] == ["a"]
+
+
+async def test_a_run_ending_after_close_records_nothing() -> None:
+    """A reload closes the old runner while its runs may still be going; what they return must not
+    land in the store the new configuration owns (a removed target's health would linger there)."""
+    store = Store()
+    runner = make_runner(store)
+    c = Scripted("slow")  # returns after 0.5 s
+    runner.set_jobs([job("late", c, timeout=5.0)])
+    run = asyncio.ensure_future(runner.run_job(runner.jobs[0]))
+    await asyncio.sleep(0.05)
+    runner.closed = True  # what close() sets first
+    result = await run
+    assert result.reason == "closed"
+    assert store.get("scripted/late") is None and "scripted/late" not in store.health_snapshot()
+
+
+def test_result_stored_long_ago_by_the_monotonic_clock_is_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the wall clock steps back, a result's wall timestamp lies in the future, so its wall age
+    never grows; its age on the monotonic clock still does, and makes it stale."""
+    store = Store(stale_after_intervals=3)
+    stepped_back = time.time() - 3600
+    r = JobResult("icmp/a", "icmp", "a", "s", (), time.time(), 0.1, True, interval=10, timeout=5)
+    store.put(r)
+    assert store.get("icmp/a", now=stepped_back) is r  # fresh on both clocks
+    real = time.monotonic
+    monkeypatch.setattr("agent.store.time.monotonic", lambda: real() + 36)  # 3 x 10 s + 5 s passed
+    assert store.get("icmp/a", now=stepped_back) is None
+    assert store.snapshot(now=stepped_back) == []

@@ -179,6 +179,22 @@ def test_older_result_does_not_override_newer(tracker: SiteTracker) -> None:
     assert tracker.states()["D1"] == "up"
 
 
+def test_after_the_wall_clock_steps_back_new_results_count(tracker: SiteTracker) -> None:
+    """The result held is dated after ``now``: the clock stepped back since, and the results that
+    follow carry earlier timestamps yet are newer."""
+    tracker.update([_probe("d1-wan", True, 5000)], now=5000)
+    tracker.update([_probe("d1-wan", False, 1400)], now=1401)  # clock stepped back about an hour
+    assert tracker.states()["D1"] != "up"
+
+
+def test_stale_after_intervals_follows_the_agent_setting(tmp_path: Path) -> None:
+    t = SiteTracker(_inventory(), tmp_path, stale_after_intervals=10)
+    t.update([_probe("d1-wan", True, 100)], now=100)
+    r = _probe("d1-wan", True, 100)
+    t.update([], now=100 + 5 * r.interval + r.timeout)  # past 3 intervals, not past 10
+    assert t.states()["D1"] == "up"
+
+
 def test_snmp_uplink_counts(tmp_path: Path) -> None:
     inv = Inventory([Site("D", "D", Level.district, None, ("router",))])
     t = SiteTracker(inv, tmp_path)
@@ -262,6 +278,9 @@ def test_missing_state_file_and_unknown_sites_ignored(tmp_path: Path) -> None:
     t.load()
     assert t.last_up("D1") == 7
     assert "GONE" not in t.states()
+    # A site this inventory lacks (a reload removed it) keeps its entry: added back, it is no gap.
+    assert t.save(force=True)
+    assert json.loads((tmp_path / "sites.json").read_text())["last_up"]["GONE"] == 5
 
 
 def test_save_failure_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
