@@ -170,7 +170,42 @@ class RemoteWriter:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.buffer.open)
+        """Open the buffer and start delivering; on any failure nothing stays open (buffer lock included).
+
+        The TLS context and HTTP client are built first: a mistyped ``tls.ca_file`` must fail before the
+        buffer directory is locked, or the writer it was to replace could not take it back.
+        """
+        if self._started or self._tasks or self._client is not None:
+            raise RuntimeError(f"remote write {self.settings.name!r} already started")
+        opening: asyncio.Future[None] | None = None
+        try:
+            verify = self._ssl_context()
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.remote_timeout,
+                verify=verify,
+                limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+                headers={
+                    **self.settings.headers,
+                    "Content-Encoding": pb.CONTENT_ENCODING,
+                    "Content-Type": pb.CONTENT_TYPE,
+                    "User-Agent": f"giamsat/{__version__}",
+                    "X-Prometheus-Remote-Write-Version": pb.REMOTE_WRITE_VERSION,
+                },
+                auth=self._auth(),
+            )
+            opening = asyncio.ensure_future(asyncio.to_thread(self.buffer.open))
+            await asyncio.shield(opening)
+            self._started = True
+            self._begin()
+        except BaseException:
+            if opening is not None and not opening.done():
+                # Cancelled while the thread scans: let it finish so close() releases what it opened.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(opening)
+            await self.close()
+            raise
+
+    def _begin(self) -> None:
         b = self.buffer
         # Samples found in the buffer count as appended, so appended = sent + dropped + pending holds.
         self.stats.appended = b.live.pending + (b.backfill.pending if b.backfill else 0)
@@ -178,20 +213,6 @@ class RemoteWriter:
         self._resending["backfill"] = b.backfill is not None and b.backfill.inflight is not None
         if b.repaired_bytes:
             log.warning("remote-write buffer tail repaired", extra={"remote": self.settings.name})
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.remote_timeout,
-            verify=self._ssl_context(),
-            limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
-            headers={
-                **self.settings.headers,
-                "Content-Encoding": pb.CONTENT_ENCODING,
-                "Content-Type": pb.CONTENT_TYPE,
-                "User-Agent": f"giamsat/{__version__}",
-                "X-Prometheus-Remote-Write-Version": pb.REMOTE_WRITE_VERSION,
-            },
-            auth=self._auth(),
-        )
-        self._started = True
         if b.live.pending:
             self._data.set()
         if b.backfill is not None:
@@ -210,26 +231,34 @@ class RemoteWriter:
         )
 
     async def close(self) -> None:
-        for t in self._tasks:
+        """Stop delivering and release the buffer; idempotent, and safe after a failed or partial start."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        self._tasks = []
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        if self._started:
-            await asyncio.to_thread(self.buffer.close)
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        finally:
             self._started = False
+            await asyncio.to_thread(self.buffer.close)  # a no-op unless (partly) open
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         tls = self.settings.tls
         if not self.settings.url.startswith("https://"):
             return True
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        try:
+            ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+            if tls.cert_file:
+                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"remote_write {self.settings.name!r}: cannot load tls.ca_file/cert_file/key_file: {exc}"
+            ) from None
         if tls.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -397,13 +426,21 @@ class RemoteWriter:
             retry_after: float | None = None
             try:
                 assert self._client is not None
-                resp = await self._client.post(s.url, content=body, extensions=self._extensions)
+                # httpx's timeout bounds each read and write, not the request: a receiver (or proxy)
+                # trickling its answer would hold the POST open for ever. remote_timeout bounds it all.
+                async with asyncio.timeout(s.remote_timeout):
+                    resp = await self._client.post(s.url, content=body, extensions=self._extensions)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 self._note_failure(f"connect: {type(exc).__name__}")
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, TimeoutError) as exc:
                 # The request may have reached the receiver: the re-send could find it stored.
                 self._resending[lane.name] = True
-                self._note_failure(f"transport: {type(exc).__name__}")
+                what = (
+                    "timeout: no complete answer within remote_timeout"
+                    if isinstance(exc, TimeoutError)
+                    else type(exc).__name__
+                )
+                self._note_failure(f"transport: {what}")
             else:
                 self.stats.requests += 1
                 code = resp.status_code
