@@ -315,6 +315,13 @@ class RemoteWriter:
         self._data.set()
         return n
 
+    def note_dropped(self, reason: str, n: int) -> None:
+        """Count ``n`` samples that never reached this writer (e.g. lost in a reload) as appended and
+        dropped, so the self metrics show them and appended = sent + dropped + pending still holds."""
+        if n > 0:
+            self.stats.appended += n
+            self._drop(reason, n)
+
     def _drop(self, reason: str, n: int) -> None:
         if n:
             self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + n
@@ -591,7 +598,7 @@ class RemoteWriter:
 
         dropped = CounterMetricFamily(
             "giamsat_remote_write_samples_dropped",
-            "Samples given up on, by reason (buffer_full, too_old, rejected, disk_full, write_error).",
+            "Samples given up on, by reason (buffer_full, too_old, rejected, disk_full, write_error, reload).",
             labels=["remote", "reason"],
         )
         drops = self.dropped()
@@ -694,6 +701,10 @@ class RemoteWriteSet:
         for w in self.writers:
             w.append(samples)
 
+    def note_dropped(self, reason: str, n: int) -> None:
+        for w in self.writers:
+            w.note_dropped(reason, n)
+
     def collect(self) -> list[Metric]:
         merged: dict[str, Metric] = {}
         for w in self.writers:
@@ -703,3 +714,40 @@ class RemoteWriteSet:
                 else:
                     merged[fam.name] = fam
         return list(merged.values())
+
+
+class ResultHold:
+    """Holds job results while the agent swaps one ``RemoteWriteSet`` for another, so none is lost.
+
+    A buffer directory admits one writer at a time: between closing the old set and starting the new
+    one (which re-scans the buffer, longest during an outage, when the backlog is big) no writer can
+    take results. The lifecycle registers ``on_result`` as a result listener for that window and, in
+    the same event-loop step as it attaches the new set, calls ``release_to``: held results go first,
+    in order. Beyond ``max_samples`` results are counted, not held, and reported by the new set as
+    dropped with reason ``reload``.
+    """
+
+    def __init__(self, max_samples: int = 200_000) -> None:
+        self.max_samples = max_samples
+        self.held: list[JobResult] = []
+        self.held_samples = 0
+        self.dropped_samples = 0
+
+    def on_result(self, result: JobResult) -> None:
+        n = sum(len(f.samples) for f in result.families)
+        if not n:
+            return
+        if self.held_samples + n > self.max_samples:
+            self.dropped_samples += len(samples_from_result(result))
+            return
+        self.held.append(result)
+        self.held_samples += n
+
+    def release_to(self, rws: RemoteWriteSet | None) -> None:
+        """Feed the held results to ``rws`` (None: remote write is gone, they are discarded)."""
+        held, self.held = self.held, []
+        if rws is not None:
+            for result in held:
+                rws.on_result(result)
+            rws.note_dropped("reload", self.dropped_samples)
+        self.held_samples = self.dropped_samples = 0

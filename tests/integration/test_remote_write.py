@@ -833,3 +833,53 @@ remote_write:
     assert not (tmp_path / "state").exists() or canary not in "".join(
         p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file()
     )
+
+
+def _result(i: int, t0: float) -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    from agent.store import JobResult
+
+    g = GaugeMetricFamily("rwtest_swap", "x", labels=["series"])
+    for j in range(2):
+        g.add_metric([f"s{j}"], float(i))
+    return JobResult("host/h", "host", "h", "tinh", (g,), t0 + i, 0.01, True)
+
+
+def test_results_during_a_writer_swap_are_held_and_delivered(
+    receivers: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    """Guards the reload gap (reviewer's r11): while the lifecycle closes one RemoteWriteSet and starts the
+    next on the same buffer, results went to no writer and were lost uncounted. ResultHold keeps them
+    (bounded) and hands them over first, in order; beyond its bound they are counted as dropped
+    with reason "reload", so appended = sent + dropped + pending still holds."""
+    from exporters.remote_write import RemoteWriteSet, ResultHold
+
+    vm = receivers("vm")
+    t0 = time.time() - 60
+
+    async def run() -> tuple[RemoteWriteSet, RemoteWriteSet]:
+        old = RemoteWriteSet([_settings(vm.write_url)], tmp_path)
+        await old.start()
+        old.on_result(_result(0, t0))
+        hold = ResultHold(max_samples=4)  # the lifecycle's listener from detach to attach
+        await old.close()
+        for i in (1, 2, 3):  # finished while no writer is attached: two held, the third over the bound
+            hold.on_result(_result(i, t0))
+        new = RemoteWriteSet([_settings(vm.write_url, batch_send_deadline="30ms")], tmp_path)
+        await new.start()
+        hold.release_to(new)  # same event-loop step as attaching new.on_result
+        new.on_result(_result(4, t0))
+        w = new.writers[0]
+        await _until(lambda: w.pending == 0)
+        _invariant(w)
+        await new.close()
+        return old, new
+
+    old, new = asyncio.run(run())
+    w = new.writers[0]
+    assert w.dropped() == {"reload": 2}
+    assert old.writers[0].stats.sent + w.stats.sent == 8
+    got = vm.series_samples('{__name__="rwtest_swap"}')  # type: ignore[attr-defined]
+    want = [(int((t0 + i) * 1000), float(i)) for i in (0, 1, 2, 4)]
+    assert got == {f"s{j}": want for j in range(2)}
