@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, SecretStr, field_validator
+from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator
 
 from agent.model import Duration, Model
 
@@ -39,6 +39,9 @@ class BufferSettings(Model):
 
 class RemoteWriteSettings(Model):
     """One remote-write receiver (``remote_write:`` list entry)."""
+
+    # A refused URL may carry a password: never echo input values in validation errors of this model.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     name: str = Field(pattern=REMOTE_NAME_PATTERN, description="label `remote` and buffer directory name")
     url: str = Field(pattern=r"^https?://")
