@@ -431,23 +431,29 @@ class RemoteWriter:
         while True:
             await self._bucket.take(len(body), is_live)
             retry_after: float | None = None
+            sending = _SendTrace()
             try:
                 assert self._client is not None
                 # httpx's timeout bounds each read and write, not the request: a receiver (or proxy)
                 # trickling its answer would hold the POST open for ever. remote_timeout bounds it all.
                 async with asyncio.timeout(s.remote_timeout):
-                    resp = await self._client.post(s.url, content=body, extensions=self._extensions)
+                    resp = await self._client.post(
+                        s.url, content=body, extensions={**self._extensions, "trace": sending}
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 self._note_failure(f"connect: {type(exc).__name__}")
-            except (httpx.HTTPError, TimeoutError) as exc:
+            except TimeoutError:
+                # Only a request whose headers went out can have reached the receiver; a timeout while
+                # connecting is a connect failure (so a 400 "out of order" later is not taken as stored).
+                if sending.started:
+                    self._resending[lane.name] = True
+                    self._note_failure("transport: no complete answer within remote_timeout")
+                else:
+                    self._note_failure("connect: no connection within remote_timeout")
+            except httpx.HTTPError as exc:
                 # The request may have reached the receiver: the re-send could find it stored.
                 self._resending[lane.name] = True
-                what = (
-                    "timeout: no complete answer within remote_timeout"
-                    if isinstance(exc, TimeoutError)
-                    else type(exc).__name__
-                )
-                self._note_failure(f"transport: {what}")
+                self._note_failure(f"transport: {type(exc).__name__}")
             else:
                 self.stats.requests += 1
                 code = resp.status_code
@@ -645,6 +651,17 @@ class RemoteWriter:
                 1.0 if self.buffer.backfill is not None else 0.0,
             ),
         ]
+
+
+class _SendTrace:
+    """httpcore ``trace`` extension: notes whether the request's headers started going out."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.started = True
 
 
 class _BearerAuth(httpx.Auth):

@@ -883,3 +883,69 @@ def test_results_during_a_writer_swap_are_held_and_delivered(
     got = vm.series_samples('{__name__="rwtest_swap"}')  # type: ignore[attr-defined]
     want = [(int((t0 + i) * 1000), float(i)) for i in (0, 1, 2, 4)]
     assert got == {f"s{j}": want for j in range(2)}
+
+
+def test_timeout_while_connecting_is_not_taken_for_a_possibly_stored_request(tmp_path: Path) -> None:
+    """Guards the whole-request timeout's classification: if remote_timeout expires before the request's
+    headers went out (here: the receiver's accept queue is full, so the SYN is dropped), the receiver
+    cannot have stored it, so a later 400 "out of order sample" is a rejection, not "already stored"."""
+    import socket
+    import threading
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    filler = socket.create_connection(ls.getsockname())  # fills the accept queue: further SYNs dropped
+    serving = threading.Event()
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def serve() -> None:
+        serving.wait()
+        c, _ = ls.accept()
+        c.close()  # the filler
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except TimeoutError:
+                continue
+            with c, c.makefile("rb") as f:
+                n = 0
+                while (line := f.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        n = int(line.split(b":")[1])
+                f.read(n)
+                body = b"out of order sample"
+                c.sendall(
+                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                answered.append(400)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{ls.getsockname()[1]}/api/v1/write"
+    try:
+
+        async def run() -> RemoteWriter:
+            w = RemoteWriter(_settings(url, remote_timeout="300ms"), tmp_path)
+            await w.start()
+            w.append(_rows("rwtest_conn", 2, 0, int(time.time() * 1000)))
+            await _until(lambda: w.stats.retries >= 2)  # connects timed out
+            serving.set()
+            await _until(lambda: w.pending == 0)
+            _invariant(w)
+            await w.close()
+            return w
+
+        w = asyncio.run(run())
+    finally:
+        serving.set()
+        stop.set()
+        t.join(5)
+        filler.close()
+        ls.close()
+    assert answered == [400]
+    assert w.stats.duplicate_batches == 0 and w.stats.sent == 0
+    assert w.dropped() == {"rejected": 2}
