@@ -11,7 +11,12 @@ The receiver is VictoriaMetrics (accepts any sample age). CPU is utime+stime of 
 /proc. giamsat's figure includes appending (labels -> buffer), reading back, encoding, snappy and HTTP;
 Prometheus agent's includes scraping and parsing the target as well, which favours giamsat a little.
 
+  4. ``--buffer-memory``: RAM the buffer's per-record index costs while a backlog is buffered (records of
+     12 series, one small job result each), growing it by appends and after a re-open (the scan an
+     agent restarted during an outage does); RSS from /proc, in a fresh process.
+
 Usage: .venv/bin/python bench/remote_write.py [--steady 30] [--outage 60] [--hours 24] [--json out.json]
+       .venv/bin/python bench/remote_write.py --buffer-memory [--records 400000]
 """
 
 from __future__ import annotations
@@ -239,6 +244,59 @@ def ours_backfill(work: Path, hours: float) -> dict[str, Any]:
         stop_pid(p)
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def buffer_memory(work: Path, records: int) -> dict[str, Any]:
+    import gc
+
+    from exporters.wal import Buffer
+
+    def new() -> Buffer:
+        return Buffer(work, max_bytes=1 << 40, segment_bytes=8 << 20, max_age=None)
+
+    keys = [
+        tuple(sorted({"__name__": f"probe_metric_{j}", "site": "xa-1", "target": "router-1"}.items()))
+        for j in range(12)
+    ]
+    b = new()
+    b.open()
+    b.append([(k, 0.0, 1_700_000_000_000) for k in keys])
+    gc.collect()
+    r0 = _rss()
+    for i in range(records):
+        b.append([(k, float(i), 1_700_000_000_000 + i * 15_000) for k in keys])
+    gc.collect()
+    r1 = _rss()
+    disk = b.size_bytes
+    b.close()
+    del b
+    gc.collect()
+    r2 = _rss()
+    t = time.monotonic()
+    b = new()
+    b.open()
+    scan_s = time.monotonic() - t
+    gc.collect()
+    r3 = _rss()
+    b.close()
+    return {
+        "records": records,
+        "disk_mib": disk / 2**20,
+        "append_rss_mib": (r1 - r0) / 2**20,
+        "append_bytes_per_record": (r1 - r0) / records,
+        "reopen_rss_mib": (r3 - r2) / 2**20,
+        "reopen_bytes_per_record": (r3 - r2) / records,
+        "reopen_scan_s": scan_s,
+        "rss_per_gib_on_disk_mib": (r1 - r0) / disk * 1024,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steady", type=float, default=30.0, help="seconds of steady state measured")
@@ -246,8 +304,20 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=24.0, help="hours of 1000 series at 30 s to backfill")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--backfill-only", action="store_true", help="skip the side-by-side part")
+    ap.add_argument("--buffer-memory", action="store_true", help="only the buffer index's RAM (figure 4)")
+    ap.add_argument("--records", type=int, default=400_000, help="records buffered for --buffer-memory")
     a = ap.parse_args()
     out: dict[str, Any] = {"load": os.getloadavg(), "cpus": os.cpu_count()}
+    if a.buffer_memory:
+        with tempfile.TemporaryDirectory(prefix="gs-rw-mem-") as d:
+            out["buffer_memory"] = m = buffer_memory(Path(d), a.records)
+        print(
+            f"{m['records']} records (12 samples each), {m['disk_mib']:.1f} MiB on disk: RSS "
+            f"+{m['append_rss_mib']:.1f} MiB appending ({m['append_bytes_per_record']:.0f} B/record), "
+            f"+{m['reopen_rss_mib']:.1f} MiB after re-open ({m['reopen_bytes_per_record']:.0f} B/record, "
+            f"scan {m['reopen_scan_s']:.1f} s); ~{m['rss_per_gib_on_disk_mib']:.0f} MiB RSS per GiB buffered"
+        )
+        return _finish(a, out)
     with tempfile.TemporaryDirectory(prefix="gs-rw-bench-") as d:
         base = Path(d)
         w = base / "backfill"

@@ -170,7 +170,42 @@ class RemoteWriter:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.buffer.open)
+        """Open the buffer and start delivering; on any failure nothing stays open (buffer lock included).
+
+        The TLS context and HTTP client are built first: a mistyped ``tls.ca_file`` must fail before the
+        buffer directory is locked, or the writer it was to replace could not take it back.
+        """
+        if self._started or self._tasks or self._client is not None:
+            raise RuntimeError(f"remote write {self.settings.name!r} already started")
+        opening: asyncio.Future[None] | None = None
+        try:
+            verify = self._ssl_context()
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.remote_timeout,
+                verify=verify,
+                limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+                headers={
+                    **self.settings.headers,
+                    "Content-Encoding": pb.CONTENT_ENCODING,
+                    "Content-Type": pb.CONTENT_TYPE,
+                    "User-Agent": f"giamsat/{__version__}",
+                    "X-Prometheus-Remote-Write-Version": pb.REMOTE_WRITE_VERSION,
+                },
+                auth=self._auth(),
+            )
+            opening = asyncio.ensure_future(asyncio.to_thread(self.buffer.open))
+            await asyncio.shield(opening)
+            self._started = True
+            self._begin()
+        except BaseException:
+            if opening is not None and not opening.done():
+                # Cancelled while the thread scans: let it finish so close() releases what it opened.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(opening)
+            await self.close()
+            raise
+
+    def _begin(self) -> None:
         b = self.buffer
         # Samples found in the buffer count as appended, so appended = sent + dropped + pending holds.
         self.stats.appended = b.live.pending + (b.backfill.pending if b.backfill else 0)
@@ -178,20 +213,6 @@ class RemoteWriter:
         self._resending["backfill"] = b.backfill is not None and b.backfill.inflight is not None
         if b.repaired_bytes:
             log.warning("remote-write buffer tail repaired", extra={"remote": self.settings.name})
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.remote_timeout,
-            verify=self._ssl_context(),
-            limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
-            headers={
-                **self.settings.headers,
-                "Content-Encoding": pb.CONTENT_ENCODING,
-                "Content-Type": pb.CONTENT_TYPE,
-                "User-Agent": f"giamsat/{__version__}",
-                "X-Prometheus-Remote-Write-Version": pb.REMOTE_WRITE_VERSION,
-            },
-            auth=self._auth(),
-        )
-        self._started = True
         if b.live.pending:
             self._data.set()
         if b.backfill is not None:
@@ -210,26 +231,34 @@ class RemoteWriter:
         )
 
     async def close(self) -> None:
-        for t in self._tasks:
+        """Stop delivering and release the buffer; idempotent, and safe after a failed or partial start."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        self._tasks = []
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        if self._started:
-            await asyncio.to_thread(self.buffer.close)
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        finally:
             self._started = False
+            await asyncio.to_thread(self.buffer.close)  # a no-op unless (partly) open
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         tls = self.settings.tls
         if not self.settings.url.startswith("https://"):
             return True
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        try:
+            ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+            if tls.cert_file:
+                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"remote_write {self.settings.name!r}: cannot load tls.ca_file/cert_file/key_file: {exc}"
+            ) from None
         if tls.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -285,6 +314,13 @@ class RemoteWriter:
             )
         self._data.set()
         return n
+
+    def note_dropped(self, reason: str, n: int) -> None:
+        """Count ``n`` samples that never reached this writer (e.g. lost in a reload) as appended and
+        dropped, so the self metrics show them and appended = sent + dropped + pending still holds."""
+        if n > 0:
+            self.stats.appended += n
+            self._drop(reason, n)
 
     def _drop(self, reason: str, n: int) -> None:
         if n:
@@ -395,11 +431,25 @@ class RemoteWriter:
         while True:
             await self._bucket.take(len(body), is_live)
             retry_after: float | None = None
+            sending = _SendTrace()
             try:
                 assert self._client is not None
-                resp = await self._client.post(s.url, content=body, extensions=self._extensions)
+                # httpx's timeout bounds each read and write, not the request: a receiver (or proxy)
+                # trickling its answer would hold the POST open for ever. remote_timeout bounds it all.
+                async with asyncio.timeout(s.remote_timeout):
+                    resp = await self._client.post(
+                        s.url, content=body, extensions={**self._extensions, "trace": sending}
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 self._note_failure(f"connect: {type(exc).__name__}")
+            except TimeoutError:
+                # Only a request whose headers went out can have reached the receiver; a timeout while
+                # connecting is a connect failure (so a 400 "out of order" later is not taken as stored).
+                if sending.started:
+                    self._resending[lane.name] = True
+                    self._note_failure("transport: no complete answer within remote_timeout")
+                else:
+                    self._note_failure("connect: no connection within remote_timeout")
             except httpx.HTTPError as exc:
                 # The request may have reached the receiver: the re-send could find it stored.
                 self._resending[lane.name] = True
@@ -554,7 +604,7 @@ class RemoteWriter:
 
         dropped = CounterMetricFamily(
             "giamsat_remote_write_samples_dropped",
-            "Samples given up on, by reason (buffer_full, too_old, rejected, disk_full, write_error).",
+            "Samples given up on, by reason (buffer_full, too_old, rejected, disk_full, write_error, reload).",
             labels=["remote", "reason"],
         )
         drops = self.dropped()
@@ -601,6 +651,17 @@ class RemoteWriter:
                 1.0 if self.buffer.backfill is not None else 0.0,
             ),
         ]
+
+
+class _SendTrace:
+    """httpcore ``trace`` extension: notes whether the request's headers started going out."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.started = True
 
 
 class _BearerAuth(httpx.Auth):
@@ -657,6 +718,10 @@ class RemoteWriteSet:
         for w in self.writers:
             w.append(samples)
 
+    def note_dropped(self, reason: str, n: int) -> None:
+        for w in self.writers:
+            w.note_dropped(reason, n)
+
     def collect(self) -> list[Metric]:
         merged: dict[str, Metric] = {}
         for w in self.writers:
@@ -666,3 +731,40 @@ class RemoteWriteSet:
                 else:
                     merged[fam.name] = fam
         return list(merged.values())
+
+
+class ResultHold:
+    """Holds job results while the agent swaps one ``RemoteWriteSet`` for another, so none is lost.
+
+    A buffer directory admits one writer at a time: between closing the old set and starting the new
+    one (which re-scans the buffer, longest during an outage, when the backlog is big) no writer can
+    take results. The lifecycle registers ``on_result`` as a result listener for that window and, in
+    the same event-loop step as it attaches the new set, calls ``release_to``: held results go first,
+    in order. Beyond ``max_samples`` results are counted, not held, and reported by the new set as
+    dropped with reason ``reload``.
+    """
+
+    def __init__(self, max_samples: int = 200_000) -> None:
+        self.max_samples = max_samples
+        self.held: list[JobResult] = []
+        self.held_samples = 0
+        self.dropped_samples = 0
+
+    def on_result(self, result: JobResult) -> None:
+        n = sum(len(f.samples) for f in result.families)
+        if not n:
+            return
+        if self.held_samples + n > self.max_samples:
+            self.dropped_samples += len(samples_from_result(result))
+            return
+        self.held.append(result)
+        self.held_samples += n
+
+    def release_to(self, rws: RemoteWriteSet | None) -> None:
+        """Feed the held results to ``rws`` (None: remote write is gone, they are discarded)."""
+        held, self.held = self.held, []
+        if rws is not None:
+            for result in held:
+                rws.on_result(result)
+            rws.note_dropped("reload", self.dropped_samples)
+        self.held_samples = self.dropped_samples = 0

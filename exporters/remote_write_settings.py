@@ -4,8 +4,9 @@ configuration does not import the HTTP client."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, SecretStr
+from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator
 
 from agent.model import Duration, Model
 
@@ -39,6 +40,9 @@ class BufferSettings(Model):
 class RemoteWriteSettings(Model):
     """One remote-write receiver (``remote_write:`` list entry)."""
 
+    # A refused URL may carry a password: never echo input values in validation errors of this model.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     name: str = Field(pattern=REMOTE_NAME_PATTERN, description="label `remote` and buffer directory name")
     url: str = Field(pattern=r"^https?://")
     remote_timeout: Duration = 30.0
@@ -58,6 +62,25 @@ class RemoteWriteSettings(Model):
     backfill_after: Duration = 60.0
     bandwidth_limit: ByteSize | None = Field(default=None, description="bytes/s of request bodies")
     buffer: BufferSettings = Field(default_factory=BufferSettings)
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        # The URL is logged and shown in errors; a password in it would leak there (and into the
+        # config file, which is not a secret file). The message never repeats the URL.
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError("url is not a valid http(s) URL") from None
+        if "@" in parts.netloc:
+            raise ValueError(
+                "url must not contain a user name or password (user:pass@host); "
+                "give them as basic_auth: {username: ..., password_file: ...}"
+            )
+        if not parts.hostname:
+            raise ValueError("url has no host")
+        return url
 
     def model_post_init(self, __context: object) -> None:
         import re

@@ -86,9 +86,11 @@ class _Segment:
     seq: int
     path: Path
     size: int = len(MAGIC)
-    offsets: list[int] = field(default_factory=list)  # record start offsets
-    counts: list[int] = field(default_factory=list)  # samples per record
-    min_ts: list[int] = field(default_factory=list)  # oldest sample per record (ms)
+    # The per-record index lives in typed arrays (20 bytes a record) rather than lists of Python ints
+    # (~105): a 1 GiB backlog has millions of records and a small box must survive a long outage.
+    offsets: array[int] = field(default_factory=lambda: array("q"))  # record start offsets
+    counts: array[int] = field(default_factory=lambda: array("I"))  # samples per record
+    min_ts: array[int] = field(default_factory=lambda: array("q"))  # oldest sample per record (ms)
     max_ts: int = 0
     n_samples: int = 0
 
@@ -165,10 +167,14 @@ class Buffer:
         self.repaired_bytes = 0
         self._cursor_dirty = False
         self._synced = True
+        self._open = False
 
     # ---- open / recovery -------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Lock the directory and recover its state; on any failure nothing stays open or locked."""
+        if self._open or self._lock_fd is not None:
+            raise RuntimeError(f"{self.dir}: buffer already open")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -177,6 +183,20 @@ class Buffer:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise BufferLockedError(f"{self.dir} is in use by another giamsat process") from None
+        try:
+            self._recover()
+        except BaseException:
+            # Release the tail handle and the lock but write no cursor: the state is half loaded.
+            self._release()
+            raise
+        self._open = True
+
+    def _recover(self) -> None:
+        self.segments = []
+        self.live = Lane("live", (1, len(MAGIC)))
+        self.backfill = None
+        self._series = {}
+        self._tables = {}
         seqs = sorted(
             int(p.name[len(SEGMENT_PREFIX) :])
             for p in self.dir.iterdir()
@@ -697,16 +717,33 @@ class Buffer:
         if fd is not None:
             fsync_and_close(fd)
 
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
     def close(self) -> None:
+        """Sync and release the buffer; a no-op when it is not open (idempotent)."""
+        if not self._open:
+            self._release()
+            return
+        self._open = False
+        try:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+            with contextlib.suppress(OSError):
+                self.write_cursor(self.cursor_state(), fsync=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.fsync(self._fd)
-            os.close(self._fd)
+                os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(OSError):
-            self.write_cursor(self.cursor_state(), fsync=True)
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
             self._lock_fd = None
 
 

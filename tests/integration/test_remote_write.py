@@ -628,3 +628,324 @@ def test_bandwidth_budget_is_never_exceeded(receivers: Callable[..., Receiver], 
         w.stats.sent_bytes,
         w.stats.requests,
     )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Reviewer findings (session 3): failed start, trickling receiver, credentials in the URL.
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_tls", ["ca_file", "cert_file"])
+def test_failed_start_releases_the_buffer_so_the_old_writer_restarts(
+    receivers: Callable[..., Receiver], tmp_path: Path, bad_tls: str
+) -> None:
+    """Guards a reload to a bad TLS file: the failing writer must not keep the buffer directory locked,
+    or the writer it replaces cannot start again on it (BufferLockedError) and remote write stops.
+    The sequence is the lifecycle's: old writer closes, new one fails, old settings start again."""
+    vm = receivers("vm")
+    now = int(time.time() * 1000)
+    down = f"http://127.0.0.1:{free_port()}/api/v1/write"  # nothing listens: samples stay buffered
+
+    async def run() -> tuple[RemoteWriter, pytest.ExceptionInfo[BaseException]]:
+        old = RemoteWriter(_settings(down), tmp_path)
+        await old.start()
+        old.append(_rows("rwtest_reload", 2, 0, now - 1000))
+        await old.close()
+        tls = {bad_tls: str(tmp_path / "no-such.pem")}
+        new = RemoteWriter(_settings(vm.write_url.replace("http:", "https:"), tls=tls), tmp_path)
+        with pytest.raises((ValueError, OSError)) as err:
+            await new.start()
+        await new.close()  # safe after a failed start, and twice
+        await new.close()
+        again = RemoteWriter(_settings(vm.write_url), tmp_path)
+        await again.start()  # BufferLockedError before the fix
+        assert again.pending == 2
+        again.append(_rows("rwtest_reload", 2, 1, now))
+        await _until(lambda: again.pending == 0)
+        _invariant(again)
+        await again.close()
+        await again.close()
+        return again, err
+
+    w, err = asyncio.run(run())
+    assert "tls.ca_file/cert_file/key_file" in str(err.value)
+    assert w.stats.sent == 4
+    got = vm.series_samples('{__name__="rwtest_reload"}')  # type: ignore[attr-defined]
+    assert got == {f"s{j}": [(now - 1000, 0.0), (now, 1.0)] for j in range(2)}
+
+
+class _TricklingThenForwarding:
+    """An HTTP server on loopback that answers the first ``trickle`` requests one byte every 0.2 s for
+    ever (the status line, then header bytes), as a stuck proxy or receiver can; later requests are
+    forwarded to ``upstream`` (a real receiver)."""
+
+    def __init__(self, upstream: str, trickle: int) -> None:
+        import socket
+        import threading
+        import urllib.parse
+
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.left = trickle
+        self.trickled = 0
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.threads: list[threading.Thread] = [threading.Thread(target=self._accept, daemon=True)]
+        self.lock = threading.Lock()
+        self.threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.upstream.path}"
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, c: Any) -> None:
+        import http.client
+
+        with c:
+            c.settimeout(5)
+            f = c.makefile("rb")
+            while not self.stop.is_set():
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = f.readline()
+                    if not line:
+                        return
+                    head += line
+                n = 0
+                hdrs: dict[str, str] = {}
+                for h in head.decode("latin-1").split("\r\n")[1:]:
+                    if ":" in h:
+                        k, v = h.split(":", 1)
+                        hdrs[k.strip()] = v.strip()
+                        if k.strip().lower() == "content-length":
+                            n = int(v)
+                body = f.read(n)
+                with self.lock:
+                    trickle = self.left > 0
+                    self.left -= 1
+                if trickle:
+                    self.trickled += 1
+                    try:
+                        c.sendall(b"HTTP/1.1 204 No Content\r\n")
+                        while not self.stop.wait(0.2):
+                            c.sendall(b"X")
+                    except OSError:
+                        pass
+                    return
+                conn = http.client.HTTPConnection(
+                    self.upstream.hostname or "", self.upstream.port, timeout=30
+                )
+                fwd = {k: v for k, v in hdrs.items() if k.lower() not in ("host", "connection")}
+                conn.request("POST", self.upstream.path, body=body, headers=fwd)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                c.sendall(
+                    f"HTTP/1.1 {resp.status} X\r\nContent-Length: {len(data)}\r\n\r\n".encode("latin-1")
+                    + data
+                )
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+        self.sock.close()
+
+
+def test_remote_timeout_bounds_the_whole_request_against_a_trickling_receiver(
+    receivers: Callable[..., Receiver], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards remote_timeout as one request's limit: httpx's timeout only bounds each read, so a receiver
+    trickling its answer held one POST open for ever (no retry, no failure logged, pending grew). Now
+    the request is abandoned after remote_timeout, logged as failing, retried, and delivered once."""
+    vm = receivers("vm")
+    now = int(time.time() * 1000)
+    server = _TricklingThenForwarding(vm.write_url, trickle=1)
+    try:
+
+        async def run() -> RemoteWriter:
+            w = RemoteWriter(_settings(server.url, remote_timeout="1s"), tmp_path)
+            await w.start()
+            w.append(_rows("rwtest_trickle", 3, 0, now - 1000))
+            await _until(lambda: w.pending == 0, 30)  # never reached before the fix
+            w.append(_rows("rwtest_trickle", 3, 1, now))
+            await _until(lambda: w.pending == 0, 30)
+            _invariant(w)
+            await w.close()
+            return w
+
+        with caplog.at_level("INFO", logger="giamsat.remote_write"):
+            w = asyncio.run(run())
+    finally:
+        server.close()
+    assert server.trickled == 1
+    assert w.stats.retries >= 1 and w.stats.sent == 6
+    failing = [r for r in caplog.records if r.getMessage() == "remote write failing, buffering and retrying"]
+    assert failing and "timeout" in failing[0].__dict__["error"]
+    got = vm.series_samples('{__name__="rwtest_trickle"}')  # type: ignore[attr-defined]
+    assert got == {f"s{j}": [(now - 1000, 0.0), (now, 1.0)] for j in range(3)}
+
+
+def test_password_in_url_is_refused_and_never_printed(tmp_path: Path) -> None:
+    """Guards secrets hygiene: ``http://user:pass@host/`` put the password in the "remote write started"
+    log line. It is refused at load with a pointer to basic_auth, and the password appears nowhere in
+    what check-config or run print."""
+    import secrets
+
+    from tests.helpers import GIAMSAT
+
+    canary = "pw" + secrets.token_hex(8)
+    cfg = tmp_path / "giamsat.yml"
+    cfg.write_text(
+        f"""
+agent:
+  site: tinh
+  state_dir: {tmp_path / "state"}
+  listen_address: 127.0.0.1:{free_port()}
+sites:
+  - {{id: tinh, name: "Tinh", level: province}}
+remote_write:
+  - name: central
+    url: http://site7:{canary}@127.0.0.1:{free_port()}/api/v1/write
+"""
+    )
+    for argv in ([GIAMSAT, "check-config", str(cfg)], [GIAMSAT, "run", "--config.file", str(cfg)]):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, out
+        assert "basic_auth" in out and "remote_write" in out, out
+        assert canary not in out
+    assert not (tmp_path / "state").exists() or canary not in "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file()
+    )
+
+
+def _result(i: int, t0: float) -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    from agent.store import JobResult
+
+    g = GaugeMetricFamily("rwtest_swap", "x", labels=["series"])
+    for j in range(2):
+        g.add_metric([f"s{j}"], float(i))
+    return JobResult("host/h", "host", "h", "tinh", (g,), t0 + i, 0.01, True)
+
+
+def test_results_during_a_writer_swap_are_held_and_delivered(
+    receivers: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    """Guards the reload gap (reviewer's r11): while the lifecycle closes one RemoteWriteSet and starts the
+    next on the same buffer, results went to no writer and were lost uncounted. ResultHold keeps them
+    (bounded) and hands them over first, in order; beyond its bound they are counted as dropped
+    with reason "reload", so appended = sent + dropped + pending still holds."""
+    from exporters.remote_write import RemoteWriteSet, ResultHold
+
+    vm = receivers("vm")
+    t0 = time.time() - 60
+
+    async def run() -> tuple[RemoteWriteSet, RemoteWriteSet]:
+        old = RemoteWriteSet([_settings(vm.write_url)], tmp_path)
+        await old.start()
+        old.on_result(_result(0, t0))
+        hold = ResultHold(max_samples=4)  # the lifecycle's listener from detach to attach
+        await old.close()
+        for i in (1, 2, 3):  # finished while no writer is attached: two held, the third over the bound
+            hold.on_result(_result(i, t0))
+        new = RemoteWriteSet([_settings(vm.write_url, batch_send_deadline="30ms")], tmp_path)
+        await new.start()
+        hold.release_to(new)  # same event-loop step as attaching new.on_result
+        new.on_result(_result(4, t0))
+        w = new.writers[0]
+        await _until(lambda: w.pending == 0)
+        _invariant(w)
+        await new.close()
+        return old, new
+
+    old, new = asyncio.run(run())
+    w = new.writers[0]
+    assert w.dropped() == {"reload": 2}
+    assert old.writers[0].stats.sent + w.stats.sent == 8
+    got = vm.series_samples('{__name__="rwtest_swap"}')  # type: ignore[attr-defined]
+    want = [(int((t0 + i) * 1000), float(i)) for i in (0, 1, 2, 4)]
+    assert got == {f"s{j}": want for j in range(2)}
+
+
+def test_timeout_while_connecting_is_not_taken_for_a_possibly_stored_request(tmp_path: Path) -> None:
+    """Guards the whole-request timeout's classification: if remote_timeout expires before the request's
+    headers went out (here: the receiver's accept queue is full, so the SYN is dropped), the receiver
+    cannot have stored it, so a later 400 "out of order sample" is a rejection, not "already stored"."""
+    import socket
+    import threading
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    filler = socket.create_connection(ls.getsockname())  # fills the accept queue: further SYNs dropped
+    serving = threading.Event()
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def serve() -> None:
+        serving.wait()
+        c, _ = ls.accept()
+        c.close()  # the filler
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except TimeoutError:
+                continue
+            with c, c.makefile("rb") as f:
+                n = 0
+                while (line := f.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        n = int(line.split(b":")[1])
+                f.read(n)
+                body = b"out of order sample"
+                c.sendall(
+                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                answered.append(400)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{ls.getsockname()[1]}/api/v1/write"
+    try:
+
+        async def run() -> RemoteWriter:
+            w = RemoteWriter(_settings(url, remote_timeout="300ms"), tmp_path)
+            await w.start()
+            w.append(_rows("rwtest_conn", 2, 0, int(time.time() * 1000)))
+            await _until(lambda: w.stats.retries >= 2)  # connects timed out
+            serving.set()
+            await _until(lambda: w.pending == 0)
+            _invariant(w)
+            await w.close()
+            return w
+
+        w = asyncio.run(run())
+    finally:
+        serving.set()
+        stop.set()
+        t.join(5)
+        filler.close()
+        ls.close()
+    assert answered == [400]
+    assert w.stats.duplicate_batches == 0 and w.stats.sent == 0
+    assert w.dropped() == {"rejected": 2}
