@@ -32,7 +32,7 @@ from exporters.prometheus import ExporterServer, format_age
 from exporters.webconfig import WebConfig
 
 if TYPE_CHECKING:
-    from exporters.remote_write import RemoteWriteSet
+    from exporters.remote_write import RemoteWriteSet, ResultHold
 
 log = logging.getLogger("giamsat")
 
@@ -226,39 +226,53 @@ class Agent:
         if not cfg.remote_write and self.remote_write is None:
             self._remote_write_key = key
             return
-        from exporters.remote_write import RemoteWriteSet  # imports the HTTP client: only when used
+        # Imports the HTTP client: only when used.
+        from exporters.remote_write import RemoteWriteSet, ResultHold
 
         old, old_key = self.remote_write, self._remote_write_key
-        if old is not None:
-            self._detach_remote_write(old)
-            await old.close()
+        # Results that finish while no set is attached are held and handed to the next one, first.
+        hold = ResultHold()
+        self.result_listeners.append(hold.on_result)
         try:
-            if cfg.remote_write:
-                rws = RemoteWriteSet(cfg.remote_write, cfg.agent.state_dir)
-                await rws.start()
-                self._attach_remote_write(rws)
-            self._remote_write_key = key
-        except Exception:
-            if old is not None and self.loaded is not None:
-                again = RemoteWriteSet(self.loaded.config.remote_write, self.loaded.config.agent.state_dir)
-                try:
-                    await again.start()
-                except Exception as exc:
-                    # Neither set starts: remote write is off, and the next reload must try again even
-                    # with the settings that were running (they are no longer).
-                    self._remote_write_key = None
-                    log.error(
-                        "remote write could not be restarted with the old settings either; it is off "
-                        "until a reload succeeds",
-                        extra={"error": repr(exc)},
-                    )
-                else:
-                    self._attach_remote_write(again)
-                    self._remote_write_key = old_key
-            raise
+            if old is not None:
+                self._detach_remote_write(old)
+                await old.close()
+            try:
+                if cfg.remote_write:
+                    rws = RemoteWriteSet(cfg.remote_write, cfg.agent.state_dir)
+                    await rws.start()
+                    self._attach_remote_write(rws, hold)
+                self._remote_write_key = key
+            except Exception:
+                # No settings are running now: whatever the next reload brings must (re)start a set,
+                # even the settings that were running before.
+                self._remote_write_key = None
+                if old is not None and self.loaded is not None:
+                    prev = self.loaded.config
+                    try:
+                        again = RemoteWriteSet(prev.remote_write, prev.agent.state_dir)
+                        await again.start()
+                    except Exception as exc:
+                        log.error(
+                            "remote write could not be restarted with the old settings either; it is off "
+                            "until a reload succeeds",
+                            extra={"error": repr(exc)},
+                        )
+                    else:
+                        self._attach_remote_write(again, hold)
+                        self._remote_write_key = old_key
+                raise
+        finally:
+            if hold.on_result in self.result_listeners:  # nothing attached: remote write is off
+                self.result_listeners.remove(hold.on_result)
+                hold.release_to(None)
 
-    def _attach_remote_write(self, rws: RemoteWriteSet) -> None:
+    def _attach_remote_write(self, rws: RemoteWriteSet, hold: ResultHold | None = None) -> None:
         self.remote_write = rws
+        if hold is not None:
+            # In one event-loop step: the held results go first, then the set takes results directly.
+            self.result_listeners.remove(hold.on_result)
+            hold.release_to(rws)
         self.result_listeners.append(rws.on_result)
         self.extra_metrics.append(rws.collect)
 

@@ -331,3 +331,35 @@ def test_reload_that_fails_late_leaves_the_running_state_alone(tmp_path: Path, f
     finally:
         agent.stop()
         listener.close()
+
+
+def test_remote_write_survives_a_rejected_reload_and_follows_the_next_good_one(
+    tmp_path: Path, fake_systemctl: Path
+) -> None:
+    """A reload whose remote write cannot start (garbage CA file) restarts the running one; and if that
+    ever fails too, the next good reload must start remote write again rather than find its settings
+    unchanged. Either way, after the good reload remote write is running."""
+    base = BASE.format(state=tmp_path / "state", systemctl=fake_systemctl)
+    dead = free_port()  # nothing listens: samples stay pending in the buffer, which is fine here
+    good = base + f"remote_write:\n  - {{name: central, url: 'http://127.0.0.1:{dead}/api/v1/write'}}\n"
+    (tmp_path / "garbage-ca.pem").write_text("not a certificate\n")
+    bad = base + (
+        f"remote_write:\n  - {{name: central, url: 'https://127.0.0.1:{dead}/api/v1/write', "
+        f"tls: {{ca_file: {tmp_path / 'garbage-ca.pem'}}}}}\n"
+    )
+    agent = AgentProc(tmp_path, good)
+    agent.start()
+    appended = 'giamsat_remote_write_samples_appended_total{remote="central"}'
+    try:
+        wait_for(lambda: agent.metrics().get(appended, 0) > 0, 10, what="remote write appending")
+        agent.config.write_text(bad, encoding="utf-8")
+        status, text = http_post(agent.url + "/-/reload")
+        assert status == 500, text
+        before = agent.metrics()[appended]
+        wait_for(lambda: agent.metrics().get(appended, 0) > before, 10, what="old remote write restarted")
+        agent.config.write_text(good, encoding="utf-8")
+        assert http_post(agent.url + "/-/reload") == (200, "configuration reloaded\n")
+        after = agent.metrics()[appended]
+        wait_for(lambda: agent.metrics().get(appended, 0) > after, 10, what="remote write after good reload")
+    finally:
+        agent.stop()
