@@ -104,6 +104,11 @@ class RenderedFamily:
     unit: str = ""
     #: the OpenMetrics lines where they differ from ``lines`` (samples with a timestamp), else None
     om_lines: list[str] | None = None
+    #: type, OpenMetrics type and name: families merge under one name only if these agree
+    signature: str = ""
+
+    def __post_init__(self) -> None:
+        self.signature = f"{self.type} {self.om_type} {self.om_name}"
 
 
 #: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id;
@@ -224,14 +229,14 @@ class OwnFamilyCache:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Merged:
-    """A family as exposed: the rendered families it takes lines from, each with the indexes of the
-    lines kept (None: all)."""
+    """A family as exposed: its first contributor's metadata and the lines kept from all of them."""
 
     first: RenderedFamily
-    parts: list[tuple[RenderedFamily, list[int] | None]]
-    count: int
+    lines: list[str]
+    #: the OpenMetrics lines, kept only once a contributor's differ from its text lines (timestamps)
+    om_lines: list[str] | None
 
 
 def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
@@ -252,28 +257,40 @@ def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
                 if om_names.setdefault(rf.om_name, rf.name) != rf.name:
                     conflicts += len(rf.lines)
                     continue
-                merged[rf.name] = _Merged(rf, [(rf, None)], len(rf.lines))
+                om = None if rf.om_lines is None else list(rf.om_lines)
+                merged[rf.name] = _Merged(rf, list(rf.lines), om)
                 continue
             first = cur.first
-            if first.type != rf.type or first.om_type != rf.om_type or first.om_name != rf.om_name:
+            if first.signature != rf.signature:
                 conflicts += len(rf.lines)
                 continue
             keys = seen_keys.get(rf.name)
-            if keys is None:
+            if keys is None:  # the second contributor: cur.lines are still the first one's
                 keys = seen_keys[rf.name] = {
                     line[:n] for line, n in zip(first.lines, first.key_lens, strict=True)
                 }
-            kept: list[int] = []
-            for i, (n, line) in enumerate(zip(rf.key_lens, rf.lines, strict=True)):
+            lines = cur.lines
+            if rf.om_lines is None and cur.om_lines is None:  # no timestamps: one list for both formats
+                for n, line in zip(rf.key_lens, rf.lines, strict=True):
+                    key = line[:n]
+                    if key in keys:
+                        conflicts += 1
+                        continue
+                    keys.add(key)
+                    lines.append(line)
+                continue
+            if cur.om_lines is None:
+                cur.om_lines = list(lines)
+            om_lines = cur.om_lines
+            src_om = rf.lines if rf.om_lines is None else rf.om_lines
+            for n, line, om_line in zip(rf.key_lens, rf.lines, src_om, strict=True):
                 key = line[:n]
                 if key in keys:
                     conflicts += 1
                     continue
                 keys.add(key)
-                kept.append(i)
-            if kept:
-                cur.parts.append((rf, None if len(kept) == len(rf.lines) else kept))
-                cur.count += len(kept)
+                lines.append(line)
+                om_lines.append(om_line)
     return list(merged.values()), conflicts
 
 
@@ -295,7 +312,7 @@ def _groups(
 def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
     out: list[str] = []
     for m in merged:
-        if not m.count:
+        if not m.lines:  # no family without samples, and no blank line (OpenMetrics forbids them)
             continue
         f = m.first
         if openmetrics:
@@ -304,13 +321,9 @@ def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
                 out.append(f"# UNIT {f.om_name} {f.unit}\n")
         else:
             out.append(f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n")
-        for rf, kept in m.parts:
-            lines = rf.om_lines if openmetrics and rf.om_lines is not None else rf.lines
-            if kept is not None:
-                lines = [lines[i] for i in kept]
-            if lines:  # no blank line: OpenMetrics forbids them
-                out.append("\n".join(lines))
-                out.append("\n")
+        lines = m.om_lines if openmetrics and m.om_lines is not None else m.lines
+        out.append("\n".join(lines))
+        out.append("\n")
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out).encode("utf-8")
