@@ -1,9 +1,16 @@
-"""Render stored results as Prometheus text (0.0.4) or OpenMetrics, merged across jobs.
+"""Render stored results as Prometheus text (0.0.4) or OpenMetrics 1.0, merged across jobs.
 
 Each job's families are rendered once per result (cached on the immutable result) with its ``site`` and
 ``target`` labels added, so a scrape only concatenates. Label values are length-bounded and made valid
 UTF-8, and a series or name that another job already exposed is left out (and counted) rather than
 letting one odd device break the whole scrape, as a duplicate series would.
+
+Both formats come from the same cached lines: a sample line is spelled the same in both (only a
+timestamp differs: milliseconds in text, seconds in OpenMetrics), and what differs is per family
+metadata (OpenMetrics names a counter family without ``_total``, has ``info`` and ``stateset`` types,
+escapes ``"`` in HELP, ends with ``# EOF``). Prometheus 2.x asks for OpenMetrics first on every scrape,
+so that path must cost what the text path costs. Which series are kept is decided once, the same for
+both formats, so what Prometheus stores does not depend on the ``Accept`` header.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
-from prometheus_client.openmetrics.exposition import generate_latest as om_generate
 
 from agent.store import JobResult
 
@@ -46,11 +52,16 @@ def _escape_help(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+def _escape_om_help(s: str) -> str:
+    return _escape_help(s).replace('"', '\\"')
+
+
 def exposed_name_and_type(fam: Metric) -> tuple[str, str]:
+    """The family's name and type in the text format."""
     name, typ = fam.name, fam.type
     if typ == "counter":
         # snmp_exporter-style counters (ifHCInOctets) have samples without _total: keep the name as is.
-        if fam.samples and all(s.name == name for s in fam.samples):
+        if _bare_counter(fam):
             return name, "counter"
         return name + "_total", "counter"
     if typ == "info":
@@ -64,8 +75,22 @@ def exposed_name_and_type(fam: Metric) -> tuple[str, str]:
     return name, typ
 
 
+def openmetrics_type(fam: Metric) -> str:
+    """The family's type in OpenMetrics (its name there is always ``fam.name``)."""
+    # OpenMetrics requires _total on counter samples; snmp_exporter-style counters go out as unknown.
+    if fam.type == "counter" and _bare_counter(fam):
+        return "unknown"
+    return str(fam.type)
+
+
+def _bare_counter(fam: Metric) -> bool:
+    return bool(fam.samples) and all(s.name == fam.name for s in fam.samples)
+
+
 @dataclass
 class RenderedFamily:
+    """One family's sample lines with the result's labels added, and its metadata in both formats."""
+
     name: str
     help: str
     type: str
@@ -74,6 +99,16 @@ class RenderedFamily:
     #: as a length, not a second string, since rendered results stay cached (10 000 ICMP targets are
     #: ~370 000 lines)
     key_lens: list[int] = field(default_factory=list)
+    om_name: str = ""
+    om_type: str = ""
+    unit: str = ""
+    #: the OpenMetrics lines where they differ from ``lines`` (samples with a timestamp), else None
+    om_lines: list[str] | None = None
+    #: type, OpenMetrics type and name: families merge under one name only if these agree
+    signature: str = ""
+
+    def __post_init__(self) -> None:
+        self.signature = f"{self.type} {self.om_type} {self.om_name}"
 
 
 #: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id;
@@ -101,8 +136,10 @@ def render_families(
     out: list[RenderedFamily] = []
     for fam in families:
         name, typ = exposed_name_and_type(fam)
-        rf = RenderedFamily(name, fam.documentation, typ)
+        rf = RenderedFamily(name, fam.documentation, typ, om_name=fam.name, om_type=openmetrics_type(fam))
+        rf.unit = fam.unit or ""
         lines, key_lens = rf.lines, rf.key_lens
+        om_lines: list[str] | None = None
         seen: set[str] = set()
         for s in fam.samples:
             sname = s.name
@@ -127,10 +164,18 @@ def render_families(
                 continue
             seen.add(key)
             line = f"{key} {format_value(s.value)}"
-            if s.timestamp is not None:
-                line += f" {int(float(s.timestamp) * 1000)}"
+            if s.timestamp is not None or om_lines is not None:
+                if om_lines is None:
+                    om_lines = list(lines)
+                if s.timestamp is None:
+                    om_lines.append(line)
+                else:
+                    ts = float(s.timestamp)
+                    om_lines.append(f"{line} {format_value(ts)}")
+                    line += f" {int(ts * 1000)}"
             lines.append(line)
             key_lens.append(len(key))
+        rf.om_lines = om_lines
         out.append(rf)
     return out
 
@@ -147,7 +192,7 @@ def result_labels(r: JobResult, max_label_length: int) -> list[tuple[str, str]]:
 def _cached_render(
     r: JobResult, max_label_length: int, memo: LabelMemo | None = None
 ) -> list[RenderedFamily]:
-    cache_key = f"text:{max_label_length}"
+    cache_key = f"lines:{max_label_length}"
     cached = r.rendered.get(cache_key)
     if cached is None:
         cached = render_families(r.families, result_labels(r, max_label_length), max_label_length, memo)
@@ -184,6 +229,106 @@ class OwnFamilyCache:
         return out
 
 
+@dataclass(slots=True)
+class _Merged:
+    """A family as exposed: its first contributor's metadata and the lines kept from all of them."""
+
+    first: RenderedFamily
+    lines: list[str]
+    #: the OpenMetrics lines, kept only once a contributor's differ from its text lines (timestamps)
+    om_lines: list[str] | None
+
+
+def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
+    """Families merged by exposed name, first come first kept; the number of lines left out.
+
+    A family whose type (in either format) differs from the one already exposed under its name, or
+    whose OpenMetrics name another family already holds, is left out whole; a series already exposed
+    is left out alone. The decision does not depend on the output format.
+    """
+    merged: dict[str, _Merged] = {}
+    om_names: dict[str, str] = {}
+    conflicts = 0
+    seen_keys: dict[str, set[str]] = {}
+    for rendered in groups:
+        for rf in rendered:
+            cur = merged.get(rf.name)
+            if cur is None:
+                if om_names.setdefault(rf.om_name, rf.name) != rf.name:
+                    conflicts += len(rf.lines)
+                    continue
+                om = None if rf.om_lines is None else list(rf.om_lines)
+                merged[rf.name] = _Merged(rf, list(rf.lines), om)
+                continue
+            first = cur.first
+            if first.signature != rf.signature:
+                conflicts += len(rf.lines)
+                continue
+            keys = seen_keys.get(rf.name)
+            if keys is None:  # the second contributor: cur.lines are still the first one's
+                keys = seen_keys[rf.name] = {
+                    line[:n] for line, n in zip(first.lines, first.key_lens, strict=True)
+                }
+            lines = cur.lines
+            if rf.om_lines is None and cur.om_lines is None:  # no timestamps: one list for both formats
+                for n, line in zip(rf.key_lens, rf.lines, strict=True):
+                    key = line[:n]
+                    if key in keys:
+                        conflicts += 1
+                        continue
+                    keys.add(key)
+                    lines.append(line)
+                continue
+            if cur.om_lines is None:
+                cur.om_lines = list(lines)
+            om_lines = cur.om_lines
+            src_om = rf.lines if rf.om_lines is None else rf.om_lines
+            for n, line, om_line in zip(rf.key_lens, rf.lines, src_om, strict=True):
+                key = line[:n]
+                if key in keys:
+                    conflicts += 1
+                    continue
+                keys.add(key)
+                lines.append(line)
+                om_lines.append(om_line)
+    return list(merged.values()), conflicts
+
+
+def _groups(
+    results: Sequence[JobResult],
+    own: Sequence[Metric],
+    max_label_length: int,
+    own_cache: OwnFamilyCache | None,
+) -> list[list[RenderedFamily]]:
+    if own_cache is not None:
+        groups = [own_cache.render(own, max_label_length)]
+    else:
+        groups = [render_families(own, (), max_label_length)]
+    memo: LabelMemo = {}  # shared by the results rendered in this scrape (their label dicts often are)
+    groups += [_cached_render(r, max_label_length, memo) for r in sorted(results, key=lambda r: r.job_id)]
+    return groups
+
+
+def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
+    out: list[str] = []
+    for m in merged:
+        if not m.lines:  # no family without samples, and no blank line (OpenMetrics forbids them)
+            continue
+        f = m.first
+        if openmetrics:
+            out.append(f"# HELP {f.om_name} {_escape_om_help(f.help)}\n# TYPE {f.om_name} {f.om_type}\n")
+            if f.unit:
+                out.append(f"# UNIT {f.om_name} {f.unit}\n")
+        else:
+            out.append(f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n")
+        lines = m.om_lines if openmetrics and m.om_lines is not None else m.lines
+        out.append("\n".join(lines))
+        out.append("\n")
+    if openmetrics:
+        out.append("# EOF\n")
+    return "".join(out).encode("utf-8")
+
+
 def render_text(
     results: Sequence[JobResult],
     own: Sequence[Metric],
@@ -191,92 +336,16 @@ def render_text(
     own_cache: OwnFamilyCache | None = None,
 ) -> tuple[bytes, int]:
     """The merged text exposition and the number of series/families left out as conflicts."""
-    merged: dict[str, RenderedFamily] = {}
-    contributors: dict[str, int] = {}
-    conflicts = 0
-    if own_cache is not None:
-        groups = [own_cache.render(own, max_label_length)]
-    else:
-        groups = [render_families(own, (), max_label_length)]
-    memo: LabelMemo = {}  # shared by the results rendered in this scrape (their label dicts often are)
-    groups += [_cached_render(r, max_label_length, memo) for r in sorted(results, key=lambda r: r.job_id)]
-    seen_keys: dict[str, set[str]] = {}
-    for rendered in groups:
-        for rf in rendered:
-            cur = merged.get(rf.name)
-            if cur is None:
-                merged[rf.name] = RenderedFamily(rf.name, rf.help, rf.type, list(rf.lines), list(rf.key_lens))
-                contributors[rf.name] = 1
-                continue
-            if cur.type != rf.type:
-                conflicts += len(rf.lines)
-                continue
-            if contributors[rf.name] == 1:
-                seen_keys[rf.name] = {line[:n] for line, n in zip(cur.lines, cur.key_lens, strict=True)}
-            contributors[rf.name] += 1
-            keys = seen_keys[rf.name]
-            for n, line in zip(rf.key_lens, rf.lines, strict=True):
-                key = line[:n]
-                if key in keys:
-                    conflicts += 1
-                    continue
-                keys.add(key)
-                cur.lines.append(line)
-    parts: list[str] = []
-    for rf in merged.values():
-        if not rf.lines:
-            continue
-        parts.append(f"# HELP {rf.name} {_escape_help(rf.help)}\n# TYPE {rf.name} {rf.type}\n")
-        parts.append("\n".join(rf.lines))
-        parts.append("\n")
-    return "".join(parts).encode("utf-8"), conflicts
+    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache))
+    return _body(merged, openmetrics=False), conflicts
 
 
-def _om_type(fam: Metric) -> str:
-    # OpenMetrics requires _total on counter samples; snmp_exporter-style counters go out as unknown.
-    if fam.type == "counter" and fam.samples and all(s.name == fam.name for s in fam.samples):
-        return "unknown"
-    return str(fam.type)
-
-
-def _relabel(fam: Metric, extra: Sequence[tuple[str, str]], max_label_length: int) -> Metric:
-    new = Metric(fam.name, fam.documentation, _om_type(fam), fam.unit)
-    for s in fam.samples:
-        labels = {k: clean_label_value(v, max_label_length) for k, v in s.labels.items()}
-        for k, v in extra:
-            labels.setdefault(k, v)
-        new.add_sample(s.name, labels, s.value, s.timestamp, s.exemplar)
-    return new
-
-
-class _Families:
-    def __init__(self, fams: list[Metric]) -> None:
-        self._fams = fams
-
-    def collect(self) -> Iterable[Metric]:
-        return self._fams
-
-
-def render_openmetrics(results: Sequence[JobResult], own: Sequence[Metric], max_label_length: int) -> bytes:
-    """OpenMetrics for scrapers that ask for it; slower than text, so not cached."""
-    merged: dict[str, Metric] = {}
-    seen: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {}
-    items: list[tuple[Metric, list[tuple[str, str]]]] = [(f, []) for f in own]
-    for r in sorted(results, key=lambda r: r.job_id):
-        items += [(f, result_labels(r, max_label_length)) for f in r.families]
-    for fam, extra in items:
-        rel = _relabel(fam, extra, max_label_length)
-        cur = merged.get(fam.name)
-        if cur is None:
-            cur = merged[fam.name] = Metric(fam.name, fam.documentation, rel.type, fam.unit)
-            seen[fam.name] = set()
-        elif cur.type != rel.type:
-            continue
-        for s in rel.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            if key in seen[fam.name]:
-                continue
-            seen[fam.name].add(key)
-            cur.samples.append(s)
-    data: bytes = om_generate(_Families(list(merged.values())))  # type: ignore[no-untyped-call]
-    return data
+def render_openmetrics(
+    results: Sequence[JobResult],
+    own: Sequence[Metric],
+    max_label_length: int,
+    own_cache: OwnFamilyCache | None = None,
+) -> tuple[bytes, int]:
+    """The merged OpenMetrics exposition (the same series as ``render_text``) and the conflicts."""
+    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache))
+    return _body(merged, openmetrics=True), conflicts

@@ -77,3 +77,11 @@ def test_unit_keeps_the_promised_settings() -> None:
     assert s["StateDirectory"] == ["giamsat"] and s["ConfigurationDirectory"] == ["giamsat"]
     assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"}
     assert "@system-service" in s["SystemCallFilter"]
+
+
+def test_unit_orders_after_time_sync_and_gives_enough_descriptors() -> None:
+    """The scheduler uses wall-clock time; probes and HTTP connections each take a descriptor."""
+    s = unit_settings(UNIT.read_text())
+    assert "time-sync.target" in " ".join(s["After"]).split()
+    assert "time-sync.target" not in " ".join(s.get("Wants", []) + s.get("Requires", []))
+    assert int(s["LimitNOFILE"][0]) >= 65536

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
@@ -94,7 +95,7 @@ def test_render_is_cached_per_result_and_own_metrics_are_fresh() -> None:
 def test_openmetrics_output() -> None:
     c = CounterMetricFamily("node_network_receive_bytes", "rx", labels=["device"])
     c.add_metric(["lo"], 10)
-    text = render_openmetrics([result("host", [c], target=None)], [], 256).decode()
+    text = render_openmetrics([result("host", [c], target=None)], [], 256)[0].decode()
     assert text.endswith("# EOF\n")
     assert 'node_network_receive_bytes_total{device="lo",site="xa-1"} 10.0' in text
 
@@ -122,7 +123,7 @@ def test_snmp_exporter_style_counter_keeps_its_name_in_both_formats() -> None:
     assert findings and all("camelCase" in f or 'should have "_total" suffix' in f for f in findings), (
         findings
     )
-    om = render_openmetrics([r], [], 256).decode()
+    om = render_openmetrics([r], [], 256)[0].decode()
     assert "# TYPE ifHCInOctets unknown" in om and om.endswith("# EOF\n")
 
 
@@ -166,3 +167,103 @@ def test_label_dicts_shared_across_families_render_like_separate_ones() -> None:
     assert text.count("ifHighSpeed{") == 2
     assert 'ifAlias="Cáp quang ' + "x" * 54 + '",site="xa-1"' in text  # cut at 64 characters
     assert shared[1] == 0
+
+
+def mixed_results() -> tuple[list[JobResult], list[Metric]]:
+    from prometheus_client.core import (
+        HistogramMetricFamily,
+        StateSetMetricFamily,
+        SummaryMetricFamily,
+        UnknownMetricFamily,
+    )
+
+    def families(rtt: float) -> list[Metric]:
+        c = CounterMetricFamily("probe_sent_packets", 'Packets sent ("echo" requests).', labels=["probe"])
+        c.add_metric(["icmp"], 10 * rtt, created=1.7e9)  # _created: left out of both formats
+        h = HistogramMetricFamily("probe_rtt_seconds", "Round-trip times.\nSecond line \\ backslash.")
+        h.add_metric([], [("0.01", 1), ("0.1", 3), ("+Inf", 4)], sum_value=rtt)
+        i = InfoMetricFamily("probe_device", "Device identity.", labels=[])
+        i.add_metric([], {"vendor": 'Cisco "IOS"', "model": "ISR\n4331"})
+        s = SummaryMetricFamily("probe_jitter_seconds", "Jitter.", count_value=4, sum_value=rtt / 2)
+        st = StateSetMetricFamily("probe_link_state", "Link state.", labels=["link"])
+        st.add_metric(["wan"], {"up": True, "down": False})
+        bare = Metric("ifHCInOctets", "Octets in - 1.3.6.1.2.1.31.1.1.1.6", "counter")
+        bare.add_sample("ifHCInOctets", {"ifIndex": "1"}, 2.0**53)
+        u = UnknownMetricFamily("probe_raw_value", "A value of unknown type.", value=float("nan"))
+        return [gauge("probe_success", 1.0, probe="icmp"), c, h, i, s, st, bare, u]
+
+    results = [
+        result("icmp/a", families(0.25), site="xa-1", target="a"),
+        result("icmp/b", families(float("inf")), site="xa-2", target="b"),
+        # A duplicate series (same site/target as icmp/a) and a family whose type clashes: both left out.
+        result("tcp/a", [gauge("probe_success", 0.0, probe="icmp")], site="xa-1", target="a"),
+        result("tcp/z", [gauge("probe_sent_packets_total", 1.0)], site="xa-1", target="z"),
+        # Gauge "probe_device_info" would merge with info "probe_device" in text, not in OpenMetrics.
+        result("tcp/y", [gauge("probe_device_info", 0.5)], site="xa-1", target="y"),
+    ]
+    own = [gauge("giamsat_build_info", 1.0, version="1.0"), gauge("giamsat_sites", 2.0)]
+    return results, own
+
+
+def sample_lines(exposition: str) -> list[str]:
+    return sorted(ln for ln in exposition.splitlines() if ln and not ln.startswith("#"))
+
+
+def _samples(families: Iterable[Metric]) -> set[tuple[str, tuple[tuple[str, str], ...], str]]:
+    return {(s.name, tuple(sorted(s.labels.items())), repr(s.value)) for f in families for s in f.samples}
+
+
+def test_openmetrics_and_text_carry_the_same_samples_and_conflicts() -> None:
+    """OpenMetrics (what Prometheus 2.x asks for) is rendered from the same cached lines as text: each
+    parsed by prometheus_client's own parser for that format (the OpenMetrics one is strict: it refuses
+    a missing # EOF, a blank line, a counter family named with _total, an info value other than 1), the
+    two must give the same samples, and conflicts must be counted on both paths."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    results, own = mixed_results()
+    text, text_conflicts = render_text(results, own, 256)
+    om, om_conflicts = render_openmetrics(results, own, 256)
+    assert text_conflicts == om_conflicts == 3
+    om_samples = _samples(parse_om(om.decode()))  # raises on anything OpenMetrics forbids
+    assert len(om_samples) == 2 + 2 * 14  # per result: 1+1+5+1+2+2+1+1
+    # prometheus_client's text parser renames a counter's samples to _total; compare those as it does.
+    assert {(n.removesuffix("_total"), ls, v) for n, ls, v in _samples(parse_text(text.decode()))} == {
+        (n.removesuffix("_total"), ls, v) for n, ls, v in om_samples
+    }
+    # and the sample lines themselves are spelled the same in both formats
+    assert sample_lines(text.decode()) == sample_lines(om.decode())
+    om_text = om.decode()
+    assert om_text.endswith("\n# EOF\n") and "\n\n" not in om_text
+    assert "# TYPE probe_sent_packets counter\n" in om_text
+    assert '# HELP probe_sent_packets Packets sent (\\"echo\\" requests).\n' in om_text
+    assert "# TYPE probe_device info\n" in om_text and "# TYPE probe_link_state stateset\n" in om_text
+    assert "# TYPE ifHCInOctets unknown\n" in om_text and "# TYPE probe_raw_value unknown\n" in om_text
+    assert "_created" not in om_text and "_created" not in text.decode()
+    assert 'probe_device_info{site="xa-1",target="y"}' not in om_text + text.decode()
+    findings = [f for f in promtool_check(text.decode()).splitlines() if f]
+    assert all("ifHCInOctets" in f for f in findings), findings
+
+
+def test_openmetrics_spells_timestamps_in_seconds_text_in_milliseconds() -> None:
+    g = Metric("probe_last_change", "Last change.", "gauge")
+    g.add_sample("probe_last_change", {"port": "1"}, 5.0)
+    g.add_sample("probe_last_change", {"port": "2"}, 6.0, timestamp=1700000000.5)
+    r = result("snmp/r1", [g], target="r1")
+    text = render_text([r], [], 256)[0].decode()
+    om = render_openmetrics([r], [], 256)[0].decode()
+    assert 'probe_last_change{port="2",site="xa-1",target="r1"} 6.0 1700000000500\n' in text
+    assert 'probe_last_change{port="2",site="xa-1",target="r1"} 6.0 1700000000.5\n' in om
+    assert 'probe_last_change{port="1",site="xa-1",target="r1"} 5.0\n' in om
+
+
+def test_openmetrics_reuses_the_lines_cached_for_text() -> None:
+    """The cost fix: a result is rendered once, whichever format asks first, and both formats use it."""
+    r = result("icmp/wan", [gauge("probe_success", 1)])
+    render_openmetrics([r], [], 256)
+    cached = dict(r.rendered)
+    assert cached
+    render_text([r], [], 256)
+    render_openmetrics([r], [], 256)
+    assert r.rendered.keys() == cached.keys()
+    assert all(r.rendered[k] is v for k, v in cached.items())

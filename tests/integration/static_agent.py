@@ -1,0 +1,69 @@
+"""A fixed agent view for the HTTP endpoint: a real Store with given results, the endpoint's real server.
+
+Tests of the endpoint's connection handling use it in-process (no collectors to wait for); it records
+``note_scrape`` calls and can hold a scrape in ``own_metrics`` until released, to keep slots busy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from agent.store import JobResult, Store
+from exporters.prometheus import ExporterServer
+
+
+class StaticAgent:
+    def __init__(self, results: Sequence[JobResult] = (), own: Sequence[Metric] = ()) -> None:
+        self.store = Store()
+        for r in results:
+            self.store.put(r)
+        self.max_label_length = 256
+        self._own = list(own)
+        self.scrapes: list[tuple[bool, int]] = []
+        #: while set, a scrape waits in own_metrics() until ``release`` is set
+        self.hold = threading.Event()
+        self.release = threading.Event()
+        self.held = threading.Semaphore(0)  # one release per scrape that started waiting
+
+    def own_metrics(self) -> list[Metric]:
+        if self.hold.is_set():
+            self.held.release()
+            self.release.wait(30)
+        return list(self._own)
+
+    def is_ready(self) -> bool:
+        return True
+
+    def is_configured(self, job_id: str) -> bool:
+        return self.store.get(job_id) is not None
+
+    def module_filter(self, kind: str) -> Callable[[Sequence[Metric], str], list[Metric] | None] | None:
+        return None
+
+    def landing(self) -> dict[str, Any]:
+        return {"jobs": [], "sites": [], "config": "-", "reload_ok": True}
+
+    def request_reload(self) -> tuple[bool, str]:
+        return True, "configuration reloaded"
+
+    def note_scrape(self, rejected: bool, conflicts: int) -> None:
+        self.scrapes.append((rejected, conflicts))
+
+
+@contextmanager
+def serve(agent: StaticAgent, max_concurrent: int = 8, **kw: Any) -> Iterator[ExporterServer]:
+    """The endpoint on a free loopback port, in a thread; shut down and closed on exit."""
+    server = ExporterServer(("127.0.0.1", 0), agent, max_concurrent, **kw)
+    thread = server.serve_in_thread()
+    try:
+        yield server
+    finally:
+        agent.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
