@@ -292,6 +292,7 @@ class Agent:
                 await self._apply(loaded)
                 if self.server is not None:
                     self.server.web_config = web
+                    self.server.set_scrape_limit(loaded.config.agent.max_concurrent_scrapes)
             except ConfigError as exc:
                 self.reload_status.successful = False
                 self.reload_status.failures_total += 1
