@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -118,3 +119,33 @@ def exclusive_addresses(block: str, timeout: float = 900.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class CountingListener:
+    """A TCP port on loopback that accepts and closes connections, counting them: the target of an
+    agent's TCP probes when a test needs to see whether collection goes on."""
+
+    def __init__(self, backlog: int = 512) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def count_during(self, seconds: float) -> int:
+        start = self.accepted
+        time.sleep(seconds)
+        return self.accepted - start
+
+    def close(self) -> None:
+        self.sock.close()

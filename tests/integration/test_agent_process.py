@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, http_post, parse_exposition, stop_process, wait_for
+from tests.helpers import (
+    GIAMSAT,
+    CountingListener,
+    free_port,
+    http_get,
+    http_post,
+    parse_exposition,
+    stop_process,
+    wait_for,
+)
 
 # Names that node_exporter (and so every dashboard) spells in camelCase; promtool's lint flags them
 # on node_exporter's own output too. Anything else promtool reports is a failure.
@@ -214,7 +223,6 @@ def test_bad_config_at_start_exits_2_naming_the_problem(tmp_path: Path) -> None:
 
 
 def test_port_in_use_is_a_clear_startup_error(tmp_path: Path, fake_systemctl: Path) -> None:
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -298,10 +306,8 @@ def test_reload_that_fails_late_leaves_the_running_state_alone(tmp_path: Path, f
     context from a garbage CA file). The old configuration keeps running, and nothing of the rejected
     one has leaked into it: a target the rejected file drops is still served with its health (its next
     run is a minute away, so nothing would put it back meanwhile)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    port = listener.getsockname()[1]
+    listener = CountingListener()
+    port = listener.port
     base = BASE.format(state=tmp_path / "state", systemctl=fake_systemctl)
     keep = f"    - {{name: keep, site: tinh, address: 127.0.0.1, port: {port}}}\n"
     dropped = f"    - {{name: dropped, site: tinh, address: 127.0.0.1, port: {port}, interval: 60s}}\n"

@@ -9,53 +9,33 @@ a month made APScheduler walk every missed period on the event loop (minutes of 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
+from tests.helpers import (
+    GIAMSAT,
+    CountingListener,
+    free_port,
+    http_get,
+    parse_exposition,
+    stop_process,
+    wait_for,
+)
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 N_TARGETS = 40
 
 
-class Listener:
-    """A TCP port on loopback that counts the connections the agent's TCP probes make."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def count_during(self, seconds: float) -> int:
-        start = self.accepted
-        time.sleep(seconds)
-        return self.accepted - start
-
-
 @pytest.fixture
-def stepped_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Listener, str]]:
+def stepped_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, CountingListener, str]]:
     if not LIBFAKETIME.exists():
         pytest.skip(f"{LIBFAKETIME} missing (Debian package faketime; scripts/test.sh installs it)")
-    listener = Listener()
+    listener = CountingListener()
     targets = "\n".join(
         f"    - {{name: t{i}, site: tinh, address: 127.0.0.1, port: {listener.port}}}"
         for i in range(N_TARGETS)
@@ -101,13 +81,13 @@ def stepped_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Pat
         yield proc, offset, listener, url
     finally:
         stop_process(proc)
-        listener.sock.close()
+        listener.close()
     text = log.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in text, text[text.find("Traceback") - 200 :]
 
 
 def test_step_back_an_hour_keeps_collecting(
-    stepped_agent: tuple[subprocess.Popen[bytes], Path, Listener, str], tmp_path: Path
+    stepped_agent: tuple[subprocess.Popen[bytes], Path, CountingListener, str], tmp_path: Path
 ) -> None:
     _, offset, listener, url = stepped_agent
     assert listener.count_during(3) >= N_TARGETS  # every target probed about once a second
@@ -123,7 +103,7 @@ def test_step_back_an_hour_keeps_collecting(
 
 
 def test_step_forward_a_month_keeps_collecting(
-    stepped_agent: tuple[subprocess.Popen[bytes], Path, Listener, str],
+    stepped_agent: tuple[subprocess.Popen[bytes], Path, CountingListener, str],
 ) -> None:
     _, offset, listener, url = stepped_agent
     assert listener.count_during(3) >= N_TARGETS

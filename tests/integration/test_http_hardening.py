@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
+from tests.helpers import (
+    GIAMSAT,
+    CountingListener,
+    free_port,
+    http_get,
+    parse_exposition,
+    stop_process,
+    wait_for,
+)
 from tests.integration.static_agent import StaticAgent, serve
 from tests.prom import prometheus, query
 from tests.unit.test_exposition import gauge, mixed_results
@@ -351,32 +359,11 @@ targets:
 """
 
 
-class TcpTarget:
-    """A loopback TCP listener that counts the probes' connections."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(100)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            c.close()
-
-
 @pytest.fixture
-def limited_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, TcpTarget]]:
+def limited_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, CountingListener]]:
     """`giamsat run` under an open-files limit of 1024 it cannot raise (soft = hard), probing a local
     TCP target every second."""
-    target = TcpTarget()
+    target = CountingListener(backlog=100)
     (tmp_path / "giamsat.yml").write_text(AGENT_CONFIG.format(state=tmp_path / "state", port=target.port))
     port = free_port()
     argv = [
@@ -397,11 +384,11 @@ def limited_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
         yield proc, base, target
     finally:
         stop_process(proc)
-        target.sock.close()
+        target.close()
 
 
 def test_a_flood_of_idle_connections_starves_neither_scrapes_nor_probes(
-    limited_agent: tuple[subprocess.Popen[bytes], str, TcpTarget],
+    limited_agent: tuple[subprocess.Popen[bytes], str, CountingListener],
 ) -> None:
     """Guards the flood found by review: 1100 idle connections under a 1024 descriptor limit used to
     take every descriptor (one thread each), so accept() spun on EMFILE, scrapes timed out and TCP

@@ -134,6 +134,37 @@ def target(server: Sshd | None, name: str = "t1", port: int | None = None, **ext
     return SSHTarget.model_validate(data)
 
 
+def collect_rounds(collector: SSHCollector, tgt: SSHTarget, rounds: int) -> list[list[Metric]]:
+    """Start the collector, collect ``tgt`` ``rounds`` times in a row, close it."""
+
+    async def go() -> list[list[Metric]]:
+        await collector.start()
+        try:
+            return [await collector.collect(tgt) for _ in range(rounds)]
+        finally:
+            await collector.close()
+            collector.ctx.blocking.shutdown()
+
+    return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def direct_connection(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> Iterator[Any]:
+    """One authenticated ``Connection`` to ``sshd`` from a pool of its own (closed afterwards)."""
+    from collectors.ssh.client import ConnectionPool, Endpoint, HostKeyStore, Timeouts, load_private_key
+
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts_line(sshd))
+    pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
+    ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
+    try:
+        conn, reused = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
+        assert not reused
+        yield conn
+    finally:
+        pool.close_all()
+
+
 async def collect_all(collector: SSHCollector, *targets: SSHTarget) -> list[list[Metric]]:
     await collector.start()
     try:
@@ -651,15 +682,7 @@ def test_max_concurrency_bounds_targets_in_flight(tmp_path: Path, sshd: Sshd, ke
 def test_without_reuse_every_collection_connects(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
     collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys, reuse_connections=False))
 
-    async def twice() -> list[list[Metric]]:
-        await collector.start()
-        try:
-            return [await collector.collect(target(sshd)) for _ in range(2)]
-        finally:
-            await collector.close()
-            collector.ctx.blocking.shutdown()
-
-    results = asyncio.run(twice())
+    results = collect_rounds(collector, target(sshd), 2)
     assert [value(r, "ssh_session_reused") for r in results] == [0, 0]
     assert [value(r, "ssh_up") for r in results] == [1, 1]
     assert len(collector.pool) == 0
@@ -763,19 +786,9 @@ def test_failing_command_and_unparsable_output(tmp_path: Path, sshd: Sshd, keys:
 
 def test_stdout_and_stderr_are_drained_together(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> None:
     """Megabytes on both streams: waiting on one while the other's window is full would deadlock."""
-    from collectors.ssh.client import ConnectionPool, Endpoint, HostKeyStore, Timeouts, load_private_key
-
-    kh = tmp_path / "known_hosts"
-    kh.write_text(known_hosts_line(sshd))
-    pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
-    ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
-    try:
-        conn, reused = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
-        assert not reused
+    with direct_connection(tmp_path, sshd, keys) as conn:
         script = "head -c 3000000 /dev/zero >&2; head -c 3000001 /dev/zero; head -c 7 /dev/zero >&2; exit 4"
         result = conn.run(["sh", "-c", script], 30, 64 * 1024 * 1024)
-    finally:
-        pool.close_all()
     assert result.exit_status == 4
     assert len(result.stdout) == 3000001
     assert len(result.stderr) == 3000007
@@ -791,8 +804,6 @@ def test_output_cut_short_mid_stream_leaves_the_connection_usable(
     here so that the race, if the pipe is ever used again, is hit on nearly every command."""
     import paramiko.pipe
 
-    from collectors.ssh.client import ConnectionPool, Endpoint, HostKeyStore, Timeouts, load_private_key
-
     def slow_close(self: Any) -> None:
         os.close(self._rfd)
         os.close(self._wfd)
@@ -800,20 +811,13 @@ def test_output_cut_short_mid_stream_leaves_the_connection_usable(
         self._closed = True
 
     monkeypatch.setattr(paramiko.pipe.PosixPipe, "close", slow_close)
-    kh = tmp_path / "known_hosts"
-    kh.write_text(known_hosts_line(sshd))
-    pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
-    ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
-    try:
-        conn, _ = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
+    with direct_connection(tmp_path, sshd, keys) as conn:
         for i in range(40):
             with pytest.raises(SSHError) as caught:
                 conn.run(["head", "-c", "4000000", "/dev/zero"], 30, 1024 * 1024)
             assert caught.value.reason == "command_failed", (i, caught.value)
             assert conn.is_active(), f"transport died after cut-short command {i}"
         result = conn.run(["echo", "still here"], 30, 1024)
-    finally:
-        pool.close_all()
     assert result.exit_status == 0
     assert result.stdout == b"still here\n"
 
@@ -966,16 +970,8 @@ def test_bad_known_hosts_line_is_skipped_with_one_warning(
     kh.write_text("# scanned 2026-11-20\n" + torn + "only-a-name\n" + known_hosts_line(sshd))
     collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys))
 
-    async def twice() -> list[list[Metric]]:
-        await collector.start()
-        try:
-            return [await collector.collect(target(sshd)) for _ in range(2)]
-        finally:
-            await collector.close()
-            collector.ctx.blocking.shutdown()
-
     with caplog.at_level(logging.WARNING, logger="giamsat.collector.ssh"):
-        results = asyncio.run(twice())
+        results = collect_rounds(collector, target(sshd), 2)
     assert [value(r, "ssh_up") for r in results] == [1, 1]
     warnings = [r.getMessage() for r in caplog.records if "known_hosts" in r.getMessage()]
     assert len(warnings) == 1, warnings  # once per change of the file, not once per connection
