@@ -1,3 +1,4 @@
-"""giamsat agent core: configuration, site inventory, scheduling, result store and lifecycle."""
+"""giamsat: the application (command line, configuration assembly, scheduling, lifecycle wiring).
 
-__version__ = "0.1.0"
+``agent.kernel`` is the kernel every package builds on; nothing in it imports the rest of ``agent``.
+"""

@@ -17,9 +17,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
 from agent.config import load_config
-from agent.errors import ConfigError, StartupError
+from agent.kernel.errors import ConfigError, StartupError
+from agent.kernel.version import __version__
 from agent.logging import setup_logging
 from collectors import COLLECTORS
 

@@ -23,11 +23,19 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
-from agent.errors import ConfigError, ConfigProblem
 from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sites
-from agent.model import Duration, Model
+from agent.kernel.collector import CollectorSettings, TargetConfig
+from agent.kernel.errors import ConfigError, ConfigProblem
+from agent.kernel.model import Duration, Model
+from agent.kernel.yamlfile import (
+    format_loc,
+    line_of,
+    loc_of,
+    problem_at,
+    problems_from_validation,
+    read_yaml_mapping,
+)
 from collectors import COLLECTORS
-from collectors.base import CollectorSettings, TargetConfig
 
 SITE_ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
 
@@ -217,6 +225,12 @@ def sections_used(data: dict[str, Any]) -> Sections:
     return Sections(kinds, links=links, remote_write="remote_write" in data)
 
 
+def _reword(loc: tuple[int | str, ...], err_type: str, msg: str) -> str:
+    if err_type == "extra_forbidden" and len(loc) == 2 and loc[0] in ("collectors", "targets"):
+        return f"unknown collector kind; known: {', '.join(COLLECTORS)}"
+    return msg
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     """A validated configuration with its inventory, and where it came from."""
@@ -224,91 +238,6 @@ class LoadedConfig:
     path: Path
     config: Config
     inventory: Inventory
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """('sites', 3, 'parent') -> 'sites[3].parent'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """Line (1-based) of the deepest YAML node on ``loc`` that exists."""
-    line = None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        nxt: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == part:
-                    line = k.start_mark.line + 1
-                    nxt = v
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            nxt = node.value[part]
-        node = nxt
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-_FRIENDLY = {
-    "extra_forbidden": "unknown key; check its spelling (unknown keys are refused so a typo cannot switch "
-    "monitoring off)",
-    "missing": "required key is missing",
-}
-
-
-def problems_from_validation(exc: ValidationError, file: str, root: yaml.Node | None) -> list[ConfigProblem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        msg = _FRIENDLY.get(err["type"], err["msg"])
-        if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] in ("collectors", "targets"):
-            msg = f"unknown collector kind; known: {', '.join(COLLECTORS)}"
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        problems.append(ConfigProblem(file, format_loc(loc), msg, line_of(root, loc)))
-    return problems
-
-
-def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """A YAML file's top-level mapping and its node tree (for line numbers). Raises ``ConfigError``."""
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigProblem(file, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
-    except ValueError:  # a NUL in the path
-        raise ConfigError([ConfigProblem(file, "", "cannot read: the file name contains a NUL")]) from None
-    try:
-        # One parse gives both the node tree (line numbers) and the data: what yaml.safe_load does,
-        # keeping the tree (a large inventory took seconds parsed twice).
-        loader = yaml.SafeLoader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or "cannot parse"
-        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line)]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(file, "", "the file must be a YAML mapping (key: value)", 1)])
-    return data, root
 
 
 def load_config(path: str | Path) -> LoadedConfig:
@@ -346,7 +275,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
                     generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
             config = model.model_validate({**data, "targets": targets})
     except ValidationError as exc:
-        problems += problems_from_validation(exc, file, root)
+        problems += problems_from_validation(exc, file, root, _reword)
 
     # The site tree is checked even when other sections are invalid, so one run shows every problem.
     yaml_sites: list[tuple[int, SiteConfig]] = []
@@ -393,14 +322,14 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         for loc, site_id in _raw_site_references(data):
             key = format_loc(loc)
             if site_id not in ids and key not in reported:
-                problems.append(_problem(file, root, loc, f"unknown site {site_id!r}"))
+                problems.append(problem_at(file, root, loc, f"unknown site {site_id!r}"))
         raise ConfigError(problems)
 
     remote_names: set[str] = set()
     for i, rw in enumerate(config.remote_write):
         if rw.name in remote_names:
             problems.append(
-                _problem(
+                problem_at(
                     file,
                     root,
                     ("remote_write", i, "name"),
@@ -410,18 +339,18 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         remote_names.add(rw.name)
     ids = {s.id for s in sites}
     if config.agent.site is not None and config.agent.site not in ids:
-        problems.append(_problem(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))
+        problems.append(problem_at(file, root, ("agent", "site"), f"unknown site {config.agent.site!r}"))
     names_by_kind: dict[str, set[str]] = {}
     for kind in config.kinds:
         seen: set[str] = set()
         for i, target in enumerate(config.targets_of(kind)):
             if target.site not in ids:
                 problems.append(
-                    _problem(file, root, ("targets", kind, i, "site"), f"unknown site {target.site!r}")
+                    problem_at(file, root, ("targets", kind, i, "site"), f"unknown site {target.site!r}")
                 )
             if target.name in seen:
                 problems.append(
-                    _problem(
+                    problem_at(
                         file,
                         root,
                         ("targets", kind, i, "name"),
@@ -432,13 +361,13 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         names_by_kind[kind] = seen
         cls = COLLECTORS[kind]
         for i, key, msg in cls.check_targets(config.collector_settings(kind), config.targets_of(kind)):
-            problems.append(_problem(file, root, ("targets", kind, i, key), msg))
+            problems.append(problem_at(file, root, ("targets", kind, i, key), msg))
     all_names = set().union(*names_by_kind.values()) if names_by_kind else set()
     for i, s in enumerate(config.sites):
         for j, up in enumerate(s.uplinks):
             if up not in all_names:
                 problems.append(
-                    _problem(file, root, ("sites", i, "uplinks", j), f"no target is named {up!r}")
+                    problem_at(file, root, ("sites", i, "uplinks", j), f"no target is named {up!r}")
                 )
     if problems:
         raise ConfigError(problems)
@@ -459,20 +388,3 @@ def _raw_site_references(data: dict[str, Any]) -> Iterator[tuple[tuple[int | str
         for i, item in enumerate(items):
             if isinstance(item, dict) and isinstance(item.get("site"), str):
                 yield ("targets", kind, i, "site"), item["site"]
-
-
-def _problem(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
-    return ConfigProblem(file, format_loc(loc), msg, line_of(root, loc))
-
-
-def loc_of(key: str) -> tuple[int | str, ...]:
-    """Inverse of ``format_loc`` for keys we generated ourselves."""
-    out: list[int | str] = []
-    for part in key.replace("[", ".[").split("."):
-        if not part:
-            continue
-        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
-            out.append(int(part[1:-1]))
-        else:
-            out.append(part)
-    return tuple(out)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.config import LoadedConfig
-from agent.errors import ConfigError
-from agent.store import JobResult, Store
+from agent.kernel.errors import ConfigError
+from agent.kernel.store import JobResult, Store
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 #: Skew beyond which samples and alert timing start to mislead (Prometheus itself warns from 0.1 s of

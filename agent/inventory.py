@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from agent.errors import ConfigProblem
+from agent.kernel.errors import ConfigProblem
 
 
 class Level(IntEnum):

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from agent.config import LoadedConfig, load_config, parse_listen_address
-from agent.errors import ConfigError, StartupError
+from agent.kernel.errors import ConfigError, StartupError
+from agent.kernel.store import JobResult, Store
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
-from agent.store import JobResult, Store
 from exporters.prometheus import ExporterServer, format_age
 from exporters.webconfig import WebConfig
 

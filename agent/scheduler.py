@@ -33,11 +33,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import Metric
 
 from agent.config import LoadedConfig
-from agent.errors import CollectError
-from agent.limits import cap_series
-from agent.store import JobResult, Store
+from agent.kernel.collector import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
+from agent.kernel.errors import CollectError
+from agent.kernel.limits import cap_series
+from agent.kernel.store import JobResult, Store
 from collectors import COLLECTORS
-from collectors.base import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
 
 T = TypeVar("T")
 
@@ -403,7 +403,7 @@ async def _under_deadline(
     """Await a collector's work under its deadline: (result, "", "") or (None, reason, message).
 
     The deadline is also published in ``job_deadline`` so library calls inside can size their own
-    timeouts (``collectors.base.time_left``)."""
+    timeouts (``agent.kernel.collector.time_left``)."""
     token = job_deadline.set(deadline)
     try:
         return await asyncio.wait_for(work, timeout), "", ""

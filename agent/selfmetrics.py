@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent import __version__
 from agent.inventory import Inventory
-from agent.store import Store
+from agent.kernel.store import Store
+from agent.kernel.version import __version__
 
 
 @dataclass

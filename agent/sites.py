@@ -31,7 +31,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.inventory import Inventory, Level
-from agent.store import JobResult
+from agent.kernel.store import JobResult
 
 log = logging.getLogger("giamsat.sites")
 

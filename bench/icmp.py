@@ -109,8 +109,8 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     import yaml
 
     from agent.config import load_config
+    from agent.kernel.store import Store
     from agent.scheduler import Runner
-    from agent.store import Store
     from exporters.exposition import render_text
 
     if gc_mode == "agent":

@@ -19,8 +19,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.inventory import Inventory, Level, Site
+from agent.kernel.store import JobResult
 from agent.sites import SiteTracker
-from agent.store import JobResult
 from bench.common import median, percentile
 
 

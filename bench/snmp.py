@@ -36,8 +36,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.store import JobResult
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
+from agent.kernel.store import JobResult
 from collectors.snmp import SnmpCollector
 from collectors.snmp.config import SnmpSettings, SnmpTarget
 from exporters.exposition import render_text

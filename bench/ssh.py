@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agent.kernel.collector import BlockingRunner, CollectorContext
 from bench.common import cpu_seconds, median, update_section
-from collectors.base import BlockingRunner, CollectorContext
 from collectors.ssh.collector import PROC_FILES, SSHCollector, SSHSettings, SSHTarget
 from tests.integration.sshd_server import children, keygen, start_sshd
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collectors.base import Collector
+    from agent.kernel.collector import Collector
 
 _TABLE: dict[str, str] = {
     "host": "collectors.host:HostCollector",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
-from agent.store import JobResult
+from agent.kernel.store import JobResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent import __version__
-from agent.store import JobResult, Store
+from agent.kernel.store import JobResult, Store
+from agent.kernel.version import __version__
 from exporters.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,

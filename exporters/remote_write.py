@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent import __version__
-from agent.model import secret_value
-from agent.store import JobResult
+from agent.kernel.model import secret_value
+from agent.kernel.store import JobResult
+from agent.kernel.version import __version__
 from exporters import remote_write_pb as pb
 from exporters.remote_write_settings import (  # noqa: F401 - re-exported for callers
     REMOTE_NAME_PATTERN,

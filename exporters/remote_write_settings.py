@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator
 
-from agent.model import Duration, Model
+from agent.kernel.model import Duration, Model
 
 REMOTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from agent.config import line_of, loc_of, problems_from_validation, read_yaml_mapping
-from agent.errors import ConfigError, ConfigProblem
-from agent.model import Model
+from agent.kernel.errors import ConfigError, ConfigProblem
+from agent.kernel.model import Model
+from agent.kernel.yamlfile import line_of, loc_of, problems_from_validation, read_yaml_mapping
 
 ClientAuthType = Literal[
     "NoClientCert",

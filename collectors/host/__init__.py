@@ -17,8 +17,8 @@ from typing import Annotated
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import AfterValidator, Field, field_validator
 
-from agent.errors import CollectError
-from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.errors import CollectError
 from collectors.host import cpu, disk, filesystem, load, memory, network, system, systemd
 
 PARTS = ("cpu", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "system", "systemd")

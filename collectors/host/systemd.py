@@ -11,7 +11,7 @@ import subprocess
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from agent.errors import CollectError
+from agent.kernel.errors import CollectError
 
 STATES = ("activating", "active", "deactivating", "failed", "inactive")
 PROPERTIES = ("Id", "ActiveState", "SubState", "LoadState", "Type")

@@ -22,8 +22,8 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field
 
-from agent.model import Model
-from collectors.base import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.model import Model
 
 IpProtocol = Literal["auto", "ip4", "ip6"]
 

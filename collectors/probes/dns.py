@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from collectors.base import TargetConfig
+from agent.kernel.collector import TargetConfig
 
 if TYPE_CHECKING:
     import dns.message

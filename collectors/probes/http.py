@@ -19,8 +19,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from agent import __version__
-from collectors.base import TargetConfig
+from agent.kernel.collector import TargetConfig
+from agent.kernel.version import __version__
 from collectors.probes.common import (
     CONNECT_REASONS,
     ProbeCollector,

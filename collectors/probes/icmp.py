@@ -23,8 +23,8 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field, model_validator
 
-from agent.model import Duration
-from collectors.base import CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import CollectorSettings, TargetConfig, time_left
+from agent.kernel.model import Duration
 from collectors.probes.common import (
     ProbeCollector,
     ProbeTarget,

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import StartupError
+from agent.kernel.errors import StartupError
 
 # Linux constants the socket module does not export (include/uapi/linux/in.h, in6.h, errqueue.h, icmp.h).
 IP_RECVERR = 11

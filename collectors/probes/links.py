@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent.model import Model
+from agent.kernel.model import Model
 
 #: collector kinds the shorthand can generate targets for
 LINK_KINDS = ("icmp", "tcp", "http")

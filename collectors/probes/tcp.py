@@ -13,7 +13,7 @@ import time
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from collectors.base import TargetConfig
+from agent.kernel.collector import TargetConfig
 from collectors.probes.common import (
     CONNECT_REASONS,
     ProbeCollector,

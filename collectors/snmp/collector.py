@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from agent.errors import CollectError
-from collectors.base import Collector, CollectorContext, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import Collector, CollectorContext, CollectorSettings, TargetConfig, time_left
+from agent.kernel.errors import CollectError
 from collectors.snmp.client import (
     Endpoint,
     GufoClient,

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.model import Duration, Model
-from collectors.base import CollectorSettings, TargetConfig
+from agent.kernel.collector import CollectorSettings, TargetConfig
+from agent.kernel.model import Duration, Model
 
 _OID_RE = re.compile(r"^\.?[0-2](\.\d+)+$")
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")

@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.errors import CollectError
-from agent.model import Duration, Model, secret_value
-from collectors.base import (
+from agent.kernel.collector import (
     Collector,
     CollectorContext,
     CollectorSettings,
     TargetConfig,
     job_deadline,
 )
+from agent.kernel.errors import CollectError
+from agent.kernel.model import Duration, Model, secret_value
 from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
 from collectors.host.network import DEVICE_EXCLUDE
 from collectors.ssh import parsers

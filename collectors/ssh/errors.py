@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.errors import CollectError
+from agent.kernel.errors import CollectError
 
 #: every reason the collector can report; anything else is a bug.
 REASONS = (

@@ -22,8 +22,8 @@ import yaml
 from prometheus_client.core import Metric
 
 from agent.config import load_config
+from agent.kernel.store import JobResult, Store
 from agent.scheduler import Runner
-from agent.store import JobResult, Store
 
 HOST_IP, ROUTER_A, ROUTER_B, TARGET_IP = "198.18.30.1", "198.18.30.2", "198.18.31.1", "198.18.31.2"
 LAB_BLOCK = "198.18.30.0/23"  # held with tests.helpers.exclusive_addresses while the lab exists

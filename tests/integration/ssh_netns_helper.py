@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
 from tests.integration.sshd_server import Sshd, keygen, start_sshd
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from agent.store import JobResult, Store
+from agent.kernel.store import JobResult, Store
 from exporters.prometheus import ExporterServer
 
 

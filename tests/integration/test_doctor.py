@@ -212,7 +212,7 @@ def test_down_reason_follows_the_collectors_convention() -> None:
     from prometheus_client.core import GaugeMetricFamily
 
     from agent.doctor import _down_reason, _fix_for
-    from agent.store import JobResult
+    from agent.kernel.store import JobResult
 
     def result(*fams: GaugeMetricFamily) -> JobResult:
         return JobResult("snmp/x", "snmp", "x", "here", tuple(fams), 0.0, 0.1, True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import JobResult
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
+from agent.kernel.store import JobResult
 from collectors.host import HostCollector, HostSettings
 from exporters.exposition import render_text
 from tests.helpers import free_port, http_get, stop_process, wait_for

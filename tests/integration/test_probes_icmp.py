@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
+from agent.kernel.store import JobResult, Store
 from agent.scheduler import Runner
-from agent.store import JobResult, Store
 from collectors.probes.icmp_engine import IcmpEngine
 from tests.helpers import GIAMSAT, exclusive_addresses
 from tests.integration.probes_support import (

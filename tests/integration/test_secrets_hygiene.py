@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr
 
 from agent.config import Config, full_config_model, load_config
-from agent.model import Model
+from agent.kernel.model import Model
 from collectors import COLLECTORS
 from exporters.webconfig_file import WebConfigFile
 from tests.helpers import GIAMSAT, free_port, http_get, stop_process, wait_for

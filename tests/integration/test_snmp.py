@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.core import Metric
 
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
 from collectors.snmp import SnmpCollector
 from collectors.snmp.config import SnmpSettings, SnmpTarget
 from tests.helpers import exclusive_addresses

@@ -27,8 +27,8 @@ import psutil
 import pytest
 from prometheus_client.core import Metric
 
-from agent.errors import CollectError
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
+from agent.kernel.errors import CollectError
 from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
 from collectors.ssh.errors import REASONS, SSHError
 from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.errors import ConfigError
 from agent.inventory import Level
+from agent.kernel.errors import ConfigError
 from tests.helpers import GIAMSAT
 
 GOOD_SITES = """
@@ -259,7 +259,7 @@ def test_secret_from_file_env_and_world_readable_warning(
 ) -> None:
     from pydantic import SecretStr
 
-    from agent.model import Model
+    from agent.kernel.model import Model
 
     class Auth(Model):
         password: SecretStr | None = None

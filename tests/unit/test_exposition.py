@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
-from agent.store import JobResult, Store
+from agent.kernel.store import JobResult, Store
 from exporters.exposition import render_openmetrics, render_text
 from tests.helpers import parse_exposition
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.config import load_config
-from agent.errors import ConfigError
+from agent.kernel.errors import ConfigError
 from collectors import COLLECTORS
 from exporters.webconfig import WebConfig
 

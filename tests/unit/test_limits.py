@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.limits import cap_series, count_series
+from agent.kernel.limits import cap_series, count_series
 
 
 def table(name: str, rows: int) -> GaugeMetricFamily:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from collectors.base import BlockingRunner, CollectorContext
+from agent.kernel.collector import BlockingRunner, CollectorContext
 from collectors.probes.common import current_probe
 from collectors.probes.dns import DnsTarget
 from collectors.probes.http import HttpTarget

@@ -13,10 +13,16 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.config import build_config
-from agent.errors import CollectError
+from agent.kernel.collector import (
+    BlockingRunner,
+    Collector,
+    CollectorContext,
+    CollectorSettings,
+    TargetConfig,
+)
+from agent.kernel.errors import CollectError
+from agent.kernel.store import JobResult, Store
 from agent.scheduler import Job, Runner, build_batches
-from agent.store import JobResult, Store
-from collectors.base import BlockingRunner, Collector, CollectorContext, CollectorSettings, TargetConfig
 
 
 class Scripted(Collector):
@@ -354,6 +360,6 @@ def test_result_stored_long_ago_by_the_monotonic_clock_is_stale(monkeypatch: pyt
     store.put(r)
     assert store.get("icmp/a", now=stepped_back) is r  # fresh on both clocks
     real = time.monotonic
-    monkeypatch.setattr("agent.store.time.monotonic", lambda: real() + 36)  # 3 x 10 s + 5 s passed
+    monkeypatch.setattr("agent.kernel.store.time.monotonic", lambda: real() + 36)  # 3 x 10 s + 5 s passed
     assert store.get("icmp/a", now=stepped_back) is None
     assert store.snapshot(now=stepped_back) == []

@@ -11,8 +11,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.inventory import Inventory, Level, Site
+from agent.kernel.store import JobResult
 from agent.sites import STATES, SiteTracker, uplink_is_up
-from agent.store import JobResult
 
 
 def _probe(target: str, ok: bool, ts: float, kind: str = "icmp") -> JobResult:

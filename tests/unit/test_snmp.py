@@ -266,7 +266,7 @@ def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_config_loader_reports_unknown_auth_and_module_with_key_path(tmp_path: Path) -> None:
     from agent.config import load_config
-    from agent.errors import ConfigError
+    from agent.kernel.errors import ConfigError
 
     (tmp_path / "c.yml").write_text(
         "sites: [{id: s, name: S, level: province}]\n"

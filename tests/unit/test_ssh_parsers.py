@@ -361,8 +361,8 @@ def test_unknown_auth_is_a_collector_error(tmp_path: Path) -> None:
     import asyncio
     import logging
 
-    from agent.errors import CollectError
-    from collectors.base import BlockingRunner, CollectorContext
+    from agent.kernel.collector import BlockingRunner, CollectorContext
+    from agent.kernel.errors import CollectError
     from collectors.ssh.collector import SSHCollector
 
     ctx = CollectorContext("ssh", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from agent.errors import ConfigError
+from agent.kernel.errors import ConfigError
 from exporters.webconfig import WebConfig
 from tests.pki import CA
 

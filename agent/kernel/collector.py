@@ -24,8 +24,8 @@ from typing import Any, ClassVar, TypeVar
 
 from prometheus_client.core import Metric
 
-from agent.errors import CollectError
-from agent.model import Duration, Model
+from agent.kernel.errors import CollectError
+from agent.kernel.model import Duration, Model
 
 T = TypeVar("T")
 
