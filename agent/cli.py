@@ -104,14 +104,16 @@ async def _once(config_file: Path, kinds: list[str] | None) -> int:
             )
             return EXIT_CONFIG
     agent = Agent(config_file)
-    runner = Runner(loaded, agent.store)
+    runner = Runner(loaded, agent.pipeline)
     agent.loaded, agent.runner = loaded, runner
     await runner.open(set(kinds) if kinds else None)
     try:
         results = await runner.run_once()
     finally:
         await runner.close()
-    body, _ = render_text(agent.store.snapshot(), agent.own_metrics(), loaded.config.agent.max_label_length)
+    body, _ = render_text(
+        agent.store.snapshot(), agent.self_metrics.collect(), loaded.config.agent.max_label_length
+    )
     sys.stdout.write(body.decode("utf-8"))
     failed = [r for r in results if not r.success]
     for r in failed:

@@ -24,7 +24,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
 from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sites
-from agent.kernel.collector import CollectorSettings, TargetConfig
+from agent.kernel.collector import CollectorSettings, SiteShorthand, TargetConfig
 from agent.kernel.errors import ConfigError, ConfigProblem
 from agent.kernel.model import Duration, Model
 from agent.kernel.yamlfile import (
@@ -76,7 +76,7 @@ class SiteConfig(Model):
     """One site of the inventory."""
 
     # Python's re rather than pydantic-core's Rust regex: the site tree is checked in every agent, and
-    # the Rust engine's code alone adds ~0.4 MiB of resident memory (issue 2). \Z, not $, which in
+    # the Rust engine's code alone adds ~0.4 MiB of resident memory. \Z, not $, which in
     # Python also matches before a final newline.
     model_config = ConfigDict(regex_engine="python-re")
 
@@ -108,34 +108,40 @@ class SiteConfig(Model):
         return v if v is not None else []
 
 
-@functools.cache
-def site_with_links_model() -> type[SiteConfig]:
-    """``SiteConfig`` plus ``links:`` (the probe shorthand), built only for files that use it."""
-    from collectors.probes.links import LinkConfig
+@functools.lru_cache(maxsize=16)
+def site_model(shorthand_keys: tuple[str, ...]) -> type[SiteConfig]:
+    """``SiteConfig`` plus the shorthand keys a file uses (``links:``), each typed by the collector that
+    expands it; built only for files that use them."""
+    if not shorthand_keys:
+        return SiteConfig
+    fields: dict[str, Any] = {}
+    for key in shorthand_keys:
+        sh = site_shorthand(key)
+        fields[key] = (
+            list[sh.model],  # type: ignore[name-defined]
+            Field(default_factory=list, description=f"expanded into {', '.join(sh.kinds)} targets"),
+        )
+    return create_model("SiteConfig", __base__=SiteConfig, **fields)
 
-    return create_model(
-        "SiteConfig",
-        __base__=SiteConfig,
-        links=(
-            list[LinkConfig],
-            Field(
-                default_factory=list,
-                description="links to probe; expanded into targets (collectors/probes/links.py)",
-            ),
-        ),
-    )
+
+def site_shorthand(key: str) -> SiteShorthand:
+    """The shorthand a site key stands for, from the collector whose table line names the key."""
+    sh = COLLECTORS[COLLECTORS.site_keys()[key]].site_shorthand
+    assert sh is not None and sh.key == key, f"collector for site key {key!r} declares no such shorthand"
+    return sh
 
 
 class Config(Model):
     """The whole configuration file.
 
     The ``collectors`` and ``targets`` sections hold only the collector kinds a file uses, and the
-    ``links:`` of sites and the ``remote_write:`` section are typed only in files that have them (see
+    site shorthand keys (``links:``) and the ``remote_write:`` section are typed only in files that have them (see
     ``config_model``): loading a configuration builds and imports only what it uses, which keeps a
     small agent small (each pydantic model costs resident memory).
     """
 
     KINDS: ClassVar[tuple[str, ...]] = ()
+    SITE_KEYS: ClassVar[tuple[str, ...]] = ()
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     sites: list[SiteConfig] = Field(default_factory=list)
@@ -159,15 +165,13 @@ class Config(Model):
         return list(getattr(self.targets, kind, None) or [])
 
 
-ALWAYS_LOADED = ("host",)  # enabled by default, so loaded whether or not the file mentions it
-
-
 @dataclass(frozen=True)
 class Sections:
     """Which parts of the full schema a configuration file needs."""
 
     kinds: tuple[str, ...]
-    links: bool = False
+    #: the site shorthand keys (``links``) some site uses
+    site_keys: tuple[str, ...] = ()
     remote_write: bool = False
 
 
@@ -185,8 +189,8 @@ def config_model(sections: Sections) -> type[Config]:
     collectors_section = create_model("CollectorsSection", __base__=Model, **settings)
     targets_section = create_model("TargetsSection", __base__=Model, **targets)
     optional: dict[str, Any] = {}
-    if sections.links:
-        optional["sites"] = (list[site_with_links_model()], Field(default_factory=list))  # type: ignore[misc]
+    if sections.site_keys:
+        optional["sites"] = (list[site_model(sections.site_keys)], Field(default_factory=list))  # type: ignore[misc]
     if sections.remote_write:
         from exporters.remote_write_settings import RemoteWriteSettings
 
@@ -199,30 +203,31 @@ def config_model(sections: Sections) -> type[Config]:
         **optional,
     )
     model.KINDS = kinds
+    model.SITE_KEYS = sections.site_keys
     return model
 
 
 def full_config_model() -> type[Config]:
     """The Config model with every section (imports every collector: for tools and tests)."""
-    return config_model(Sections(tuple(COLLECTORS), links=True, remote_write=True))
+    return config_model(Sections(tuple(COLLECTORS), tuple(COLLECTORS.site_keys()), remote_write=True))
 
 
 def sections_used(data: dict[str, Any]) -> Sections:
-    """The sections a raw configuration has: collector kinds it mentions (plus those always loaded,
-    in table order), whether any site has ``links:`` and whether there is a ``remote_write:``."""
-    used = set(ALWAYS_LOADED)
+    """The sections a raw configuration has: collector kinds it mentions (plus those on by default and
+    those a site shorthand generates targets for, in table order), the site shorthand keys it uses, and
+    whether there is a ``remote_write:``."""
+    used = set(COLLECTORS.default_on())
     for section in ("collectors", "targets"):
         block = data.get(section)
         if isinstance(block, dict):
             used.update(k for k in block if isinstance(k, str) and k in COLLECTORS)
     sites = data.get("sites")
-    links = isinstance(sites, list) and any(isinstance(s, dict) and "links" in s for s in sites)
-    if links:
-        from collectors.probes.links import LINK_KINDS
-
-        used.update(LINK_KINDS)
+    site_dicts = [s for s in sites if isinstance(s, dict)] if isinstance(sites, list) else []
+    keys = tuple(key for key in COLLECTORS.site_keys() if any(key in s for s in site_dicts))
+    for key in keys:
+        used.update(site_shorthand(key).kinds)
     kinds = tuple(k for k in COLLECTORS if k in used)
-    return Sections(kinds, links=links, remote_write="remote_write" in data)
+    return Sections(kinds, keys, remote_write="remote_write" in data)
 
 
 def _reword(loc: tuple[int | str, ...], err_type: str, msg: str) -> str:
@@ -260,19 +265,19 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         csv_rows, csv_problems = read_sites_csv(csv_path)
         problems += csv_problems
     config: Config | None = None
-    generated: dict[str, list[str]] = {}  # site id -> names of the targets its links expanded to
+    generated: dict[str, list[str]] = {}  # site id -> names of the targets its shorthand expanded to
     try:
         model = config_model(sections_used(data))
         config = model.model_validate(data)
-        if any(getattr(site, "links", None) for site in config.sites):
-            from collectors.probes.links import expand_links
-
-            # The site-links shorthand: generated targets go after the explicit ones.
+        shorthands = [site_shorthand(key) for key in model.SITE_KEYS]
+        if any(getattr(site, sh.key, None) for sh in shorthands for site in config.sites):
+            # Site shorthands (links:): generated targets go after the explicit ones.
             targets = {k: list(v or []) for k, v in dict(data.get("targets") or {}).items()}
             for site in config.sites:
-                for kind, items in expand_links(site.id, getattr(site, "links", [])).items():
-                    targets.setdefault(kind, []).extend(items)
-                    generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
+                for sh in shorthands:
+                    for kind, items in sh.expand(site.id, getattr(site, sh.key, [])).items():
+                        targets.setdefault(kind, []).extend(items)
+                        generated.setdefault(site.id, []).extend(str(t["name"]) for t in items)
             config = model.model_validate({**data, "targets": targets})
     except ValidationError as exc:
         problems += problems_from_validation(exc, file, root, _reword)
@@ -301,7 +306,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         sites.append(site)
         key_of.setdefault(site.id, key)
         file_of.setdefault(site.id, csv_file)
-    # A site whose links are given but no uplinks: its links are its uplinks.
+    # A site whose shorthand generated targets but that names no uplinks: those targets are its uplinks.
     site_objs = [
         Site(s.id, s.name, s.level, s.parent, tuple(s.uplinks) or tuple(generated.get(s.id, ())))
         for s in sites

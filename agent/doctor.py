@@ -16,7 +16,6 @@ import email.utils
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -24,51 +23,24 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from agent.config import LoadedConfig
+from agent.kernel.collector import FAIL, PASS, WARN, DoctorCheck
 from agent.kernel.errors import ConfigError
-from agent.kernel.store import JobResult, Store
+from agent.kernel.pipeline import Pipeline
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
+from collectors import COLLECTORS
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 #: Skew beyond which samples and alert timing start to mislead (Prometheus itself warns from 0.1 s of
 #: scrape-timestamp drift; a whole second is already a broken time sync).
 MAX_SKEW_SECONDS = 1.0
-_ICMP_KINDS = ("icmp", "ping", "probe")
-_UP_SUFFIXES = ("_up", "probe_success")
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-
-def check_icmp(needed: bool) -> Check:
-    """Can this process send ICMP echo: unprivileged datagram sockets, or raw sockets (CAP_NET_RAW)?"""
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()
-        return Check("icmp permission", PASS, "unprivileged ICMP sockets allowed (net.ipv4.ping_group_range)")
-    except OSError:
-        pass
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
-        return Check("icmp permission", PASS, "raw ICMP sockets allowed (CAP_NET_RAW)")
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-    gid = os.getgid()
-    return Check(
-        "icmp permission",
-        FAIL if needed else WARN,
-        f"cannot open an ICMP socket ({why})" + ("" if needed else "; no ICMP probes configured"),
-        "the systemd unit grants CAP_NET_RAW (AmbientCapabilities=CAP_NET_RAW); when running outside "
-        f"it, allow ping sockets for this group: sysctl -w net.ipv4.ping_group_range='{gid} {gid}' "
-        "(persist it in /etc/sysctl.d/)",
-    )
+#: A row of the table (collectors add their own through ``Collector.doctor_checks``).
+Check = DoctorCheck
 
 
 def check_state_dir(state_dir: Path) -> Check:
@@ -107,53 +79,23 @@ def check_web_config(path: Path | None) -> Check | None:
     return Check("web config", PASS, f"{path}: {what or 'no TLS, no auth'}")
 
 
-def _down_reason(result: JobResult) -> str | None:
-    """A target reported as down in its data: its reason, else None.
-
-    Collectors follow one convention: ``<x>_up 0`` (or blackbox's ``probe_success 0``) and a
-    ``<x>_failure_reason{reason="..."} 1`` beside it.
-    """
-    down = any(
-        fam.name.endswith(_UP_SUFFIXES) and any(s.value == 0 for s in fam.samples) for fam in result.families
-    )
-    if not down:
+def down_reason(result: JobResult) -> str | None:
+    """Why a target reported itself down in its data (as its collector reads it), else None."""
+    link = result.link
+    if link is None or link.up:
         return None
-    for fam in result.families:
-        if fam.name.endswith("_failure_reason"):
-            for s in fam.samples:
-                if s.value == 1 and s.labels.get("reason"):
-                    return str(s.labels["reason"])
-    return "down"
+    return link.reason or "down"
 
 
-# Reasons are the collectors' bounded tokens (snmp: auth_failed, timeout, ...; ssh: connect_timeout,
-# connection_refused, host_key_unknown, ...). First match on a substring wins.
-_FIXES = (
-    ("auth", "check the credentials under collectors.<kind>.auths (and that their _file is readable by "
-     "user giamsat); for SNMPv3 also the auth/priv protocols the device expects"),
-    ("host_key_unknown", "record the host's key: ssh-keyscan -p PORT HOST >> /var/lib/giamsat/ssh_known_hosts "
-     "(after checking its fingerprint), or set trust_on_first_use for the first connection"),
-    ("host_key_mismatch", "the host's key changed: verify with its administrator, then replace its line in "
-     "the known_hosts file"),
-    ("refused", "nothing listens there: check the port and that the service runs on the target"),
-    ("timeout", "check that the target answers from this machine (routing, firewall, VPN to the site) and "
-     "that its timeout is long enough"),
-    ("stuck", "a previous call has not returned; check the target and its timeout"),
-    ("connect", "check the address, name resolution and routing to the target"),
-)  # fmt: skip
-
-
-def _fix_for(kind: str, reason: str) -> str:
-    for key, fix in _FIXES:
-        if key in reason:
-            return fix.replace("<kind>", kind)
-    return f"run `giamsat once --config.file CONFIG --collector {kind} --log.level debug` and read the log"
+def fix_for(kind: str, reason: str) -> str:
+    """The fix the collector kind gives for a failure reason."""
+    return COLLECTORS[kind].fix_for(reason)
 
 
 async def _collect_all(loaded: LoadedConfig) -> tuple[list[JobResult], list[Check]]:
     from agent.scheduler import Runner
 
-    runner = Runner(loaded, Store())
+    runner = Runner(loaded, Pipeline(Store()))
     try:
         await runner.open()
     except Exception as exc:
@@ -177,11 +119,11 @@ def check_targets(loaded: LoadedConfig) -> list[Check]:
     for r in sorted(results, key=lambda r: r.job_id):
         name = r.job_id if r.target else f"{r.kind} (this host)"
         if not r.success:
-            checks.append(Check(name, FAIL, f"collection failed: {r.reason}", _fix_for(r.kind, r.reason)))
+            checks.append(Check(name, FAIL, f"collection failed: {r.reason}", fix_for(r.kind, r.reason)))
             continue
-        down = _down_reason(r)
+        down = down_reason(r)
         if down is not None:
-            checks.append(Check(name, FAIL, f"target reports down: {down}", _fix_for(r.kind, down)))
+            checks.append(Check(name, FAIL, f"target reports down: {down}", fix_for(r.kind, down)))
         else:
             checks.append(Check(name, PASS, f"collected in {r.duration:.2f}s"))
     return checks
@@ -250,11 +192,11 @@ def run_doctor(
 ) -> int:
     """Run every check, print the table (and the fixes), return 0 if nothing failed, else 1."""
     cfg = loaded_config.config
-    icmp_needed = any(
-        any(k in kind for k in _ICMP_KINDS) and cfg.targets_of(kind)
-        for kind in _configured_kinds(loaded_config)
-    )
-    checks = [check_icmp(icmp_needed), check_state_dir(cfg.agent.state_dir)]
+    checks: list[Check] = []
+    for kind in COLLECTORS:  # every kind's own preflight (ICMP permission), configured or not
+        settings = cfg.collector_settings(kind)
+        checks += COLLECTORS[kind].doctor_checks(settings, cfg.targets_of(kind) if settings.enabled else [])
+    checks.append(check_state_dir(cfg.agent.state_dir))
     web = check_web_config(cfg.agent.web_config_file)
     if web is not None:
         checks.append(web)
@@ -264,8 +206,4 @@ def run_doctor(
     return render(checks, out or sys.stdout)
 
 
-def _configured_kinds(loaded: LoadedConfig) -> list[str]:
-    return [k for k in loaded.config.kinds if loaded.config.collector_settings(k).enabled]
-
-
-__all__ = ["Check", "check_clock", "check_icmp", "check_state_dir", "check_targets", "run_doctor"]
+__all__ = ["FAIL", "PASS", "WARN", "Check", "check_clock", "check_state_dir", "check_targets", "run_doctor"]

@@ -1,4 +1,5 @@
-"""The running agent: load config, start collection and the HTTP endpoint, reload, stop, sd_notify.
+"""The running agent: wires the pieces together. Loads the config, starts collection, the result
+pipeline's subscribers (site state, remote write) and the HTTP endpoint; reloads, stops, sd_notify.
 
 A reload builds the new configuration's collectors completely before the old ones are stopped; a bad
 file (or a collector that fails to start) leaves the old configuration running and is reported in
@@ -14,7 +15,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -23,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from agent.config import LoadedConfig, load_config, parse_listen_address
+from agent.kernel.collector import RouteHandler
 from agent.kernel.errors import ConfigError, StartupError
-from agent.kernel.store import JobResult, Store
+from agent.kernel.pipeline import Pipeline
+from agent.kernel.registry import SelfMetrics
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
@@ -35,6 +39,10 @@ if TYPE_CHECKING:
     from exporters.remote_write import RemoteWriteSet, ResultHold
 
 log = logging.getLogger("giamsat")
+
+#: Seconds between site-state recomputations; the state file is considered every SITE_SAVE_TICKS.
+SITE_TICK = 1.0
+SITE_SAVE_TICKS = 5
 
 
 def sd_notify(message: str) -> bool:
@@ -55,7 +63,8 @@ def sd_notify(message: str) -> bool:
 
 
 class Agent:
-    """Implements ``exporters.prometheus.AgentView`` over the current configuration."""
+    """Implements ``exporters.prometheus.AgentView`` (and the collectors' ``RouteContext``) over the
+    current configuration."""
 
     def __init__(
         self, config_path: Path, listen_address: str | None = None, web_config_file: Path | None = None
@@ -64,6 +73,7 @@ class Agent:
         self.listen_override = listen_address
         self.web_config_override = web_config_file
         self.store = Store()
+        self.pipeline = Pipeline(self.store)
         self.reload_status = ReloadStatus()
         self.scrape_stats = ScrapeStats()
         self.loaded: LoadedConfig | None = None
@@ -73,49 +83,56 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        #: more self metrics (site state, remote write), rendered on every scrape.
-        self.extra_metrics: list[Callable[[], list[Metric]]] = []
-        #: called with every finished job result.
-        self.result_listeners: list[Callable[[JobResult], None]] = []
         self.remote_write: RemoteWriteSet | None = None
         self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
+        self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
+        #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
+        self.self_metrics = SelfMetrics()
+        for source in (
+            self._core_metrics,
+            self._site_metrics,
+            self._clock_metrics,
+            self._remote_write_metrics,
+        ):
+            self.self_metrics.register(source)
+        self.pipeline.subscribe(self._site_result)
 
-    # --- AgentView ----------------------------------------------------------------------------------
-    def own_metrics(self) -> list[Metric]:
+    # --- own metrics --------------------------------------------------------------------------------
+    def _core_metrics(self) -> list[Metric]:
         runner = self.runner
         blocking = (
             {k: (c.ctx.blocking.stuck, c.ctx.blocking.abandoned_total) for k, c in runner.collectors.items()}
             if runner
             else None
         )
-        out = self_metrics(
+        return self_metrics(
             self.store,
             self.loaded.inventory if self.loaded else None,
             self.reload_status,
             self.scrape_stats,
             blocking,
         )
+
+    def _site_metrics(self) -> list[Metric]:
         sites = self.sites
-        if sites is not None:
-            now = time.time()
-            sites.update(self.store.snapshot(now), now)
-            out.extend(sites.collect())
+        return sites.collect() if sites is not None else []
+
+    def _clock_metrics(self) -> list[Metric]:
         steps = CounterMetricFamily(
             "giamsat_clock_steps",
             "Wall-clock steps the agent saw (and rescheduled every job after): check the host's time sync.",
             value=self._clock_steps + (self.runner.clock_steps_total if self.runner else 0),
         )
-        out.append(steps)
-        for fn in self.extra_metrics:
-            try:
-                out.extend(fn())
-            except Exception:
-                log.exception("extra metrics failed")
-        return out
+        return [steps]
 
+    def _remote_write_metrics(self) -> list[Metric]:
+        rws = self.remote_write
+        return rws.collect() if rws is not None else []
+
+    # --- AgentView ----------------------------------------------------------------------------------
     def is_ready(self) -> bool:
         """Ready once a first collection round has finished; a reload does not take that back (the
         results of the old configuration are served until the new one's arrive)."""
@@ -124,15 +141,16 @@ class Agent:
             self._ready = runner is not None and runner.first_round_done.is_set()
         return self._ready
 
-    def is_configured(self, job_id: str) -> bool:
+    def routes(self, path: str) -> tuple[RouteHandler, ...]:
+        """The handlers the current configuration's collectors serve ``path`` with, in table order."""
+        return self._routes.get(path, ())
+
+    def result(self, job_id: str) -> JobResult | None:
+        return self.store.get(job_id)
+
+    def has_job(self, job_id: str) -> bool:
         runner = self.runner
         return runner is not None and runner.has_job(job_id)
-
-    def module_filter(self, kind: str) -> Callable[[Sequence[Metric], str], list[Metric] | None] | None:
-        runner = self.runner
-        collector = runner.collectors.get(kind) if runner else None
-        fn = getattr(collector, "families_for_module", None)
-        return fn if callable(fn) else None
 
     def landing(self) -> dict[str, Any]:
         health = self.store.health_snapshot()
@@ -179,11 +197,17 @@ class Agent:
             self.scrape_stats.rejected_total += 1
         self.scrape_stats.conflicts_total += conflicts
 
+    # --- subscribers --------------------------------------------------------------------------------
+    def _site_result(self, result: JobResult) -> None:
+        sites = self.sites
+        if sites is not None:
+            sites.on_result(result)
+
     # --- lifecycle ----------------------------------------------------------------------------------
     async def _apply(self, loaded: LoadedConfig) -> None:
         """Start collectors for ``loaded``; on success stop the old ones and switch over."""
         cfg = loaded.config
-        new = Runner(loaded, self.store, self.result_listeners)
+        new = Runner(loaded, self.pipeline)
         await new.open()  # raises -> old config keeps running, untouched
         try:
             await self._apply_remote_write(loaded)
@@ -196,12 +220,20 @@ class Agent:
             self._clock_steps += old.clock_steps_total
         # Only now does the new configuration own the store: a reload that failed above changed nothing.
         self.store.stale_after_intervals = cfg.agent.stale_after_intervals
+        self.pipeline.max_series_per_target = cfg.agent.max_series_per_target
         self.store.retain(new.job_ids)
         # Site state survives a reload through its file: the new inventory may differ.
         if self.sites is not None:
             await asyncio.to_thread(self.sites.save, True)
         tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir, cfg.agent.stale_after_intervals)
         await asyncio.to_thread(tracker.load)
+        now = time.time()
+        tracker.update(self.store.snapshot(now), now)  # the results the new inventory's uplinks have
+        routes: dict[str, list[RouteHandler]] = {}
+        for collector in new.collectors.values():
+            for route in collector.routes():
+                routes.setdefault(route.path, []).append(route.handler)
+        self._routes = {path: tuple(handlers) for path, handlers in routes.items()}
         self.loaded, self.runner, self.sites = loaded, new, tracker
         self.max_label_length = cfg.agent.max_label_length
         # Configuration, modules and collectors live as long as the config: move them out of the
@@ -232,7 +264,7 @@ class Agent:
         old, old_key = self.remote_write, self._remote_write_key
         # Results that finish while no set is attached are held and handed to the next one, first.
         hold = ResultHold()
-        self.result_listeners.append(hold.on_result)
+        self.pipeline.subscribe(hold.on_result)
         try:
             if old is not None:
                 self._detach_remote_write(old)
@@ -263,22 +295,20 @@ class Agent:
                         self._remote_write_key = old_key
                 raise
         finally:
-            if hold.on_result in self.result_listeners:  # nothing attached: remote write is off
-                self.result_listeners.remove(hold.on_result)
+            if self.pipeline.subscribed(hold.on_result):  # nothing attached: remote write is off
+                self.pipeline.unsubscribe(hold.on_result)
                 hold.release_to(None)
 
     def _attach_remote_write(self, rws: RemoteWriteSet, hold: ResultHold | None = None) -> None:
         self.remote_write = rws
         if hold is not None:
             # In one event-loop step: the held results go first, then the set takes results directly.
-            self.result_listeners.remove(hold.on_result)
+            self.pipeline.unsubscribe(hold.on_result)
             hold.release_to(rws)
-        self.result_listeners.append(rws.on_result)
-        self.extra_metrics.append(rws.collect)
+        self.pipeline.subscribe(rws.on_result)
 
     def _detach_remote_write(self, rws: RemoteWriteSet) -> None:
-        self.result_listeners.remove(rws.on_result)
-        self.extra_metrics.remove(rws.collect)
+        self.pipeline.unsubscribe(rws.on_result)
         self.remote_write = None
 
     async def reload(self) -> tuple[bool, str]:
@@ -335,6 +365,7 @@ class Agent:
         web = self._load_web_config(loaded)  # ConfigError: exit 2, like the main config
         try:
             self.server = ExporterServer((host, port), self, loaded.config.agent.max_concurrent_scrapes, web)
+            self.self_metrics.register(self.server.connection_metrics)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {listen}: {exc.strerror}; choose another --web.listen-address"
@@ -383,15 +414,18 @@ class Agent:
         self._stop.set()
 
     async def _track_sites(self) -> None:
-        """Keep site state current without scrapes and write last-up times off the scrape path."""
+        """Keep site state current (it also changes with time alone, as results go stale) and write
+        last-up times, off the scrape path."""
+        ticks = 0
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(SITE_TICK)
             sites = self.sites
             if sites is None:
                 continue
-            now = time.time()
-            sites.update(self.store.snapshot(now), now)
-            await asyncio.to_thread(sites.save)
+            sites.tick()
+            ticks += 1
+            if ticks % SITE_SAVE_TICKS == 0:
+                await asyncio.to_thread(sites.save)
 
     async def _notify_ready(self) -> None:
         runner = self.runner

@@ -1,4 +1,5 @@
-"""Runs every collector job on its schedule, each in its own deadline, and records results in the store.
+"""Decides when each collector job runs, runs it within its deadline, and hands what it produced to the
+result pipeline (``agent.kernel.pipeline``): the scheduler stores, counts and notifies nothing itself.
 
 One APScheduler job per (collector, target); ``max_instances=1`` and coalescing mean a run still going
 at the next tick is skipped and counted rather than stacked. A job that raises, hangs or overruns only
@@ -6,7 +7,7 @@ affects its own result: the scrape path never waits on collection.
 
 Collectors that can probe many targets at once (``Collector.batched``, e.g. ICMP: one burst of echoes
 through one socket) get one scheduler job per group of targets sharing an interval and timeout, a
-``Batch``. Results stay per target: each is recorded the moment the collector reports it, with its own
+``JobBatch``. Results stay per target: each is recorded the moment the collector reports it, with its own
 ``JobResult``, health and ``giamsat_collector_success``; a target not reported by the batch's deadline
 gets ``timeout``, exactly as its own job would have.
 
@@ -33,10 +34,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import Metric
 
 from agent.config import LoadedConfig
-from agent.kernel.collector import BlockingRunner, Collector, CollectorContext, TargetConfig, job_deadline
+from agent.kernel.collector import BlockingRunner, Collector, CollectorContext, Deadline, TargetConfig
 from agent.kernel.errors import CollectError
-from agent.kernel.limits import cap_series
-from agent.kernel.store import JobResult, Store
+from agent.kernel.pipeline import FirstRound, Job, Pipeline
+from agent.kernel.results import JobResult
 from collectors import COLLECTORS
 
 T = TypeVar("T")
@@ -45,22 +46,7 @@ log = logging.getLogger("giamsat.scheduler")
 
 
 @dataclass(frozen=True)
-class Job:
-    job_id: str
-    kind: str
-    collector: Collector
-    target: TargetConfig | None
-    site: str | None
-    interval: float
-    timeout: float
-
-    @property
-    def target_name(self) -> str | None:
-        return self.target.name if self.target is not None else None
-
-
-@dataclass(frozen=True)
-class Batch:
+class JobBatch:
     """The jobs of one batching collector that share an interval and timeout, run as one scheduler job."""
 
     batch_id: str
@@ -72,7 +58,7 @@ class Batch:
     timeout: float
 
 
-def build_batches(jobs: Sequence[Job]) -> tuple[list[Batch], list[Job]]:
+def build_batches(jobs: Sequence[Job]) -> tuple[list[JobBatch], list[Job]]:
     """Group the target jobs of batching collectors by (kind, interval, timeout); the rest run alone."""
     groups: dict[tuple[str, float, float], list[Job]] = {}
     solo: list[Job] = []
@@ -82,7 +68,7 @@ def build_batches(jobs: Sequence[Job]) -> tuple[list[Batch], list[Job]]:
         else:
             solo.append(job)
     batches = [
-        Batch(
+        JobBatch(
             f"{kind}[batch every {interval:g}s, timeout {timeout:g}s]",  # never a job id: no "/"
             kind,
             members[0].collector,
@@ -137,30 +123,30 @@ class SkippingIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
 
 
 class Runner:
-    """Owns the collectors and scheduled jobs of one loaded configuration."""
+    """Schedules the collectors and jobs of one loaded configuration; results go to ``pipeline``."""
 
-    def __init__(
-        self, loaded: LoadedConfig, store: Store, listeners: list[Callable[[JobResult], None]] | None = None
-    ) -> None:
+    def __init__(self, loaded: LoadedConfig, pipeline: Pipeline) -> None:
         self.loaded = loaded
-        self.store = store
-        #: called with every finished result (remote write, site state); must be quick and not raise.
-        self.listeners = listeners if listeners is not None else []
+        self.pipeline = pipeline
         self.collectors: dict[str, Collector] = {}
         self.jobs: list[Job] = []
-        self.batches: list[Batch] = []
+        self.batches: list[JobBatch] = []
         self._solo: list[Job] = []
         self._by_id: dict[str, Job] = {}
-        self._batch_by_id: dict[str, Batch] = {}
+        self._batch_by_id: dict[str, JobBatch] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._clock_watch: asyncio.Task[None] | None = None
-        self._first_round: set[str] = set()
-        self.first_round_done = asyncio.Event()
+        #: readiness: set once every job of this configuration has a result (a pipeline subscriber)
+        self.first_round = FirstRound(())
         #: set by close(): a run of this configuration that ends later records nothing (its targets may
         #: be gone from the new configuration, and its health would linger there).
         self.closed = False
         #: wall-clock steps seen (rescheduled after), for the self metrics.
         self.clock_steps_total = 0
+
+    @property
+    def first_round_done(self) -> asyncio.Event:
+        return self.first_round.done
 
     async def open(self, kinds: set[str] | None = None) -> None:
         """Create and start the enabled collectors (``kinds`` limits which)."""
@@ -194,9 +180,10 @@ class Runner:
         self._by_id = {j.job_id: j for j in jobs}
         self.batches, self._solo = build_batches(jobs)
         self._batch_by_id = {b.batch_id: b for b in self.batches}
-        self._first_round = {j.job_id for j in jobs}
-        if not self._first_round:
-            self.first_round_done.set()
+        if self.pipeline.subscribed(self.first_round):
+            self.pipeline.unsubscribe(self.first_round)
+        self.first_round = FirstRound(self._by_id)
+        self.pipeline.subscribe(self.first_round)
 
     @property
     def job_ids(self) -> set[str]:
@@ -208,7 +195,7 @@ class Runner:
     def start_schedule(self) -> None:
         sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
         now = time.time()
-        scheduled: list[tuple[str, float, Callable[..., object], Job | Batch]] = [
+        scheduled: list[tuple[str, float, Callable[..., object], Job | JobBatch]] = [
             (b.batch_id, b.interval, self.run_batch, b) for b in self.batches
         ]
         scheduled += [(j.job_id, j.interval, self.run_job, j) for j in self._solo]
@@ -256,22 +243,22 @@ class Runner:
         batch = self._batch_by_id.get(event.job_id)
         job = self._by_id.get(event.job_id)
         jobs = batch.jobs if batch is not None else (job,) if job is not None else ()
-        for j in jobs:  # a skipped batch is a skipped run for each of its targets
-            h = self.store.health(j.job_id, j.kind, j.target_name, j.site)
-            h.skipped_total += 1
+        self.pipeline.skipped(jobs)  # a skipped batch is a skipped run for each of its targets
         if jobs:
             log.debug("run skipped: previous run still going", extra={"job": event.job_id})
 
     async def run_job(self, job: Job) -> JobResult:
         start = time.monotonic()
+        deadline = Deadline(start + job.timeout, job.timeout)
         families, reason, message = await _under_deadline(
-            job.collector.collect(job.target), start + job.timeout, job.timeout, job.job_id
+            job.collector.collect(job.target, deadline), deadline, job.job_id
         )
         return self._record(job, families or (), reason, message, time.monotonic() - start)
 
-    async def run_batch(self, batch: Batch) -> list[JobResult]:
+    async def run_batch(self, batch: JobBatch) -> list[JobResult]:
         """Run a batch under its deadline, recording each target's result as the collector reports it."""
         start = time.monotonic()
+        deadline = Deadline(start + batch.timeout, batch.timeout)
         results: list[JobResult | None] = [None] * len(batch.jobs)
 
         def report(i: int, outcome: Sequence[Metric] | BaseException) -> None:
@@ -287,10 +274,7 @@ class Runner:
             results[i] = self._record(job, families, reason, message, time.monotonic() - start)
 
         _, reason, message = await _under_deadline(
-            batch.collector.collect_batch(batch.targets, report),
-            start + batch.timeout,
-            batch.timeout,
-            batch.batch_id,
+            batch.collector.collect_batch(batch.targets, report, deadline), deadline, batch.batch_id
         )
         if not reason:
             reason, message = "error", "the collector reported no result for this target"
@@ -303,68 +287,12 @@ class Runner:
     def _record(
         self, job: Job, families: Sequence[Metric], reason: str, message: str, duration: float
     ) -> JobResult:
-        """Store one target's result, tell the listeners, and update its health (per target, batched
-        or not)."""
-        now = time.time()
+        """Hand one target's run to the pipeline, unless this configuration has been replaced."""
         if self.closed:  # a run of a replaced configuration that ended after the switch
             return JobResult(
-                job.job_id, job.kind, job.target_name, job.site, (), now, duration, False, "closed"
+                job.job_id, job.kind, job.target_name, job.site, (), time.time(), duration, False, "closed"
             )
-        success = not reason
-        limit = self.loaded.config.agent.max_series_per_target
-        bound = job.collector.max_series()
-        capped, dropped = (
-            (families, 0) if bound is not None and bound <= limit else cap_series(families, limit)
-        )
-        # Positional (job_id, kind, target, site, families, timestamp, duration, success, reason,
-        # interval, timeout): this runs for every target and round, and keywords cost a third more.
-        result = JobResult(
-            job.job_id,
-            job.kind,
-            job.target_name,
-            job.site,
-            tuple(capped),
-            now,
-            duration,
-            success,
-            reason,
-            job.interval,
-            job.timeout,
-        )
-        h = self.store.put(result)
-        for listener in self.listeners:
-            try:
-                listener(result)
-            except Exception:
-                log.exception("result listener failed", extra={"job": job.job_id})
-        h.runs_total += 1
-        h.last_duration = duration
-        if dropped:
-            if not h.series_dropped_total:
-                log.warning(
-                    "target reports more series than allowed; the rest are dropped",
-                    extra={"job": job.job_id, "limit": limit, "dropped": dropped},
-                )
-            h.series_dropped_total += dropped
-        if success:
-            if h.last_success is False:
-                log.info(
-                    "collection recovered", extra={"job": job.job_id, "after_failures": h.failures_total}
-                )
-            h.last_success_timestamp = now
-        else:
-            h.failures_total += 1
-            if h.last_success is not False or h.last_reason != reason:
-                log.warning(
-                    "collection failing", extra={"job": job.job_id, "reason": reason, "detail": message}
-                )
-        h.last_success, h.last_reason = success, reason
-        first_round = self._first_round
-        if first_round and job.job_id in first_round:
-            first_round.discard(job.job_id)
-            if not first_round:
-                self.first_round_done.set()
-        return result
+        return self.pipeline.record(job, families, reason, message, duration)
 
     async def run_once(self) -> list[JobResult]:
         """Run every job (and batch) once, concurrently (for ``giamsat once`` and tests); results in
@@ -380,6 +308,8 @@ class Runner:
 
     async def close(self) -> None:
         self.closed = True
+        if self.pipeline.subscribed(self.first_round):
+            self.pipeline.unsubscribe(self.first_round)
         if self._clock_watch is not None:
             self._clock_watch.cancel()
             self._clock_watch = None
@@ -397,24 +327,16 @@ class Runner:
         self.collectors.clear()
 
 
-async def _under_deadline(
-    work: Awaitable[T], deadline: float, timeout: float, job_id: str
-) -> tuple[T | None, str, str]:
-    """Await a collector's work under its deadline: (result, "", "") or (None, reason, message).
-
-    The deadline is also published in ``job_deadline`` so library calls inside can size their own
-    timeouts (``agent.kernel.collector.time_left``)."""
-    token = job_deadline.set(deadline)
+async def _under_deadline(work: Awaitable[T], deadline: Deadline, job_id: str) -> tuple[T | None, str, str]:
+    """Await a collector's work under its deadline: (result, "", "") or (None, reason, message)."""
     try:
-        return await asyncio.wait_for(work, timeout), "", ""
+        return await asyncio.wait_for(work, max(0.0, deadline.at - time.monotonic())), "", ""
     except TimeoutError:
-        return None, "timeout", f"no result within {timeout:g}s"
+        return None, "timeout", f"no result within {deadline.timeout:g}s"
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         return None, *_failure(exc, job_id)
-    finally:
-        job_deadline.reset(token)
 
 
 def _failure(exc: BaseException, job_id: str) -> tuple[str, str]:

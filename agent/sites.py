@@ -13,7 +13,9 @@ and the site tree, so Prometheus rules and Grafana only read finished states:
   long-known site into a gap.
 - ``unknown``: no uplinks configured, or no result for any of them yet.
 
-``update`` costs O(sites + uplink results) and ``collect`` O(sites x depth); both run at scrape time.
+The tracker is a subscriber of the result pipeline: ``on_result`` notes each uplink result as it
+arrives (O(1)), and ``tick`` recomputes every site's state (O(sites)), which the agent does every second,
+since states also change with time alone (a result going stale). A scrape only reads (``collect``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.inventory import Inventory, Level
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
 
 log = logging.getLogger("giamsat.sites")
 
@@ -49,21 +51,10 @@ _FORMAT_VERSION = 1
 
 
 def uplink_is_up(result: JobResult) -> bool:
-    """Whether one job result says the link works.
-
-    Probes (blackbox_exporter names) report ``probe_success``; it decides alone when present. Other
-    kinds report an ``<something>_up`` gauge (``snmp_up``, ``ssh_up``). A collector that failed
-    (``result.success`` false) tells us nothing good about the link, so it counts as not up.
-    """
-    if not result.success:
-        return False
-    ups: list[float] = []
-    for fam in result.families:
-        if fam.name == "probe_success":
-            return any(s.value == 1 for s in fam.samples if s.name == "probe_success")
-        if fam.type == "gauge" and fam.name.endswith("_up"):
-            ups.extend(s.value for s in fam.samples if s.name == fam.name)
-    return any(v == 1 for v in ups)
+    """Whether one job result says the link works, as its collector read it (``JobResult.link``): a
+    collector that failed, or a kind whose results say nothing about a link, counts as not up."""
+    link = result.link
+    return link is not None and link.up
 
 
 class SiteTracker:
@@ -97,20 +88,35 @@ class SiteTracker:
 
     # -- state ------------------------------------------------------------------------------------
 
+    def on_result(self, result: JobResult) -> None:
+        """Pipeline subscriber: note an uplink's newest result (states follow at the next ``tick``)."""
+        if result.target is None or result.target not in self._uplinks:
+            return
+        with self._lock:
+            self._note(result, time.time())
+
+    def tick(self, now: float | None = None) -> None:
+        """Recompute every site's state from the uplink results noted so far, as of ``now``."""
+        with self._lock:
+            self._recompute(time.time() if now is None else now)
+
     def update(self, results: Iterable[JobResult], now: float) -> None:
-        """Take the newest uplink results and recompute every site's state."""
+        """Take many results at once (a reload's store snapshot) and recompute every site's state."""
         with self._lock:
             for r in results:
-                if r.target is None or r.target not in self._uplinks:
-                    continue
-                prev = self._latest.get(r.target)
-                # A newer result replaces the one we hold; so does any result once the one we hold is
-                # dated in the future, which means the wall clock has stepped back since.
-                if prev is None or r.timestamp >= prev[0] or prev[0] > now:
-                    # as the store: a result older than a few intervals says nothing about now
-                    stale_after = r.timestamp + self.stale_after_intervals * r.interval + r.timeout
-                    self._latest[r.target] = (r.timestamp, uplink_is_up(r), stale_after)
+                if r.target is not None and r.target in self._uplinks:
+                    self._note(r, now)
             self._recompute(now)
+
+    def _note(self, r: JobResult, now: float) -> None:
+        assert r.target is not None
+        prev = self._latest.get(r.target)
+        # A newer result replaces the one we hold; so does any result once the one we hold is dated in
+        # the future, which means the wall clock has stepped back since.
+        if prev is None or r.timestamp >= prev[0] or prev[0] > now:
+            # as the store: a result older than a few intervals says nothing about now
+            stale_after = r.timestamp + self.stale_after_intervals * r.interval + r.timeout
+            self._latest[r.target] = (r.timestamp, uplink_is_up(r), stale_after)
 
     def _recompute(self, now: float) -> None:
         sites = self.inventory.sites

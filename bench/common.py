@@ -7,6 +7,10 @@ import socket
 import statistics
 from pathlib import Path
 
+from prometheus_client.core import Metric
+
+from agent.kernel.collector import Collector, Deadline, TargetConfig
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,3 +58,9 @@ def update_section(doc: Path, title: str, body: str) -> None:
         end = text.find("\n## ", start + len(header))
         text = text[:start] + block + (text[end + 1 :] if end != -1 else "")
     doc.write_text(text, encoding="utf-8")
+
+
+async def collect_once(collector: Collector, target: TargetConfig | None) -> list[Metric]:
+    """One ``collect`` with the deadline the scheduler would hand it (target's, collector's or 10 s)."""
+    timeout = (target.timeout if target is not None else None) or collector.settings.timeout or 10.0
+    return await collector.collect(target, Deadline.after(timeout))

@@ -109,6 +109,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     import yaml
 
     from agent.config import load_config
+    from agent.kernel.pipeline import Pipeline
     from agent.kernel.store import Store
     from agent.scheduler import Runner
     from exporters.exposition import render_text
@@ -140,7 +141,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
 
     async def go() -> dict[str, float]:
         store = Store()
-        runner = Runner(loaded, store)
+        runner = Runner(loaded, Pipeline(store))
         await runner.open()
         if gc_mode == "agent":
             agent_gc_after_start()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
 
-READING = """Reading the RSS row (issue 2's target: at most 40 MiB with the host collector alone). The libraries
+READING = """Reading the RSS row (the target: at most 40 MiB with the host collector alone). The libraries
 the design names cost most of it before any agent code runs: the interpreter itself; asyncio, which
 imports ssl (OpenSSL's initialisation alone is ~5 MiB, and prometheus_client imports ssl too, so it cannot
 be avoided); pydantic about 7 (its Rust core's code pages and each model's validator); prometheus_client
@@ -240,7 +240,7 @@ def main() -> None:
     out = "\n".join(lines)
     print(out)
     if args.write:
-        update_section(args.write, "Scrape latency and footprint (issue 2)", out)
+        update_section(args.write, "Scrape latency and footprint", out)
 
 
 if __name__ == "__main__":

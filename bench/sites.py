@@ -19,7 +19,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.inventory import Inventory, Level, Site
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult, LinkStatus
 from agent.sites import SiteTracker
 from bench.common import median, percentile
 
@@ -34,9 +34,11 @@ def build(districts: int, communes: int) -> tuple[Inventory, list[JobResult]]:
     results = []
     for s in sites[1:]:
         fam = GaugeMetricFamily("probe_success", "x")
-        fam.add_metric([], 0.0 if s.id.endswith("7") else 1.0)
+        up = not s.id.endswith("7")
+        fam.add_metric([], 1.0 if up else 0.0)
         name = s.uplinks[0]
-        results.append(JobResult(f"icmp/{name}", "icmp", name, s.id, (fam,), now, 0.01, True))
+        link = LinkStatus(up, "" if up else "timeout")
+        results.append(JobResult(f"icmp/{name}", "icmp", name, s.id, (fam,), now, 0.01, True, link=link))
     return Inventory(sites), results
 
 

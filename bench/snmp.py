@@ -37,7 +37,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.kernel.collector import BlockingRunner, CollectorContext
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
+from bench.common import collect_once
 from collectors.snmp import SnmpCollector
 from collectors.snmp.config import SnmpSettings, SnmpTarget
 from exporters.exposition import render_text
@@ -156,7 +157,9 @@ def agent_gc() -> None:
     threshold, and what lives as long as the configuration frozen out of the collector's reach once it
     is loaded), so giamsat's CPU here is what it costs in the agent."""
     gc.set_threshold(50_000, 20, 20)
-    gc.collect()
+    collect_once(
+        gc,
+    )
     gc.freeze()
 
 
@@ -200,7 +203,7 @@ async def interleaved_latency(
     agent_gc()
     t = target(0, agent.port, module)
     for c in collectors.values():
-        await c.collect(t)  # warm-up: session, imports
+        await collect_once(c, t)  # warm-up: session, imports
     http_body(url)
     # Requests each client sends per poll, counted by the agent (snmpInPkts; the reading GET counts
     # itself), in a short pass of its own before the measured one.
@@ -211,7 +214,7 @@ async def interleaved_latency(
             if name == "exp":
                 http_body(url)
             else:
-                await collectors[name].collect(t)
+                await collect_once(collectors[name], t)
         requests[name] = (in_pkts(agent) - before - 1) / 3
     lat: dict[str, list[float]] = {"gufo": [], "pysnmp": [], "exp": []}
     cpu = {e: [0.0, 0.0] for e in collectors}
@@ -220,7 +223,7 @@ async def interleaved_latency(
     for _ in range(polls):
         for engine, c in collectors.items():
             r0, t0 = rusage(), time.perf_counter()
-            fams = await c.collect(t)
+            fams = await collect_once(c, t)
             res = JobResult("snmp/d0", "snmp", "d0", "s", tuple(fams), time.time(), 0.0, True)
             body, _ = render_text([res], [], 256)
             lat[engine].append(time.perf_counter() - t0)
@@ -254,9 +257,9 @@ async def giamsat_round(engine: str, ports: list[int], n: int) -> dict[str, floa
     c = make_collector(engine)
     agent_gc()
     targets = [target(i, ports[i % len(ports)]) for i in range(n)]
-    await asyncio.gather(*(c.collect(t) for t in targets))  # warm-up round (sockets)
+    await asyncio.gather(*(collect_once(c, t) for t in targets))  # warm-up round (sockets)
     cpu0, t0 = self_cpu(), time.perf_counter()
-    results = await asyncio.gather(*(c.collect(t) for t in targets))
+    results = await asyncio.gather(*(collect_once(c, t) for t in targets))
     for t, fams in zip(targets, results, strict=True):  # each result is rendered once, as on /metrics
         render_text(
             [JobResult(f"snmp/{t.name}", "snmp", t.name, "s", tuple(fams), time.time(), 0.0, True)], [], 256

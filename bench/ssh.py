@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.kernel.collector import BlockingRunner, CollectorContext
-from bench.common import cpu_seconds, median, update_section
+from bench.common import collect_once, cpu_seconds, median, update_section
 from collectors.ssh.collector import PROC_FILES, SSHCollector, SSHSettings, SSHTarget
 from tests.integration.sshd_server import children, keygen, start_sshd
 
@@ -117,7 +117,7 @@ def main() -> None:
                 return ok
 
             async def collect_round() -> list[list[Any]]:
-                return list(await asyncio.gather(*(collector.collect(t) for t in targets)))
+                return list(await asyncio.gather(*(collect_once(collector, t) for t in targets)))
 
             pool = concurrent.futures.ThreadPoolExecutor(args.concurrency)
             loop = asyncio.new_event_loop()
@@ -179,7 +179,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        update_section(args.write, "SSH collection (issue 5)", text)
+        update_section(args.write, "SSH collection", text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Render stored results as Prometheus text (0.0.4) or OpenMetrics 1.0, merged across jobs.
 
-Each job's families are rendered once per result (cached on the immutable result) with its ``site`` and
+Each job's families are rendered once per result (``ResultRenderCache``, kept by the exporter) with its ``site`` and
 ``target`` labels added, so a scrape only concatenates. Label values are length-bounded and made valid
 UTF-8, and a series or name that another job already exposed is left out (and counted) rather than
 letting one odd device break the whole scrape, as a duplicate series would.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -189,16 +189,39 @@ def result_labels(r: JobResult, max_label_length: int) -> list[tuple[str, str]]:
     return extra
 
 
-def _cached_render(
-    r: JobResult, max_label_length: int, memo: LabelMemo | None = None
-) -> list[RenderedFamily]:
-    cache_key = f"lines:{max_label_length}"
-    cached = r.rendered.get(cache_key)
-    if cached is None:
-        cached = render_families(r.families, result_labels(r, max_label_length), max_label_length, memo)
-        r.rendered[cache_key] = cached
-    assert isinstance(cached, list)
-    return cached
+class ResultRenderCache:
+    """Rendered lines of each job's current result, kept by the exporter until the result is replaced.
+
+    A result is rendered once, on the first scrape after it arrives; later scrapes reuse the lines as
+    long as the store still holds that very result object. Entries of jobs missing from a scrape (removed
+    by a reload, or stale) are dropped after it, so the cache never outgrows the store.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
+        self._lock = threading.Lock()
+
+    def render(
+        self, results: Sequence[JobResult], max_label_length: int, memo: LabelMemo
+    ) -> list[list[RenderedFamily]]:
+        """Each result's rendered families (in the order given), rendering only what is new."""
+        entries = self._entries
+        out: list[list[RenderedFamily]] = []
+        fresh: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
+        for r in results:
+            hit = entries.get(r.job_id)
+            if hit is not None and hit[0] is r and hit[1] == max_label_length:
+                rendered = hit[2]
+                fresh[r.job_id] = hit
+            else:
+                rendered = render_families(
+                    r.families, result_labels(r, max_label_length), max_label_length, memo
+                )
+                fresh[r.job_id] = (r, max_label_length, rendered)
+            out.append(rendered)
+        with self._lock:  # concurrent scrapes: the last one to finish leaves its view of the store
+            self._entries = fresh
+        return out
 
 
 class OwnFamilyCache:
@@ -299,13 +322,21 @@ def _groups(
     own: Sequence[Metric],
     max_label_length: int,
     own_cache: OwnFamilyCache | None,
+    result_cache: ResultRenderCache | None,
 ) -> list[list[RenderedFamily]]:
     if own_cache is not None:
         groups = [own_cache.render(own, max_label_length)]
     else:
         groups = [render_families(own, (), max_label_length)]
     memo: LabelMemo = {}  # shared by the results rendered in this scrape (their label dicts often are)
-    groups += [_cached_render(r, max_label_length, memo) for r in sorted(results, key=lambda r: r.job_id)]
+    ordered = sorted(results, key=lambda r: r.job_id)
+    if result_cache is not None:
+        groups += result_cache.render(ordered, max_label_length, memo)
+    else:
+        groups += [
+            render_families(r.families, result_labels(r, max_label_length), max_label_length, memo)
+            for r in ordered
+        ]
     return groups
 
 
@@ -334,9 +365,10 @@ def render_text(
     own: Sequence[Metric],
     max_label_length: int,
     own_cache: OwnFamilyCache | None = None,
+    result_cache: ResultRenderCache | None = None,
 ) -> tuple[bytes, int]:
     """The merged text exposition and the number of series/families left out as conflicts."""
-    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache))
+    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache, result_cache))
     return _body(merged, openmetrics=False), conflicts
 
 
@@ -345,7 +377,8 @@ def render_openmetrics(
     own: Sequence[Metric],
     max_label_length: int,
     own_cache: OwnFamilyCache | None = None,
+    result_cache: ResultRenderCache | None = None,
 ) -> tuple[bytes, int]:
     """The merged OpenMetrics exposition (the same series as ``render_text``) and the conflicts."""
-    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache))
+    merged, conflicts = _merge(_groups(results, own, max_label_length, own_cache, result_cache))
     return _body(merged, openmetrics=True), conflicts

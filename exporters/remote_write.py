@@ -40,7 +40,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.kernel.model import secret_value
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
 from agent.kernel.version import __version__
 from exporters import remote_write_pb as pb
 from exporters.remote_write_settings import (  # noqa: F401 - re-exported for callers
@@ -50,7 +50,15 @@ from exporters.remote_write_settings import (  # noqa: F401 - re-exported for ca
     RemoteWriteSettings,
     TLSSettings,
 )
-from exporters.wal import Batch, Buffer, CorruptRecordError, DiskFullError, LabelKey, Lane, fsync_and_close
+from exporters.wal import (
+    Buffer,
+    CorruptRecordError,
+    DiskFullError,
+    LabelKey,
+    Lane,
+    SegmentRun,
+    fsync_and_close,
+)
 
 log = logging.getLogger("giamsat.remote_write")
 # httpx logs every request at INFO; one line per push would drown the agent's own log.
@@ -341,7 +349,7 @@ class RemoteWriter:
                 )
                 await asyncio.sleep(1.0)
 
-    def _next_batch(self, lane: Lane) -> Batch | None:
+    def _next_batch(self, lane: Lane) -> SegmentRun | None:
         try:
             return self.buffer.next_batch(lane, self.settings.max_samples_per_send)
         except CorruptRecordError as exc:
@@ -405,7 +413,7 @@ class RemoteWriter:
             self._truncate()
             await self._persist()
 
-    async def _deliver(self, lane: Lane, batch: Batch) -> None:
+    async def _deliver(self, lane: Lane, batch: SegmentRun) -> None:
         """Send one batch until it is acknowledged or dropped; persists the in-flight end first."""
         s = self.settings
         now_ms = int(time.time() * 1000)
@@ -509,7 +517,7 @@ class RemoteWriter:
                 delay = max(delay, min(retry_after, s.max_backoff))
             await asyncio.sleep(delay)
 
-    def _finish(self, lane: Lane, batch: Batch, sent: int, dropped: Mapping[str, int]) -> None:
+    def _finish(self, lane: Lane, batch: SegmentRun, sent: int, dropped: Mapping[str, int]) -> None:
         if self.buffer.ack(lane, batch):
             self.stats.sent += sent
             for reason, n in dropped.items():

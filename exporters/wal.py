@@ -102,7 +102,7 @@ class _Segment:
 
 
 @dataclass
-class Batch:
+class SegmentRun:
     """A run of whole records of one segment, decoded for sending."""
 
     start: Pos
@@ -532,7 +532,7 @@ class Buffer:
                 return s
         return None
 
-    def next_batch(self, lane: Lane, max_samples: int) -> Batch | None:
+    def next_batch(self, lane: Lane, max_samples: int) -> SegmentRun | None:
         """The next run of whole records of ``lane`` (the persisted in-flight run first), or None."""
         pos = lane.pos
         seg = self._seg(pos[0])
@@ -577,7 +577,7 @@ class Buffer:
         limit: int,
         table: dict[int, bytes],
         max_samples: int,
-    ) -> Batch:
+    ) -> SegmentRun:
         data = f.read(chunk)
         series: dict[bytes, list[tuple[int, float]]] = {}
         off = 0
@@ -615,7 +615,7 @@ class Buffer:
             mn, mx = min(mn, rmn), max(mx, rmx)
             off = end
         self._tables[seg.seq] = (pos[1] + off, table)
-        return Batch(pos, (seg.seq, pos[1] + off), series, n, mn, mx)
+        return SegmentRun(pos, (seg.seq, pos[1] + off), series, n, mn, mx)
 
     def _table(self, seq: int, upto: int) -> dict[int, bytes]:
         """Series table of segment ``seq`` for records before offset ``upto`` (parsed incrementally)."""
@@ -652,11 +652,11 @@ class Buffer:
         self._cursor_dirty = True
         return n
 
-    def mark_inflight(self, lane: Lane, batch: Batch) -> None:
+    def mark_inflight(self, lane: Lane, batch: SegmentRun) -> None:
         lane.inflight = batch.end
         self._cursor_dirty = True
 
-    def ack(self, lane: Lane, batch: Batch) -> bool:
+    def ack(self, lane: Lane, batch: SegmentRun) -> bool:
         """The receiver has the batch (or it was dropped): advance. False if a drop moved the lane."""
         if lane.pos != batch.start:
             return False

@@ -15,6 +15,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from prometheus_client.core import Metric
+
+from agent.kernel.collector import Collector, Deadline, TargetConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 GIAMSAT = str(VENV_BIN / "giamsat") if (VENV_BIN / "giamsat").exists() else "giamsat"
@@ -149,3 +153,10 @@ class CountingListener:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def collect_once(collector: Collector, target: TargetConfig | None) -> list[Metric]:
+    """One ``collect`` with the deadline the scheduler would hand it (the target's timeout, else the
+    collector's, else the agent's default of 10 s)."""
+    timeout = (target.timeout if target is not None else None) or collector.settings.timeout or 10.0
+    return await collector.collect(target, Deadline.after(timeout))

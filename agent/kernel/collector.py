@@ -1,11 +1,24 @@
-"""The collector contract: one config model per collector, one ``collect`` coroutine, failures raised.
+"""The collector contract: everything the agent needs to know about a collector kind, in one class.
 
-A collector returns metric families *without* ``site``/``target`` labels; the exporter adds them, so
-the same result can be served both on ``/metrics`` and blackbox-style on ``/probe``.
+A collector kind is one package under ``collectors/`` plus one line in the table
+(``collectors/__init__.py``). Its class declares, besides how to collect:
+
+- its settings and target models (strict pydantic models: unknown keys are errors);
+- ``link_status``: how one of its results says whether the target answered, which is what site state
+  reads when the target is a site's uplink and what ``doctor`` reports;
+- ``doctor_checks`` and ``doctor_fixes``: its preflight checks and the fix for each failure reason;
+- ``routes``: the HTTP routes it serves (``/probe`` for every target kind, ``/snmp`` for SNMP);
+- ``site_shorthand``: a key of the site inventory that expands into its targets (``links:``);
+- on by default or not: a column of its table line, so it is known before the class is imported.
+
+The deadline of each run is handed to ``collect`` (``Deadline``), never worked out by the collector.
+
+A collector returns metric families *without* ``site``/``target`` labels; the exporter adds them, so the
+same result can be served both on ``/metrics`` and blackbox-style on ``/probe``.
 
 Two kinds of failure, never mixed: a target that is down is *data* (``probe_success 0``, ``snmp_up 0``),
 returned normally; a collector that cannot do its job raises ``CollectError`` (or anything else), which
-the scheduler turns into ``giamsat_collector_success 0`` and one log line per state change.
+the pipeline turns into ``giamsat_collector_success 0`` and one log line per state change.
 """
 
 from __future__ import annotations
@@ -13,37 +26,47 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from prometheus_client.core import Metric
 
 from agent.kernel.errors import CollectError
 from agent.kernel.model import Duration, Model
+from agent.kernel.results import LINK_UP, JobResult, LinkStatus
 
 T = TypeVar("T")
 
 
-#: Monotonic deadline of the job being run, set by the scheduler around ``collect``.
-job_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("job_deadline", default=None)
+class Deadline:
+    """When the current run must be finished (monotonic clock), and the timeout it came from.
 
-
-def time_left(default: float, margin: float = 0.05) -> float:
-    """Seconds left before the current job's deadline (minus a margin for reporting), or ``default``.
-
-    Collectors that split their work into parts give each part this budget, so one hung part fails
-    alone instead of taking the whole job past its deadline.
+    The scheduler makes one per run and hands it to ``collect``; a collector finishes a little before it
+    so that a dead target is reported as data rather than as a run killed at its deadline.
     """
-    deadline = job_deadline.get()
-    if deadline is None:
-        return default
-    return max(0.001, deadline - time.monotonic() - margin)
+
+    __slots__ = ("at", "timeout")
+
+    def __init__(self, at: float, timeout: float) -> None:
+        self.at = at
+        self.timeout = timeout
+
+    @classmethod
+    def after(cls, timeout: float) -> Deadline:
+        """A deadline ``timeout`` seconds from now (for tools and tests that call ``collect`` directly)."""
+        return cls(time.monotonic() + timeout, timeout)
+
+    def left(self, margin: float = 0.0) -> float:
+        """Seconds left before the deadline, less ``margin`` (at least a millisecond)."""
+        return max(0.001, self.at - time.monotonic() - margin)
+
+    def __repr__(self) -> str:
+        return f"Deadline(in {self.at - time.monotonic():.3f}s of {self.timeout:g}s)"
 
 
 class CollectorSettings(Model):
@@ -130,6 +153,130 @@ class CollectorContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("giamsat.collector"))
 
 
+# -- doctor ------------------------------------------------------------------------------------------
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    """One row of ``giamsat doctor``: what was checked, the outcome, and how to fix a failure."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+#: Fixes for the failure reasons many kinds share; a kind's own ``doctor_fixes`` are tried first. The
+#: first whose key is a substring of the reason wins; ``<kind>`` becomes the collector kind.
+COMMON_FIXES: tuple[tuple[str, str], ...] = (
+    ("auth", "check the credentials under collectors.<kind>.auths (and that their _file is readable by "
+     "user giamsat); for SNMPv3 also the auth/priv protocols the device expects"),
+    ("refused", "nothing listens there: check the port and that the service runs on the target"),
+    ("timeout", "check that the target answers from this machine (routing, firewall, VPN to the site) and "
+     "that its timeout is long enough"),
+    ("stuck", "a previous call has not returned; check the target and its timeout"),
+    ("connect", "check the address, name resolution and routing to the target"),
+)  # fmt: skip
+
+
+# -- HTTP routes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """A GET request on a collector's route: its path, query parameters (last value of each) and headers
+    (names in lower case)."""
+
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A route's answer: metric families (rendered by the exporter, in the format the client asked for,
+    without ``site``/``target`` labels) or a plain-text message with its status."""
+
+    status: int
+    text: str = ""
+    families: Sequence[Metric] | None = None
+
+
+class RouteContext(Protocol):
+    """What a route handler may read of the running agent."""
+
+    def result(self, job_id: str) -> JobResult | None:
+        """The job's latest result, or None when there is none or it is stale."""
+        ...
+
+    def has_job(self, job_id: str) -> bool:
+        """Whether the current configuration has this job."""
+        ...
+
+
+#: Answers a request, or returns None when it is not for this collector (the next one is asked).
+RouteHandler = Callable[[RouteRequest, RouteContext], "Reply | None"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP path a collector serves. Several collectors may serve one path (``/probe``): each handler
+    is asked in table order until one answers."""
+
+    path: str
+    handler: RouteHandler
+
+
+def cached_target_reply(kind: str, target: str, ctx: RouteContext) -> Reply:
+    """A configured target's latest result, as ``/probe`` and ``/snmp`` serve it; 404 for a target the
+    configuration does not have: a caller can never make the agent probe an address."""
+    job_id = f"{kind}/{target}"
+    if not ctx.has_job(job_id):
+        return Reply(404, f"unknown target {target[:100]!r} for module {kind[:50]!r}")
+    result = ctx.result(job_id)
+    if result is None:
+        return Reply(503, "no fresh result for this target yet")
+    return Reply(200, families=result.families)
+
+
+# -- site inventory shorthand ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteShorthand:
+    """A key of a site in the inventory that expands into targets (``links:`` into probe targets).
+
+    ``model`` validates one list item; ``expand(site_id, items)`` returns target entries (as config
+    mappings, by kind) bound to that site; ``kinds`` are the kinds it may generate targets for.
+    """
+
+    key: str
+    model: type[Model]
+    expand: Callable[[str, list[Any]], dict[str, list[dict[str, Any]]]]
+    kinds: tuple[str, ...]
+
+
+# -- the collector -----------------------------------------------------------------------------------
+
+
+def read_link_status(families: Sequence[Metric], up_metric: str, reason_metric: str | None) -> LinkStatus:
+    """Up when a sample of ``up_metric`` is 1; else down, with the ``reason`` label of the sample of
+    ``reason_metric`` that is 1 (``down`` when there is none)."""
+    up = False
+    reason = ""
+    for fam in families:
+        if fam.name == up_metric:
+            up = any(s.value == 1 for s in fam.samples if s.name == up_metric)
+        elif reason_metric is not None and fam.name == reason_metric:
+            reason = next((str(s.labels.get("reason", "")) for s in fam.samples if s.value == 1), "")
+    if up:
+        return LINK_UP
+    return LinkStatus(False, reason or "down")
+
+
+
 class Collector(abc.ABC):
     """Base class of every collector. Subclasses set ``kind``, their models, and implement ``collect``.
 
@@ -145,10 +292,20 @@ class Collector(abc.ABC):
     #: True when the collector implements ``collect_batch``: the agent then runs its targets that share
     #: an interval and timeout as one scheduler job instead of one job per target.
     batched: ClassVar[bool] = False
+    #: The gauge saying whether a target answered (``probe_success``, ``snmp_up``) and the family giving
+    #: the reason when it did not (``{reason="..."} 1``): read by the default ``link_status``.
+    link_metric: ClassVar[str | None] = None
+    link_reason_metric: ClassVar[str | None] = None
+    #: (reason substring, fix) for this kind's own failure reasons, tried before ``COMMON_FIXES``.
+    doctor_fixes: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The inventory key this kind expands into targets, if any (its table line names the key too).
+    site_shorthand: ClassVar[SiteShorthand | None] = None
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+
+    # -- configuration --------------------------------------------------------------------------------
 
     @classmethod
     def pool_size(cls, settings: CollectorSettings) -> int:
@@ -163,12 +320,63 @@ class Collector(abc.ABC):
         message), so ``check-config`` reports them with the file, line and key path."""
         return []
 
+    # -- what a result means --------------------------------------------------------------------------
+
+    def link_status(self, families: Sequence[Metric]) -> LinkStatus | None:
+        """Whether the target of a successful run answered, read from the run's families; None for a
+        kind whose results say nothing about a link (this host's metrics).
+
+        The default reads ``link_metric`` (any sample equal to 1 means up) and the ``reason`` label of
+        ``link_reason_metric``'s sample set to 1. A failed run is never up: the pipeline reports it as
+        down with the run's reason without asking.
+        """
+        if self.link_metric is None:
+            return None
+        return read_link_status(families, self.link_metric, self.link_reason_metric)
+
+    # -- doctor ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def doctor_checks(cls, settings: CollectorSettings, targets: Sequence[TargetConfig]) -> list[DoctorCheck]:
+        """Preflight checks of this kind beyond collecting each target once (which doctor always does):
+        permissions, files. Called for every kind in the table, configured or not."""
+        return []
+
+    @classmethod
+    def fix_for(cls, reason: str) -> str:
+        """How to fix a target that failed with ``reason``."""
+        for key, fix in (*cls.doctor_fixes, *COMMON_FIXES):
+            if key in reason:
+                return fix.replace("<kind>", cls.kind)
+        return f"run `giamsat once --config.file CONFIG --collector {cls.kind} --log.level debug` and read the log"
+
+    # -- HTTP -----------------------------------------------------------------------------------------
+
+    def routes(self) -> Sequence[Route]:
+        """The HTTP routes this collector serves. Every kind serves its configured targets' latest
+        results on ``/probe?target=NAME&module=KIND``, blackbox_exporter style (a kind without targets
+        answers every target with 404, so a caller can never make the agent probe an address)."""
+        return (Route("/probe", self._probe_route),)
+
+    def _probe_route(self, request: RouteRequest, ctx: RouteContext) -> Reply | None:
+        target, module = request.query.get("target", ""), request.query.get("module", "")
+        if not target:
+            return Reply(400, "target parameter is missing")
+        if not module:
+            return Reply(400, "module parameter is missing")
+        if module != self.kind:
+            return None
+        return cached_target_reply(self.kind, target, ctx)
+
+    # -- running --------------------------------------------------------------------------------------
+
     async def start(self) -> None:
         """Open shared resources (sockets, engines) once, before the first ``collect``."""
 
     @abc.abstractmethod
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
-        """Collect once. Raise on collector failure; report a down target as data."""
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
+        """Collect once, finishing before ``deadline``. Raise on collector failure; report a down target
+        as data."""
 
     def max_series(self) -> int | None:
         """An upper bound on the series one target's result can have, or None if there is none.
@@ -182,6 +390,7 @@ class Collector(abc.ABC):
         self,
         targets: Sequence[TargetConfig],
         report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
     ) -> None:
         """Collect many targets in one go (only when ``batched``): call ``report(i, families)`` for
         ``targets[i]`` as soon as its result is ready (or ``report(i, exc)`` if that target's collection

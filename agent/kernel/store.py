@@ -11,45 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class JobResult:
-    """One finished run of one job. Immutable, so readers never see a half-written result."""
-
-    job_id: str
-    kind: str
-    target: str | None
-    site: str | None
-    families: tuple[Metric, ...]
-    timestamp: float
-    duration: float
-    success: bool
-    reason: str = ""
-    interval: float = 30.0
-    timeout: float = 10.0
-    #: exposition text cached by the exporter, keyed by format; filled on first scrape.
-    rendered: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass
-class JobHealth:
-    """What the agent knows about a job across runs (for self metrics and state-change logging)."""
-
-    kind: str
-    target: str | None
-    site: str | None
-    runs_total: int = 0
-    failures_total: int = 0
-    skipped_total: int = 0
-    series_dropped_total: int = 0
-    last_success_timestamp: float = 0.0
-    last_duration: float = 0.0
-    last_success: bool | None = None
-    last_reason: str = ""
+from agent.kernel.results import JobHealth, JobResult
 
 
 class Store:

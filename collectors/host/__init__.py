@@ -17,7 +17,7 @@ from typing import Annotated
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import AfterValidator, Field, field_validator
 
-from agent.kernel.collector import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import Collector, CollectorSettings, Deadline, TargetConfig
 from agent.kernel.errors import CollectError
 from collectors.host import cpu, disk, filesystem, load, memory, network, system, systemd
 
@@ -62,11 +62,11 @@ class HostCollector(Collector):
     target_model = None
     blocking_threads = 4
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         settings = self.settings
         assert isinstance(settings, HostSettings)
         # Leave room to report: a part that overruns fails alone, the rest of the host is still served.
-        budget = time_left(settings.timeout or 10.0, margin=0.1)
+        budget = deadline.left(margin=0.1)
         s = settings
         available: dict[str, Callable[[], list[Metric]]] = {
             "cpu": cpu.collect,

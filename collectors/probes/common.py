@@ -22,8 +22,10 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field
 
-from agent.kernel.collector import Collector, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import Collector, CollectorContext, CollectorSettings, Deadline, TargetConfig
 from agent.kernel.model import Model
+from agent.kernel.resolver import ResolveError as KernelResolveError
+from agent.kernel.resolver import Resolver
 
 IpProtocol = Literal["auto", "ip4", "ip6"]
 
@@ -64,7 +66,12 @@ class ResolveError(Exception):
     """The target's host name did not resolve (to the requested family)."""
 
 
-async def resolve(host: str, ip_protocol: IpProtocol = "auto") -> tuple[str, int, float]:
+_FAMILIES = {"auto": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
+
+
+async def resolve(
+    resolver: Resolver, host: str, ip_protocol: IpProtocol, timeout: float
+) -> tuple[str, int, float]:
     """Host name or IP literal -> (ip text, address family, seconds spent resolving)."""
     start = time.perf_counter()
     try:
@@ -76,16 +83,12 @@ async def resolve(host: str, ip_protocol: IpProtocol = "auto") -> tuple[str, int
         if (ip_protocol == "ip4" and ip.version == 6) or (ip_protocol == "ip6" and ip.version == 4):
             raise ResolveError(f"{host} is not an {ip_protocol} address")
         return str(ip), family, time.perf_counter() - start
-    want = {"auto": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}[ip_protocol]
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, None, family=want, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ResolveError(f"{host}: {exc}") from None
-    if not infos:
-        raise ResolveError(f"{host}: no address")
-    family, _type, _proto, _canon, sockaddr = infos[0]
-    return str(sockaddr[0]).split("%", 1)[0], int(family), time.perf_counter() - start
+        addrs = await resolver.resolve(host, None, timeout, family=_FAMILIES[ip_protocol])
+    except KernelResolveError as exc:
+        raise ResolveError(exc.message) from None
+    found_family, sockaddr = addrs[0]
+    return str(sockaddr[0]).split("%", 1)[0], int(found_family), time.perf_counter() - start
 
 
 #: The kind of the probe being run; every sample carries it as the ``probe`` label.
@@ -168,35 +171,40 @@ def result_metrics(
     return out
 
 
-DEFAULT_BUDGET = 10.0  # the agent's default job timeout
 _MARGIN = 0.2  # finish this much before the scheduler's deadline so a dead target is data, not a timeout
 
 
-def probe_budget(settings: CollectorSettings, target: TargetConfig) -> float:
+def probe_budget(deadline: Deadline) -> float:
     """Seconds this probe may take: what is left of the job's deadline, less a margin.
 
-    The scheduler cancels a job at its timeout and records a *collector* failure; a probe must give up a
-    little earlier and report ``probe_success 0`` instead. Outside the scheduler (tests, ``once``
-    without a deadline) the target's, then the collector's timeout applies, else the agent default.
+    The scheduler cancels a job at its deadline and records a *collector* failure; a probe must give up
+    a little earlier and report ``probe_success 0`` instead.
     """
-    fallback = target.timeout or settings.timeout or DEFAULT_BUDGET
-    return time_left(fallback * 0.9, margin=min(_MARGIN, fallback * 0.1))
+    return deadline.left(margin=min(_MARGIN, deadline.timeout * 0.1))
 
 
 class ProbeCollector(Collector):
-    """Base of the probe collectors: ``probe()`` does the work, ``collect()`` adds the ``probe`` label."""
+    """Base of the probe collectors: ``probe()`` does the work, ``collect()`` adds the ``probe`` label.
+
+    A probe's result says whether its link works with blackbox_exporter's ``probe_success``."""
 
     blocking_threads = 1
+    link_metric = "probe_success"
+    link_reason_metric = "probe_failure_reason"
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
+        super().__init__(settings, ctx)
+        self.resolver = Resolver(ctx.log)
+
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         token = current_probe.set(self.kind)
         try:
-            return await self.probe(target)
+            return await self.probe(target, deadline)
         finally:
             current_probe.reset(token)
 
     @abc.abstractmethod
-    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         """Probe one target; a down target is data (``probe_success 0``), never an exception."""
 
 

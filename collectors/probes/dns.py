@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from agent.kernel.collector import TargetConfig
+from agent.kernel.collector import Deadline, TargetConfig
 
 if TYPE_CHECKING:
     import dns.message
@@ -101,12 +101,12 @@ class DnsCollector(ProbeCollector):
         for mod in ("dns.asyncquery", "dns.flags", "dns.message"):
             importlib.import_module(mod)
 
-    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, DnsTarget)
         start = time.perf_counter()
-        budget = probe_budget(self.settings, target)
+        budget = probe_budget(deadline)
         try:
-            ip, family, lookup = await resolve(target.server, target.ip_protocol)
+            ip, family, lookup = await resolve(self.resolver, target.server, target.ip_protocol, budget)
         except ResolveError:
             return result_metrics(False, time.perf_counter() - start, "resolve")
         import dns.asyncquery  # imported in start(); here for the names

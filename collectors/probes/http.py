@@ -19,7 +19,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from agent.kernel.collector import TargetConfig
+from agent.kernel.collector import Deadline, TargetConfig
+from agent.kernel.resolver import Resolver
 from agent.kernel.version import __version__
 from collectors.probes.common import (
     CONNECT_REASONS,
@@ -108,15 +109,16 @@ class HttpCollector(ProbeCollector):
     kind = "http"
     target_model = HttpTarget
 
-    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, HttpTarget)
         start = time.perf_counter()
         st = _State()
         resp = _Response()
         reason = ""
         try:
-            async with asyncio.timeout(probe_budget(self.settings, target)):
-                resp, reason = await self._follow(target, st)
+            budget = probe_budget(deadline)
+            async with asyncio.timeout(budget):
+                resp, reason = await self._follow(target, st, budget)
         except ResolveError:
             reason = "resolve"
         except ProtocolError:
@@ -180,10 +182,10 @@ class HttpCollector(ProbeCollector):
         out += st.tls
         return out
 
-    async def _follow(self, target: HttpTarget, st: _State) -> tuple[_Response, str]:
+    async def _follow(self, target: HttpTarget, st: _State, budget: float) -> tuple[_Response, str]:
         url, method, body = target.url, target.method, target.body
         while True:
-            resp = await _request(url, method, body, target, st)
+            resp = await _request(self.resolver, url, method, body, target, st, budget)
             location = resp.headers.get("location")
             if not (target.follow_redirects and resp.status in _REDIRECTS and location):
                 return resp, ""
@@ -197,13 +199,15 @@ class HttpCollector(ProbeCollector):
                 method, body = "GET", None
 
 
-async def _request(url: str, method: str, body: str | None, target: HttpTarget, st: _State) -> _Response:
+async def _request(
+    resolver: Resolver, url: str, method: str, body: str | None, target: HttpTarget, st: _State, budget: float
+) -> _Response:
     parts = urlsplit(url)
     host = parts.hostname or ""
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     t0 = time.perf_counter()
-    ip, family, _ = await resolve(host, target.ip_protocol)
+    ip, family, _ = await resolve(resolver, host, target.ip_protocol, budget)
     t1 = time.perf_counter()
     st.phases["resolve"] += t1 - t0
     if st.lookup is None:

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import ipaddress
 import math
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +24,18 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field, model_validator
 
-from agent.kernel.collector import CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import (
+    FAIL,
+    PASS,
+    WARN,
+    CollectorContext,
+    CollectorSettings,
+    Deadline,
+    DoctorCheck,
+    TargetConfig,
+)
 from agent.kernel.model import Duration
+from agent.kernel.results import LINK_UP, LinkStatus
 from collectors.probes.common import (
     ProbeCollector,
     ProbeTarget,
@@ -36,6 +47,7 @@ from collectors.probes.common import (
     result_metrics,
 )
 from collectors.probes.icmp_engine import REASONS, EchoResult, IcmpEngine
+from collectors.probes.links import LINKS
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
 DEFAULT_BUCKETS = [0.00005 * 2**i for i in range(20)]
@@ -248,9 +260,10 @@ class IcmpCollector(ProbeCollector):
     settings_model = IcmpSettings
     target_model = IcmpTarget
     batched = True
+    site_shorthand = LINKS
 
-    def __init__(self, settings: CollectorSettings, ctx: object) -> None:
-        super().__init__(settings, ctx)  # type: ignore[arg-type]
+    def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
+        super().__init__(settings, ctx)
         self.engine: IcmpEngine | None = None
         self._hist: dict[str, _RttCounts] = {}
         assert isinstance(settings, IcmpSettings)
@@ -264,6 +277,19 @@ class IcmpCollector(ProbeCollector):
         self._shared: dict[
             tuple[int, int, int | None, int], tuple[_Value, _Value, _Value, _Value, _Value, _Value | None]
         ] = {}
+
+    def link_status(self, families: Sequence[Metric]) -> LinkStatus | None:
+        # Thousands of results a round: a success is read off the compact family without building its
+        # samples (``_metrics`` puts ``probe_success`` first); anything else the general way.
+        first = families[0] if families else None
+        if isinstance(first, _Success) and first.value == 1:
+            return LINK_UP
+        return super().link_status(families)
+
+    @classmethod
+    def doctor_checks(cls, settings: CollectorSettings, targets: Sequence[TargetConfig]) -> list[DoctorCheck]:
+        """Can this process send ICMP echo (a failure only when ICMP targets are configured)?"""
+        return [check_icmp_permission(needed=bool(targets))]
 
     def max_series(self) -> int:
         # success, duration, lookup, ip protocol, failure reason; 2 phases; sent, received, loss;
@@ -283,10 +309,10 @@ class IcmpCollector(ProbeCollector):
             await self.engine.close()
             self.engine = None
 
-    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, IcmpTarget)
         out: list[Sequence[Metric] | BaseException] = []
-        await self._probe_group([target], [0], lambda _i, fams: out.append(fams))
+        await self._probe_group([target], [0], lambda _i, fams: out.append(fams), deadline)
         if isinstance(out[0], BaseException):
             raise out[0]
         return list(out[0])
@@ -295,6 +321,7 @@ class IcmpCollector(ProbeCollector):
         self,
         targets: Sequence[TargetConfig],
         report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
     ) -> None:
         groups: dict[_GroupKey, list[int]] = {}
         for i, t in enumerate(targets):
@@ -305,7 +332,7 @@ class IcmpCollector(ProbeCollector):
         try:
             await asyncio.gather(
                 *(
-                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report)
+                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report, deadline)
                     for idx in groups.values()
                 )
             )
@@ -317,6 +344,7 @@ class IcmpCollector(ProbeCollector):
         targets: list[IcmpTarget],
         slots: list[int],
         report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
     ) -> None:
         """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
         as soon as it is done."""
@@ -338,7 +366,11 @@ class IcmpCollector(ProbeCollector):
             lookups.append(0.0)
         if names:
             resolved = await asyncio.gather(
-                *(resolve(targets[i].address, targets[i].ip_protocol) for i in names), return_exceptions=True
+                *(
+                    resolve(self.resolver, targets[i].address, targets[i].ip_protocol, deadline.left(0.2))
+                    for i in names
+                ),
+                return_exceptions=True,
             )
             for i, r in zip(names, resolved, strict=True):
                 if isinstance(r, ResolveError):
@@ -358,7 +390,7 @@ class IcmpCollector(ProbeCollector):
         t0 = targets[0]
         # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
         sending = (t0.count - 1) * t0.packet_interval
-        window = min(t0.packet_timeout, time_left(t0.packet_timeout + sending, 0.2) - sending)
+        window = min(t0.packet_timeout, deadline.left(0.2) - sending)
 
         def done(j: int, result: EchoResult) -> None:
             i = live[j]
@@ -476,3 +508,28 @@ def failure_reason(r: EchoResult) -> str:
     if r.errors:
         return max(sorted(r.errors), key=lambda k: r.errors[k])
     return "timeout"
+
+
+def check_icmp_permission(needed: bool) -> DoctorCheck:
+    """Unprivileged datagram sockets (net.ipv4.ping_group_range) or raw sockets (CAP_NET_RAW)?"""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()
+        return DoctorCheck(
+            "icmp permission", PASS, "unprivileged ICMP sockets allowed (net.ipv4.ping_group_range)"
+        )
+    except OSError:
+        pass
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        return DoctorCheck("icmp permission", PASS, "raw ICMP sockets allowed (CAP_NET_RAW)")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    gid = os.getgid()
+    return DoctorCheck(
+        "icmp permission",
+        FAIL if needed else WARN,
+        f"cannot open an ICMP socket ({why})" + ("" if needed else "; no ICMP probes configured"),
+        "the systemd unit grants CAP_NET_RAW (AmbientCapabilities=CAP_NET_RAW); when running outside "
+        f"it, allow ping sockets for this group: sysctl -w net.ipv4.ping_group_range='{gid} {gid}' "
+        "(persist it in /etc/sysctl.d/)",
+    )

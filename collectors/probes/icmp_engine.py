@@ -154,7 +154,7 @@ class EchoResult:
 _NO_RESULT = EchoResult()  # placeholder in a batch's result list until the probe finishes
 
 
-class _Batch:
+class _PingRound:
     """The probes of one ``ping_many`` call: their results in order, reported as each probe finishes."""
 
     __slots__ = ("done", "on_result", "results", "waiting")
@@ -199,7 +199,7 @@ class _Probe:
         "sock",
     )
 
-    def __init__(self, addr: str, count: int, sock: _Socket, batch: _Batch, slot: int) -> None:
+    def __init__(self, addr: str, count: int, sock: _Socket, batch: _PingRound, slot: int) -> None:
         self.addr = addr
         self.sock = sock
         self.batch = batch
@@ -529,7 +529,7 @@ class IcmpEngine:
         self._fill = payload_fill or b"giamsat-icmp-probe."
         self._sockets: dict[tuple[int, bool], _Socket] = {}
         self._queue: collections.deque[_Run] = collections.deque()
-        self._batches: set[_Batch] = set()
+        self._batches: set[_PingRound] = set()
         self._wake: asyncio.Future[None] | None = None
         self._timers: _Timers | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -632,7 +632,7 @@ class IcmpEngine:
         """
         if self._timers is None:
             raise RuntimeError("IcmpEngine.start() was not awaited")
-        batch = _Batch(len(addresses), self.loop, on_result)
+        batch = _PingRound(len(addresses), self.loop, on_result)
         by_socket: dict[_Socket, list[_Probe]] = {}
         failed: list[_Probe] = []
         for slot, address in enumerate(addresses):

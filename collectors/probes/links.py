@@ -8,8 +8,8 @@
 
 expands to ordinary targets (``targets.icmp[]``, ``targets.tcp[]``, ``targets.http[]``) named
 ``<site>/<link>`` (ICMP) and ``<site>/<link>:<port>`` (TCP, HTTP), bound to that site. The expansion is
-pure and lives here so the configuration loader only has to call it; explicit ``targets.<kind>``
-entries remain for everything the shorthand cannot say.
+pure and lives here; the ICMP collector declares it (``LINKS``) and the configuration loader only calls
+it. Explicit ``targets.<kind>`` entries remain for everything the shorthand cannot say.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from agent.kernel.collector import SiteShorthand
 from agent.kernel.model import Model
 
 #: collector kinds the shorthand can generate targets for
@@ -79,3 +80,7 @@ def expand_links(site_id: str, links: list[LinkConfig]) -> dict[str, list[dict[s
                 name = f"{base}:{port or (443 if kind == 'https' else 80)}"
                 out.setdefault("http", []).append({"name": name, "site": site_id, "url": url})
     return out
+
+
+#: The ``links:`` key of a site, declared by the ICMP collector (its table line names the key).
+LINKS = SiteShorthand("links", LinkConfig, expand_links, LINK_KINDS)

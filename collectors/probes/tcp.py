@@ -13,7 +13,7 @@ import time
 from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
-from agent.kernel.collector import TargetConfig
+from agent.kernel.collector import Deadline, TargetConfig
 from collectors.probes.common import (
     CONNECT_REASONS,
     ProbeCollector,
@@ -59,12 +59,12 @@ class TcpCollector(ProbeCollector):
     kind = "tcp"
     target_model = TcpTarget
 
-    async def probe(self, target: TargetConfig | None) -> list[Metric]:
+    async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, TcpTarget)
         start = time.perf_counter()
-        budget = probe_budget(self.settings, target)
+        budget = probe_budget(deadline)
         try:
-            ip, family, lookup = await resolve(target.address, target.ip_protocol)
+            ip, family, lookup = await resolve(self.resolver, target.address, target.ip_protocol, budget)
         except ResolveError:
             return result_metrics(False, time.perf_counter() - start, "resolve")
         extra: list[Metric] = []

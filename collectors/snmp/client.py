@@ -17,7 +17,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from gufo.snmp import (
@@ -41,6 +41,7 @@ from gufo.snmp import (
 )
 from gufo.snmp.aio import SnmpSession
 
+from agent.kernel.resolver import ResolveError, Resolver
 from collectors.snmp.config import Auth
 
 _GetIter: Any
@@ -81,7 +82,7 @@ class SnmpClientError(Exception):
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class SnmpEndpoint:
     """Where and how to ask one device."""
 
     host: str
@@ -92,6 +93,8 @@ class Endpoint:
     retries: int = 3
     max_repetitions: int = 25
     max_varbinds: int = 100_000
+    #: looks the host name up (the collector's, so lookups of one name share a thread)
+    resolver: Resolver = field(default_factory=Resolver, compare=False, repr=False)
 
     def __str__(self) -> str:  # never the credentials
         return f"{self.host}:{self.port}"
@@ -153,19 +156,22 @@ class WalkGuard:
         return tuple(map(int, oid[self.cut :].split(".")))
 
 
-async def resolve(host: str, port: int) -> str:
-    """The first address of ``host`` (kept as is when already an address)."""
+async def resolve(ep: SnmpEndpoint) -> str:
+    """The first address of the device (kept as is when already an address)."""
+    host = ep.host
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         return host
     except OSError:
         pass
-    loop = asyncio.get_running_loop()
+    # The module's deadline bounds the wait (the poll runs under it); this is only an outer bound.
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise SnmpClientError("network", f"cannot resolve {host}: {exc}") from None
-    return str(infos[0][4][0])
+        addrs = await ep.resolver.resolve(
+            host, ep.port, ep.timeout * (ep.retries + 1), socktype=socket.SOCK_DGRAM
+        )
+    except ResolveError as exc:
+        raise SnmpClientError("network", f"cannot resolve {exc.message}") from None
+    return str(addrs[0][1][0])
 
 
 # --------------------------------------------------------------------------------------------- gufo
@@ -179,7 +185,7 @@ class GufoClient:
     on v3 is therefore confirmed with a GET, which does raise the authentication error.
     """
 
-    def __init__(self, ep: Endpoint) -> None:
+    def __init__(self, ep: SnmpEndpoint) -> None:
         if ep.auth.version == 3 and ep.auth.context_name:
             raise SnmpClientError("config", "gufo-snmp has no SNMPv3 context support; use engine: pysnmp")
         self.ep = ep
@@ -218,7 +224,7 @@ class GufoClient:
     async def _open(self) -> Any:
         ep = self.ep
         if self._session is None:
-            addr = await resolve(ep.host, ep.port)
+            addr = await resolve(ep)
             kwargs: dict[str, Any] = {
                 "addr": addr,
                 "port": ep.port,
@@ -395,7 +401,7 @@ class _SocketWalk:
     request's deadline, instead of a timer per request.
     """
 
-    def __init__(self, sock: Any, fd: int, roots: Sequence[str], ep: Endpoint) -> None:
+    def __init__(self, sock: Any, fd: int, roots: Sequence[str], ep: SnmpEndpoint) -> None:
         self.loop = asyncio.get_running_loop()
         self.sock, self.fd, self.roots = sock, fd, roots
         self.timeout, self.retries = ep.timeout, ep.retries
@@ -602,7 +608,7 @@ def _pysnmp_value(val: Any) -> Value | None:
 class PysnmpClient:
     """pysnmp 7 asyncio, the reference engine. Retries and timeouts are pysnmp's own."""
 
-    def __init__(self, ep: Endpoint, engine: Any) -> None:
+    def __init__(self, ep: SnmpEndpoint, engine: Any) -> None:
         self.ep = ep
         self.engine = engine
         self._auth = pysnmp_auth_data(ep.auth, ep.auth_name)
@@ -612,7 +618,7 @@ class PysnmpClient:
         from pysnmp.hlapi.v3arch.asyncio import Udp6TransportTarget, UdpTransportTarget
 
         if self._target is None:
-            addr = await resolve(self.ep.host, self.ep.port)
+            addr = await resolve(self.ep)
             cls = Udp6TransportTarget if ":" in addr else UdpTransportTarget
             try:
                 self._target = await cls.create(

@@ -17,15 +17,27 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from agent.kernel.collector import Collector, CollectorContext, CollectorSettings, TargetConfig, time_left
+from agent.kernel.collector import (
+    Collector,
+    CollectorContext,
+    CollectorSettings,
+    Deadline,
+    Reply,
+    Route,
+    RouteContext,
+    RouteRequest,
+    TargetConfig,
+    cached_target_reply,
+)
 from agent.kernel.errors import CollectError
+from agent.kernel.resolver import Resolver
 from collectors.snmp.client import (
-    Endpoint,
     GufoClient,
     PysnmpClient,
     PysnmpEngines,
     SnmpClient,
     SnmpClientError,
+    SnmpEndpoint,
     Value,
 )
 from collectors.snmp.config import Auth, MetricDef, Module, SnmpSettings, SnmpTarget
@@ -60,6 +72,8 @@ class SnmpCollector(Collector):
     settings_model = SnmpSettings
     target_model = SnmpTarget
     blocking_threads = 1
+    link_metric = "snmp_up"
+    link_reason_metric = "snmp_failure_reason"
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         super().__init__(settings, ctx)
@@ -71,6 +85,7 @@ class SnmpCollector(Collector):
         self._sem = asyncio.Semaphore(settings.max_concurrent_devices)
         self._last_state: dict[tuple[str, str], str] = {}
         self._checked: dict[str, tuple[SnmpTarget, list[tuple[int, str, str]]]] = {}
+        self._resolver = Resolver(ctx.log)
 
     # ------------------------------------------------------------------------------ config checks
 
@@ -109,7 +124,7 @@ class SnmpCollector(Collector):
 
     def _client(self, t: SnmpTarget, auth: Auth) -> SnmpClient:
         cfg = self.cfg
-        ep = Endpoint(
+        ep = SnmpEndpoint(
             host=t.address,
             port=t.port,
             auth=auth,
@@ -118,6 +133,7 @@ class SnmpCollector(Collector):
             retries=t.retries if t.retries is not None else cfg.retries,
             max_repetitions=t.max_repetitions or cfg.max_repetitions,
             max_varbinds=cfg.max_varbinds_per_walk,
+            resolver=self._resolver,
         )
         engine = t.engine or cfg.engine
         key = (ep, engine)
@@ -130,7 +146,7 @@ class SnmpCollector(Collector):
         self._clients[t.name] = (key, client)
         return client
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, SnmpTarget)
         checked = self._checked.get(target.name)
         if checked is None or checked[0] is not target:  # once per target (config is immutable)
@@ -140,17 +156,17 @@ class SnmpCollector(Collector):
             raise CollectError("config", "; ".join(f"{key}: {msg}" for _, key, msg in problems))
         auth = self.cfg.auths[target.auth]
         # Finish inside the job's deadline so a dead device is reported as data, not as a killed job.
-        budget = time_left((target.timeout or self.cfg.timeout or 10.0) * 0.9, margin=0.2)
         start = time.monotonic()
+        budget = deadline.left(margin=0.2)
         results: list[ModuleResult] = []
         async with self._sem:
             try:
                 client = self._client(target, auth)
             except SnmpClientError as exc:
                 raise CollectError(exc.reason, exc.message) from None
-            deadline = start + budget
+            device_deadline = start + budget
             for name in target.modules:
-                results.append(await self._poll_module(client, name, deadline))
+                results.append(await self._poll_module(client, name, device_deadline))
         duration = time.monotonic() - start
         out = self._device_families(target, results, duration)
         for r in results:
@@ -238,6 +254,22 @@ class SnmpCollector(Collector):
             self._last_state[key] = r.reason
 
     # ------------------------------------------------------------------------------ /snmp
+
+    def routes(self) -> Sequence[Route]:
+        """``/probe?module=snmp`` as every target kind, and snmp_exporter's ``/snmp?target=&module=``."""
+        return (*super().routes(), Route("/snmp", self._snmp_route))
+
+    def _snmp_route(self, request: RouteRequest, ctx: RouteContext) -> Reply:
+        target, module = request.query.get("target", ""), request.query.get("module", "")
+        if not target:
+            return Reply(400, "target parameter is missing")
+        reply = cached_target_reply(self.kind, target, ctx)
+        if reply.families is None or not module:
+            return reply
+        chosen = self.families_for_module(reply.families, module)
+        if chosen is None:
+            return Reply(404, f"unknown module {module[:50]!r}")
+        return Reply(200, families=chosen)
 
     def families_for_module(self, families: Sequence[Metric], module: str) -> list[Metric] | None:
         """The part of one device's cached result that ``/snmp?module=`` serves; None = unknown module."""

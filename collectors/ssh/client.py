@@ -35,7 +35,7 @@ _GRACE = 1.0  # seconds between closing the channel and closing the whole transp
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class SSHEndpoint:
     """Where and as whom to log in. Secrets never appear in ``repr``."""
 
     address: str
@@ -288,7 +288,7 @@ class _Policy(paramiko.MissingHostKeyPolicy):
 class Connection:
     """One authenticated SSH connection, reused across collections while its transport is alive."""
 
-    def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+    def __init__(self, client: paramiko.SSHClient, endpoint: SSHEndpoint) -> None:
         self.client = client
         self.endpoint = endpoint
 
@@ -422,7 +422,7 @@ Address = tuple[int, tuple[Any, ...]]
 
 
 def _tcp_connect(
-    endpoint: Endpoint, addresses: Sequence[Address], per_address: float, deadline: float
+    endpoint: SSHEndpoint, addresses: Sequence[Address], per_address: float, deadline: float
 ) -> socket.socket:
     """Connect to the first address that answers, as OpenSSH does: each address in turn gets
     ``per_address`` seconds (ConnectTimeout), cut to what is left before ``deadline``.
@@ -469,7 +469,7 @@ def _tcp_connect(
 
 
 def connect(
-    endpoint: Endpoint,
+    endpoint: SSHEndpoint,
     addresses: Sequence[Address],
     store: HostKeyStore,
     timeouts: Timeouts,
@@ -573,14 +573,14 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def reusable(self, key: str, endpoint: Endpoint) -> bool:
+    def reusable(self, key: str, endpoint: SSHEndpoint) -> bool:
         """Whether ``get`` would reuse the open connection (non-blocking; it may die meanwhile)."""
         with self._lock:
             conn = self._conns.get(key)
         return conn is not None and conn.endpoint == endpoint and conn.is_active()
 
     def get(
-        self, key: str, endpoint: Endpoint, addresses: Sequence[Address], deadline: float
+        self, key: str, endpoint: SSHEndpoint, addresses: Sequence[Address], deadline: float
     ) -> tuple[Connection, bool]:
         """(connection, reused) for ``key``: the open one when alive and for the same endpoint, else a
         new one to the first of ``addresses`` that answers."""

@@ -14,228 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
-import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import Field, SecretStr, field_validator, model_validator
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.kernel.collector import (
     Collector,
     CollectorContext,
     CollectorSettings,
+    Deadline,
     TargetConfig,
-    job_deadline,
 )
 from agent.kernel.errors import CollectError
-from agent.kernel.model import Duration, Model, secret_value
-from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
-from collectors.host.network import DEVICE_EXCLUDE
+from agent.kernel.model import secret_value
+from agent.kernel.resolver import Address, ResolveError, Resolver
 from collectors.ssh import parsers
 from collectors.ssh.errors import REASONS, KnownHostsError, SSHError
+from collectors.ssh.metrics import PROC_FILES, command_families, filesystem_families, proc_families
+from collectors.ssh.settings import BUILTIN_MODULES, SSHSettings, SSHTarget
 
 if TYPE_CHECKING:  # paramiko is imported when the collector starts, not when the config is read
     import paramiko
 
-    from collectors.ssh.client import Address, CommandResult, Connection, ConnectionPool, Endpoint
+    from collectors.ssh.client import CommandResult, Connection, ConnectionPool, SSHEndpoint
 
-PROC_FILES = ("/proc/loadavg", "/proc/meminfo", "/proc/stat", "/proc/net/dev")
-BUILTIN_MODULES = ("linux",)
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_MODULE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
-_RESERVED_LABELS = {"site", "target", "module", "instance", "job"}
 # Threads beyond max_concurrency: for closing connections and loading keys while targets are busy.
 _SPARE_THREADS = 2
 # Seconds the thread-pool deadline waits past the in-thread deadline, so the thread's own watchdog
 # (channel close, then transport close one second later) always decides first.
 _RUNNER_SLACK = 3.0
-_DEFAULT_BUDGET = 10.0  # the agent's default job timeout, used when neither target nor settings set one
-# Seconds a host name's last good addresses stand in while the resolver fails or does not answer.
-_DNS_STALE = 3600.0
-# (name, port) -> (monotonic time, addresses) of the last good lookup. Module-wide, so that it survives
-# a reload (a new collector), which is when an operator may be at work during a resolver outage.
-_GOOD_ANSWERS: dict[tuple[str, int], tuple[float, list[Address]]] = {}
 
 
-# ---------------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------------
-class SSHAuth(Model):
-    """One named credential under ``collectors.ssh.auths``: a key file, or a password."""
-
-    username: str = Field(min_length=1)
-    key_file: Path | None = None
-    passphrase: SecretStr | None = Field(default=None, description="passphrase of key_file")
-    password: SecretStr | None = None
-
-    @model_validator(mode="after")
-    def _one_method(self) -> SSHAuth:
-        if (self.key_file is None) == (self.password is None):
-            raise ValueError("give exactly one of key_file or password (password_file, password_env)")
-        if self.passphrase is not None and self.key_file is None:
-            raise ValueError("passphrase is only used with key_file")
-        return self
-
-
-class CommandMetric(Model):
-    """One metric taken from a command's output."""
-
-    name: str
-    help: str = ""
-    type: Literal["gauge", "counter"] = "gauge"
-    value: str = Field(
-        default="", description="regex: group name; keyvalue: key; json: dotted path; number: unused"
-    )
-    labels: dict[str, str] = Field(default_factory=dict, description="constant labels")
-    label_groups: dict[str, str] = Field(
-        default_factory=dict, description="regex only: label name -> named group giving its value"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _METRIC_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid Prometheus metric name")
-        if v.startswith("ssh_"):
-            raise ValueError("names starting with ssh_ are the collector's own")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> CommandMetric:
-        if self.type == "counter" and not self.name.endswith("_total"):
-            raise ValueError(f"counter {self.name!r} must end in _total")
-        for label in [*self.labels, *self.label_groups]:
-            if not _LABEL_NAME.match(label) or label.startswith("__"):
-                raise ValueError(f"{label!r} is not a valid label name")
-            if label in _RESERVED_LABELS:
-                raise ValueError(f"label {label!r} is reserved (the exporter sets it)")
-        both = set(self.labels) & set(self.label_groups)
-        if both:
-            raise ValueError(f"label(s) {sorted(both)} given both as constant and from a group")
-        return self
-
-
-class CommandModule(Model):
-    """A user-defined module: one command, one parser, the metrics to take from its output."""
-
-    command: list[str] = Field(min_length=1, description="argv; each argument is shell-quoted")
-    parser: Literal["number", "regex", "keyvalue", "json"]
-    pattern: str | None = Field(default=None, description="regex parser: pattern with named groups")
-    separator: str = Field(default="=", min_length=1)
-    timeout: Duration | None = None
-    max_series: int = Field(default=1000, ge=1, le=100_000)
-    metrics: list[CommandMetric] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> CommandModule:
-        groups: set[str] = set()
-        if self.parser == "regex":
-            if not self.pattern:
-                raise ValueError("the regex parser needs a pattern")
-            try:
-                groups = set(re.compile(self.pattern, re.MULTILINE).groupindex)
-            except re.error as exc:
-                raise ValueError(f"pattern does not compile: {exc}") from None
-            if not groups:
-                raise ValueError("pattern has no named groups, e.g. (?P<value>\\d+)")
-        elif self.pattern is not None:
-            raise ValueError("pattern is only used by the regex parser")
-        names = [m.name for m in self.metrics]
-        if len(names) != len(set(names)):
-            raise ValueError("metric names must be unique within a module")
-        for m in self.metrics:
-            if self.parser != "number" and not m.value:
-                raise ValueError(f"metric {m.name}: 'value' is required for the {self.parser} parser")
-            if self.parser != "regex" and m.label_groups:
-                raise ValueError(f"metric {m.name}: label_groups only work with the regex parser")
-            missing = {m.value, *m.label_groups.values()} - groups - {""} if self.parser == "regex" else set()
-            if missing:
-                raise ValueError(f"metric {m.name}: pattern has no group(s) {sorted(missing)}")
-        return self
-
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.pattern or "", re.MULTILINE)
-
-
-class SSHSettings(CollectorSettings):
-    """``collectors.ssh``."""
-
-    known_hosts_file: Path | None = Field(
-        default=None, description="OpenSSH known_hosts file; default <state_dir>/ssh_known_hosts"
-    )
-    trust_on_first_use: bool = Field(
-        default=False, description="record the key of a host known_hosts does not mention, then trust it"
-    )
-    max_concurrency: int = Field(default=8, ge=1, le=256, description="targets talked to at the same time")
-    connect_timeout: Duration = 5.0
-    command_timeout: Duration = 10.0
-    keepalive_interval: Duration = 30.0
-    reuse_connections: bool = Field(
-        default=True, description="keep one connection per target open between collections (one thread each)"
-    )
-    max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
-    user_hz: int = Field(default=100, ge=1, le=10_000, description="USER_HZ of the targets (/proc/stat)")
-    df_command: list[str] = Field(default_factory=lambda: ["df", "-P", "-T", "-k"], min_length=1)
-    filesystem_mount_points_exclude: str = Field(
-        default=MOUNT_POINTS_EXCLUDE, description="regex; as node_exporter's --collector.filesystem flag"
-    )
-    filesystem_fs_types_exclude: str = Field(default=FS_TYPES_EXCLUDE, description="regex, as above")
-    netdev_device_exclude: str = Field(default=DEVICE_EXCLUDE, description="regex; empty: keep every device")
-    auths: dict[str, SSHAuth] = Field(default_factory=dict)
-    commands: dict[str, CommandModule] = Field(default_factory=dict)
-
-    @field_validator(
-        "filesystem_mount_points_exclude", "filesystem_fs_types_exclude", "netdev_device_exclude"
-    )
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"does not compile: {exc}") from None
-        return v
-
-    @field_validator("commands")
-    @classmethod
-    def _command_names(cls, v: dict[str, CommandModule]) -> dict[str, CommandModule]:
-        seen: dict[str, str] = {}
-        for name, module in v.items():
-            if not re.match(_MODULE_NAME, name):
-                raise ValueError(f"module name {name!r}: use lower case letters, digits and _")
-            if name in BUILTIN_MODULES:
-                raise ValueError(f"module name {name!r} is built in")
-            for m in module.metrics:
-                if m.name in seen:
-                    raise ValueError(f"metric {m.name} is defined by both {seen[m.name]} and {name}")
-                seen[m.name] = name
-        return v
-
-
-class SSHTarget(TargetConfig):
-    """One host under ``targets.ssh``."""
-
-    address: str = Field(min_length=1, description="host name or IP address")
-    port: int = Field(default=22, ge=1, le=65535)
-    auth: str = Field(description="name of an entry under collectors.ssh.auths")
-    modules: list[str] = Field(default_factory=lambda: ["linux"], min_length=1)
-
-    @field_validator("modules")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(v) != len(set(v)):
-            raise ValueError("modules must not repeat")
-        return v
-
-
-# ---------------------------------------------------------------------------------------------------
-# the collector
-# ---------------------------------------------------------------------------------------------------
 class _ModuleFailed(Exception):
     def __init__(self, reason: str, message: str, partial: list[Metric]) -> None:
         super().__init__(message)
@@ -243,111 +54,19 @@ class _ModuleFailed(Exception):
         self.partial = partial
 
 
-class _Resolver:
-    """Host names to addresses, with a deadline, outside the SSH thread pool.
-
-    ``getaddrinfo`` cannot be interrupted: with an unreachable name server it blocks for the
-    resolver's own timeouts (``timeout:5 attempts:2`` and more), so it runs in a daemon thread of its
-    own, awaited for at most the caller's budget. One lookup per name is in flight at a time, so a hung
-    resolver costs one thread per name, not one per collection. The last good answer of a name is kept
-    for ``_DNS_STALE`` seconds (across reloads) and used when a lookup fails or times out (except a
-    definite "no such name"), so a flapping resolver does not fail every round. Not the loop's default executor: it is
-    shared with the rest of the agent, and ``asyncio.run`` waits for its threads at exit.
-    """
-
-    def __init__(self, log: logging.Logger) -> None:
-        self.log = log
-        self._good = _GOOD_ANSWERS
-        self._inflight: dict[tuple[str, int], asyncio.Future[list[Address]]] = {}
-        self._stale: set[tuple[str, int]] = set()
-
-    @staticmethod
-    def literal(host: str, port: int) -> list[Address] | None:
-        """The address itself when ``host`` is an IP address (no lookup), else None."""
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-        except (socket.gaierror, UnicodeError):
-            return None
-        return [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
-
-    def cached(self, host: str, port: int) -> list[Address] | None:
-        found = self._good.get((host, port))
-        if found is None or time.monotonic() - found[0] > _DNS_STALE:
-            return None
-        return found[1]
-
-    async def resolve(self, host: str, port: int, budget: float) -> list[Address]:
-        literal = self.literal(host, port)
-        if literal is not None:
-            return literal
-        name = (host, port)
-        cached = self.cached(host, port)
-        fut = self._inflight.get(name)
-        if fut is not None and cached is not None:
-            return cached  # the previous lookup is still hanging: do not wait on it again
-        if fut is None:
-            fut = self._start(name)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(budget, 0.001))
-        except TimeoutError:
-            failure = SSHError("dns_failed", f"{host}: no answer from the resolver within {budget:.3g}s")
-        except socket.gaierror as exc:
-            failure = SSHError("dns_failed", f"{host}: {exc.strerror or exc}")
-            if exc.errno == socket.EAI_NONAME:
-                self._good.pop(name, None)  # a definite answer: the name is gone
-                raise failure from None
-        except (OSError, UnicodeError) as exc:
-            failure = SSHError("dns_failed", f"{host}: {exc}")
-        if cached is None:
-            raise failure
-        if name not in self._stale:
-            self._stale.add(name)
-            self.log.warning(
-                f"ssh: resolving {host} failed ({failure.message}); using its last good addresses",
-                extra={"host": host},
-            )
-        return cached
-
-    def _start(self, name: tuple[str, int]) -> asyncio.Future[list[Address]]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Address]] = loop.create_future()
-        self._inflight[name] = fut
-
-        def deliver(result: list[Address] | None, exc: BaseException | None) -> None:
-            if self._inflight.get(name) is fut:
-                del self._inflight[name]
-            if fut.done():
-                return
-            if exc is not None:
-                fut.set_exception(exc)
-                return
-            assert result is not None
-            self._good[name] = (time.monotonic(), result)
-            self._stale.discard(name)
-            fut.set_result(result)
-
-        def lookup() -> None:
-            result: list[Address] | None = None
-            error: BaseException | None = None
-            try:
-                infos = socket.getaddrinfo(name[0], name[1], type=socket.SOCK_STREAM)
-                result = [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
-            except Exception as exc:
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop is gone (the agent stopped)
-                loop.call_soon_threadsafe(deliver, result, error)
-
-        # Nobody awaiting a failed lookup must not log "exception was never retrieved".
-        fut.add_done_callback(lambda f: None if f.cancelled() else f.exception())
-        threading.Thread(target=lookup, name=f"giamsat-ssh-resolve {name[0]}", daemon=True).start()
-        return fut
-
-
 class SSHCollector(Collector):
     kind = "ssh"
     settings_model = SSHSettings
     target_model = SSHTarget
     blocking_threads = 8 + _SPARE_THREADS  # replaced from max_concurrency in __init__
+    link_metric = "ssh_up"
+    link_reason_metric = "ssh_failure_reason"
+    doctor_fixes = (
+        ("host_key_unknown", "record the host's key: ssh-keyscan -p PORT HOST >> /var/lib/giamsat/ssh_known_hosts "
+         "(after checking its fingerprint), or set trust_on_first_use for the first connection"),
+        ("host_key_mismatch", "the host's key changed: verify with its administrator, then replace its line in "
+         "the known_hosts file"),
+    )  # fmt: skip
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         super().__init__(settings, ctx)
@@ -359,7 +78,7 @@ class SSHCollector(Collector):
         self._key_errors: dict[str, str] = {}
         self._last_reason: dict[str, str] = {}
         self._slots: asyncio.Semaphore | None = None
-        self._resolver = _Resolver(ctx.log)
+        self._resolver = Resolver(ctx.log)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -429,16 +148,16 @@ class SSHCollector(Collector):
                     problems.append((i, "modules", f"unknown module {m!r} (known: {known})"))
         return problems
 
-    def _endpoint(self, target: SSHTarget) -> Endpoint:
+    def _endpoint(self, target: SSHTarget) -> SSHEndpoint:
         problems = self.check_targets(self.cfg, [target])
         if problems:
             raise CollectError("config", f"target {target.name}: {problems[0][2]}")
         auth = self.cfg.auths[target.auth]
         if target.auth in self._key_errors:
             raise CollectError("key_error", self._key_errors[target.auth])
-        from collectors.ssh.client import Endpoint
+        from collectors.ssh.client import SSHEndpoint
 
-        return Endpoint(
+        return SSHEndpoint(
             address=target.address,
             port=target.port,
             username=auth.username,
@@ -447,35 +166,33 @@ class SSHCollector(Collector):
             auth_name=target.auth,
         )
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, SSHTarget)
         start = time.monotonic()
         endpoint = self._endpoint(target)
         # Finish a little before the job's deadline so our own result, not the scheduler's timeout, is
-        # stored. Outside the scheduler (tests, tools) the target's or collector's timeout applies.
-        job_end = job_deadline.get()
-        if job_end is None:
-            job_end = start + (target.timeout or self.cfg.timeout or _DEFAULT_BUDGET)
-        deadline = max(job_end - min(0.5, (job_end - start) * 0.1), start + 0.1)
+        # stored.
+        job_end = deadline.at
+        until = max(job_end - min(0.5, (job_end - start) * 0.1), start + 0.1)
         # Bounded concurrency: at most max_concurrency targets talk SSH at once. A target that cannot get
         # a slot while enough time is left is the agent's overload, not the target's fault: a collector
         # error (giamsat_collector_success 0, reason busy), never a misleading connect_timeout.
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
-        needed = min(self.cfg.connect_timeout, (deadline - start) / 2)
+        needed = min(self.cfg.connect_timeout, (until - start) / 2)
         try:
-            await asyncio.wait_for(self._slots.acquire(), max(0.001, deadline - time.monotonic() - needed))
+            await asyncio.wait_for(self._slots.acquire(), max(0.001, until - time.monotonic() - needed))
         except TimeoutError:
             raise CollectError(
                 "busy", f"{target.name}: no free slot (max_concurrency {self.cfg.max_concurrency}) in time"
             ) from None
         try:
-            return await self._collect(target, endpoint, start, deadline)
+            return await self._collect(target, endpoint, start, until)
         finally:
             self._slots.release()
 
     async def _collect(
-        self, target: SSHTarget, endpoint: Endpoint, start: float, deadline: float
+        self, target: SSHTarget, endpoint: SSHEndpoint, start: float, deadline: float
     ) -> list[Metric]:
         key = f"ssh/{target.name}"
 
@@ -562,7 +279,7 @@ class SSHCollector(Collector):
         )
         return [up, duration, failure, reused, mod_ok, mod_dur, mod_fail, *out]
 
-    async def _addresses(self, key: str, endpoint: Endpoint, deadline: float) -> list[Address]:
+    async def _addresses(self, key: str, endpoint: SSHEndpoint, deadline: float) -> list[Address]:
         """Where to connect: the name's addresses, resolved here (with a deadline) rather than in the
         SSH thread pool, where a hung resolver pinned threads until healthy targets starved."""
         if self.pool.reusable(key, endpoint):
@@ -572,7 +289,10 @@ class SSHCollector(Collector):
         budget = min(self.cfg.connect_timeout, deadline - time.monotonic())
         if budget <= 0:
             raise SSHError("connect_timeout", "no time left to resolve the address")
-        return await self._resolver.resolve(endpoint.address, endpoint.port, budget)
+        try:
+            return await self._resolver.resolve(endpoint.address, endpoint.port, budget)
+        except ResolveError as exc:
+            raise SSHError("dns_failed", exc.message) from None
 
     def _note(self, target: str, reason: str, message: str) -> None:
         """Log when a target starts failing, changes reason, or recovers; not on every failure."""
@@ -649,147 +369,3 @@ def _bounded(reason: str) -> str:
     if reason == "timeout":
         return "command_timeout"
     return "stuck" if reason == "stuck" else "command_failed"
-
-
-# ---------------------------------------------------------------------------------------------------
-# families, from parsed output (pure: tested without SSH)
-# ---------------------------------------------------------------------------------------------------
-def proc_families(text: str, user_hz: float, netdev_device_exclude: str = DEVICE_EXCLUDE) -> list[Metric]:
-    """``tail -n +1`` of PROC_FILES -> node_exporter's loadavg, meminfo, cpu, stat and netdev families."""
-    sections = parsers.split_sections(text)
-    missing = [f for f in PROC_FILES if f not in sections]
-    if missing:
-        raise parsers.ParseError(f"no output for {missing}")
-    load1, load5, load15 = parsers.parse_loadavg(sections["/proc/loadavg"])
-    out: list[Metric] = [
-        GaugeMetricFamily("node_load1", "1m load average.", value=load1),
-        GaugeMetricFamily("node_load5", "5m load average.", value=load5),
-        GaugeMetricFamily("node_load15", "15m load average.", value=load15),
-    ]
-    for name, value in parsers.parse_meminfo(sections["/proc/meminfo"]).items():
-        out.append(GaugeMetricFamily(f"node_memory_{name}", f"Memory information field {name}.", value=value))
-
-    st = parsers.parse_stat(sections["/proc/stat"], user_hz)
-    cpu = CounterMetricFamily(
-        "node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", labels=["cpu", "mode"]
-    )
-    guest = CounterMetricFamily(
-        "node_cpu_guest_seconds_total",
-        "Seconds the CPUs spent in guests (VMs) for each mode.",
-        labels=["cpu", "mode"],
-    )
-    for c, modes in st.cpu_seconds.items():
-        for mode, seconds in modes.items():
-            cpu.add_metric([c, mode], seconds)
-    for c, modes in st.guest_seconds.items():
-        for mode, seconds in modes.items():
-            guest.add_metric([c, mode], seconds)
-    out += [cpu, guest]
-    scalars: list[tuple[str, str, float | None, bool]] = [
-        ("node_boot_time_seconds", "Node boot time, in unixtime.", st.boot_time, False),
-        ("node_context_switches_total", "Total number of context switches.", st.context_switches, True),
-        ("node_forks_total", "Total number of forks.", st.forks, True),
-        ("node_intr_total", "Total number of interrupts serviced.", st.interrupts, True),
-        ("node_procs_running", "Number of processes in runnable state.", st.procs_running, False),
-        (
-            "node_procs_blocked",
-            "Number of processes blocked waiting for I/O to complete.",
-            st.procs_blocked,
-            False,
-        ),
-    ]
-    for name, doc, scalar, is_counter in scalars:
-        if scalar is None:
-            continue
-        fam: Metric = (
-            CounterMetricFamily(name, doc, value=scalar)
-            if is_counter
-            else GaugeMetricFamily(name, doc, value=scalar)
-        )
-        out.append(fam)
-
-    net = parsers.parse_net_dev(sections["/proc/net/dev"])
-    if netdev_device_exclude:
-        skip = re.compile(netdev_device_exclude)
-        net = {dev: v for dev, v in net.items() if not skip.match(dev)}
-    for field in parsers.NET_DEV_FIELDS:
-        fam_net = CounterMetricFamily(
-            f"node_network_{field}_total", f"Network device statistic {field}.", labels=["device"]
-        )
-        for device in sorted(net):
-            fam_net.add_metric([device], net[device][field])
-        out.append(fam_net)
-    return out
-
-
-def filesystem_families(
-    rows: list[parsers.DfRow],
-    mount_points_exclude: str = MOUNT_POINTS_EXCLUDE,
-    fs_types_exclude: str = FS_TYPES_EXCLUDE,
-) -> list[Metric]:
-    """``df -P`` rows -> node_exporter's filesystem families, with its (Debian) default exclusions."""
-    skip_mount, skip_type = re.compile(mount_points_exclude), re.compile(fs_types_exclude)
-    labels = ["device", "fstype", "mountpoint"]
-    size = GaugeMetricFamily("node_filesystem_size_bytes", "Filesystem size in bytes.", labels=labels)
-    free = GaugeMetricFamily("node_filesystem_free_bytes", "Filesystem free space in bytes.", labels=labels)
-    avail = GaugeMetricFamily(
-        "node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", labels=labels
-    )
-    seen: set[str] = set()
-    for r in rows:
-        if skip_mount.match(r.mountpoint) or (r.fstype and skip_type.match(r.fstype)):
-            continue
-        if r.mountpoint in seen:  # df lists a mount point once per mount; keep the first
-            continue
-        seen.add(r.mountpoint)
-        lv = [r.device, r.fstype, r.mountpoint]
-        size.add_metric(lv, r.size_bytes)
-        free.add_metric(lv, r.free_bytes)
-        avail.add_metric(lv, r.avail_bytes)
-    return [size, free, avail]
-
-
-def command_families(module: str, spec: CommandModule, text: str) -> list[Metric]:
-    """A command module's output -> its metric families, as the module's metric specs say."""
-    records: list[dict[str, Any]]
-    if spec.parser == "number":
-        number = parsers.parse_number(text)
-        records = [{"": number}]
-    elif spec.parser == "regex":
-        records = list(parsers.parse_regex(text, spec.compiled()))
-        if not records:
-            raise parsers.ParseError(f"{module}: pattern matched nothing")
-    elif spec.parser == "keyvalue":
-        records = [dict(parsers.parse_keyvalue(text, spec.separator))]
-    else:
-        doc = parsers.parse_json(text)
-        records = [{m.value: parsers.json_path(doc, m.value) for m in spec.metrics}]
-    if len(records) > spec.max_series:
-        raise parsers.ParseError(f"{module}: {len(records)} matches, more than max_series {spec.max_series}")
-    out: list[Metric] = []
-    for m in spec.metrics:
-        names = sorted([*m.labels, *m.label_groups])
-        doc_text = m.help or f"{m.name} from the ssh command module {module}."
-        fam: GaugeMetricFamily | CounterMetricFamily = (
-            CounterMetricFamily(m.name, doc_text, labels=names)
-            if m.type == "counter"
-            else GaugeMetricFamily(m.name, doc_text, labels=names)
-        )
-        seen: set[tuple[str, ...]] = set()
-        for rec in records:
-            if m.value not in rec:
-                raise parsers.ParseError(f"{module}: no {m.value!r} in the output")
-            value = parsers.to_number(rec[m.value], f"{module}.{m.name}")
-            values = {
-                **m.labels,
-                **{label: str(rec.get(group, "")) for label, group in m.label_groups.items()},
-            }
-            lv = tuple(values[n] for n in names)
-            if lv in seen:
-                raise parsers.ParseError(
-                    f"{module}: two matches give {m.name} the same labels {dict(zip(names, lv, strict=True))}"
-                )
-            seen.add(lv)
-            fam.add_metric(list(lv), value)
-        out.append(fam)
-    return out

@@ -22,7 +22,9 @@ import yaml
 from prometheus_client.core import Metric
 
 from agent.config import load_config
-from agent.kernel.store import JobResult, Store
+from agent.kernel.pipeline import Pipeline
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
 from agent.scheduler import Runner
 
 HOST_IP, ROUTER_A, ROUTER_B, TARGET_IP = "198.18.30.1", "198.18.30.2", "198.18.31.1", "198.18.31.2"
@@ -113,7 +115,7 @@ def write_config(
 
 async def run_config(path: Path) -> dict[str, JobResult]:
     """Load a config, run every job once through the real runner, return results by target name."""
-    runner = Runner(load_config(path), Store())
+    runner = Runner(load_config(path), Pipeline(Store()))
     await runner.open()
     try:
         results = await runner.run_once()

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.kernel.collector import BlockingRunner, CollectorContext
-from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
+from collectors.ssh.collector import SSHCollector
+from collectors.ssh.settings import SSHSettings, SSHTarget
+from tests.helpers import collect_once
 from tests.integration.sshd_server import Sshd, keygen, start_sshd
 
 SSHD_ADDRESS = "127.0.0.2"
@@ -76,10 +78,10 @@ async def dns(base: Path, server: Sshd) -> dict[str, Any]:
     try:
         targets = [target(f"dns{i}", f"nx{i}.test", server.port) for i in range(4)]
         targets += [target("by_ip", SSHD_ADDRESS, server.port), target("flappy", "flappy.test", server.port)]
-        first = await asyncio.gather(*(c.collect(t) for t in targets))
+        first = await asyncio.gather(*(collect_once(c, t) for t in targets))
         set_hosts("127.0.0.1 localhost\n")  # flappy.test now needs the (dead) name server
         start = time.monotonic()
-        again = await c.collect(target("flappy", "flappy.test", server.port))
+        again = await collect_once(c, target("flappy", "flappy.test", server.port))
         stale_seconds = time.monotonic() - start
     finally:
         await c.close()
@@ -88,7 +90,7 @@ async def dns(base: Path, server: Sshd) -> dict[str, Any]:
     reloaded = collector(base, server, [SSHD_ADDRESS, "flappy.test"], reuse_connections=False)
     await reloaded.start()
     try:
-        after_reload = await reloaded.collect(target("flappy", "flappy.test", server.port))
+        after_reload = await collect_once(reloaded, target("flappy", "flappy.test", server.port))
     finally:
         await reloaded.close()
         reloaded.ctx.blocking.shutdown()
@@ -107,7 +109,7 @@ async def multi(base: Path, server: Sshd) -> dict[str, Any]:
     c = collector(base, server, ["twoaddr.test"])
     await c.start()
     try:
-        fams = await c.collect(target("two", "twoaddr.test", server.port, timeout="10s"))
+        fams = await collect_once(c, target("two", "twoaddr.test", server.port, timeout="10s"))
     finally:
         await c.close()
         c.ctx.blocking.shutdown()
@@ -125,9 +127,9 @@ async def fsize(base: Path, server: Sshd) -> dict[str, Any]:
     resource.setrlimit(resource.RLIMIT_FSIZE, (kh.stat().st_size + 20, hard))
     await c.start()
     try:
-        full = await c.collect(target("tofu", SSHD_ADDRESS, server.port))
+        full = await collect_once(c, target("tofu", SSHD_ADDRESS, server.port))
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        freed = await c.collect(target("tofu", SSHD_ADDRESS, server.port))
+        freed = await collect_once(c, target("tofu", SSHD_ADDRESS, server.port))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         await c.close()

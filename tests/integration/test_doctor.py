@@ -209,25 +209,32 @@ def test_bad_web_config_is_reported(tmp_path: Path) -> None:
 
 
 def test_down_reason_follows_the_collectors_convention() -> None:
+    """Each kind reads its own results (``<x>_up 0`` or ``probe_success 0`` and ``<x>_failure_reason``
+    beside it); doctor reports what the pipeline stored and the kind's own fix."""
     from prometheus_client.core import GaugeMetricFamily
 
-    from agent.doctor import _down_reason, _fix_for
-    from agent.kernel.store import JobResult
+    from agent.doctor import down_reason, fix_for
+    from agent.kernel.collector import read_link_status
+    from agent.kernel.results import JobResult
+    from collectors import COLLECTORS
 
-    def result(*fams: GaugeMetricFamily) -> JobResult:
-        return JobResult("snmp/x", "snmp", "x", "here", tuple(fams), 0.0, 0.1, True)
+    def result(kind: str, *fams: GaugeMetricFamily) -> JobResult:
+        cls = COLLECTORS[kind]
+        assert cls.link_metric is not None
+        link = read_link_status(fams, cls.link_metric, cls.link_reason_metric)
+        return JobResult(f"{kind}/x", kind, "x", "here", tuple(fams), 0.0, 0.1, True, link=link)
 
     up0 = GaugeMetricFamily("snmp_up", "", value=0)
     up1 = GaugeMetricFamily("snmp_up", "", value=1)
     why = GaugeMetricFamily("snmp_failure_reason", "", labels=["reason"])
     why.add_metric(["auth_failed"], 1)
-    assert _down_reason(result(up0, why)) == "auth_failed"
-    assert _down_reason(result(up0)) == "down"
-    assert _down_reason(result(up1)) is None
-    assert _down_reason(result(GaugeMetricFamily("probe_success", "", value=0))) == "down"
-    assert "collectors.snmp.auths" in _fix_for("snmp", "auth_failed")
-    assert "ssh-keyscan" in _fix_for("ssh", "host_key_unknown")
-    assert "routing" in _fix_for("icmp", "timeout")
+    assert down_reason(result("snmp", up0, why)) == "auth_failed"
+    assert down_reason(result("snmp", up0)) == "down"
+    assert down_reason(result("snmp", up1)) is None
+    assert down_reason(result("icmp", GaugeMetricFamily("probe_success", "", value=0))) == "down"
+    assert "collectors.snmp.auths" in fix_for("snmp", "auth_failed")
+    assert "ssh-keyscan" in fix_for("ssh", "host_key_unknown")
+    assert "routing" in fix_for("icmp", "timeout")
 
 
 if "snmp" in __import__("collectors").COLLECTORS:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from agent.kernel.collector import BlockingRunner, CollectorContext
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
 from collectors.host import HostCollector, HostSettings
 from exporters.exposition import render_text
-from tests.helpers import free_port, http_get, stop_process, wait_for
+from tests.helpers import collect_once, free_port, http_get, stop_process, wait_for
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
@@ -66,7 +66,7 @@ def node_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def giamsat_host() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     ctx = CollectorContext("host", Path("/nonexistent"), BlockingRunner("parity", 4))
     collector = HostCollector(HostSettings(), ctx)
-    fams = await collector.collect(None)
+    fams = await collect_once(collector, None)
     ctx.blocking.shutdown()
     r = JobResult("host", "host", None, None, tuple(fams), time.time(), 0.0, True)
     return parse(render_text([r], [], 1024)[0].decode())

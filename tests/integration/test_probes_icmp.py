@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.kernel.store import JobResult, Store
+from agent.kernel.pipeline import Pipeline
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
 from agent.scheduler import Runner
 from collectors.probes.icmp_engine import IcmpEngine
 from tests.helpers import GIAMSAT, exclusive_addresses
@@ -214,7 +216,7 @@ def test_blackholed_target_in_a_batch_does_not_hold_back_the_others(lab: Lab, tm
 
     async def scenario() -> tuple[list[str], bool, dict[str, JobResult]]:
         store = Store()
-        runner = Runner(load_config(cfg), store)
+        runner = Runner(load_config(cfg), Pipeline(store))
         order: list[str] = []
         live_in = asyncio.Event()
 
@@ -223,7 +225,7 @@ def test_blackholed_target_in_a_batch_does_not_hold_back_the_others(lab: Lab, tm
             if len(order) == 4:
                 live_in.set()
 
-        runner.listeners.append(listener)
+        runner.pipeline.subscribe(listener)
         await runner.open()
         try:
             (batch,) = runner.batches

@@ -838,7 +838,7 @@ remote_write:
 def _result(i: int, t0: float) -> Any:
     from prometheus_client.core import GaugeMetricFamily
 
-    from agent.kernel.store import JobResult
+    from agent.kernel.results import JobResult
 
     g = GaugeMetricFamily("rwtest_swap", "x", labels=["series"])
     for j in range(2):

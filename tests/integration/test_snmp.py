@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 from agent.kernel.collector import BlockingRunner, CollectorContext
 from collectors.snmp import SnmpCollector
 from collectors.snmp.config import SnmpSettings, SnmpTarget
-from tests.helpers import exclusive_addresses
+from tests.helpers import collect_once, exclusive_addresses
 from tests.snmp_fakes import FakeAgent
 from tests.snmpd import AUTH_PASS, COMMUNITY, PRIV_PASS, V3_USERS, Snmpd, V3User, parse_numeric
 
@@ -120,7 +120,7 @@ def target(name: str, host: str, port: int, **kw: Any) -> SnmpTarget:
 def collect(c: SnmpCollector, t: SnmpTarget) -> list[Metric]:
     async def run() -> list[Metric]:
         try:
-            return await c.collect(t)
+            return await collect_once(c, t)
         finally:
             await c.close()
 
@@ -362,7 +362,9 @@ def test_misbehaving_agents_fail_alone(
         good = target("good", "127.0.0.1", lo_agent.port, modules=["system", "if_mib"])
 
         async def run() -> dict[str, Any]:
-            tasks = {name: asyncio.create_task(c.collect(t)) for name, t in {**targets, "good": good}.items()}
+            tasks = {
+                name: asyncio.create_task(collect_once(c, t)) for name, t in {**targets, "good": good}.items()
+            }
             healthy = await tasks["good"]
             # the healthy device is done while the silent one still waits for its timeout
             silent_pending = not tasks["silent"].done()
@@ -602,11 +604,11 @@ STABLE = (*(f"{IF_ENTRY}.{c}." for c in (2, 3, 4, 7, 8)), "1.3.6.1.2.1.1.1.", "1
 
 async def _walk_many(engine: str, roots: list[str], **ep: Any) -> list[list[tuple[str, Any]]]:
     """``walk_many`` through a client of ``engine`` for the namespace agent, closed afterwards."""
-    from collectors.snmp.client import Endpoint, GufoClient, PysnmpClient, PysnmpEngines
+    from collectors.snmp.client import GufoClient, PysnmpClient, PysnmpEngines, SnmpEndpoint
     from collectors.snmp.config import Auth
 
     auth = Auth.model_validate({"version": 2, "community": COMMUNITY})
-    endpoint = Endpoint(AGENT_IP, 161, auth, "v2", **ep)
+    endpoint = SnmpEndpoint(AGENT_IP, 161, auth, "v2", **ep)
     engines = PysnmpEngines()
     client = GufoClient(endpoint) if engine == "gufo" else PysnmpClient(endpoint, engines.get("v2"))
     try:

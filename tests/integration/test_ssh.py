@@ -29,9 +29,10 @@ from prometheus_client.core import Metric
 
 from agent.kernel.collector import BlockingRunner, CollectorContext
 from agent.kernel.errors import CollectError
-from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
+from collectors.ssh.collector import SSHCollector
 from collectors.ssh.errors import REASONS, SSHError
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
+from collectors.ssh.settings import SSHSettings, SSHTarget
+from tests.helpers import GIAMSAT, collect_once, free_port, http_get, parse_exposition, stop_process, wait_for
 from tests.integration.sshd_server import (
     CommandWatch,
     Sshd,
@@ -140,7 +141,7 @@ def collect_rounds(collector: SSHCollector, tgt: SSHTarget, rounds: int) -> list
     async def go() -> list[list[Metric]]:
         await collector.start()
         try:
-            return [await collector.collect(tgt) for _ in range(rounds)]
+            return [await collect_once(collector, tgt) for _ in range(rounds)]
         finally:
             await collector.close()
             collector.ctx.blocking.shutdown()
@@ -151,12 +152,12 @@ def collect_rounds(collector: SSHCollector, tgt: SSHTarget, rounds: int) -> list
 @contextlib.contextmanager
 def direct_connection(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> Iterator[Any]:
     """One authenticated ``Connection`` to ``sshd`` from a pool of its own (closed afterwards)."""
-    from collectors.ssh.client import ConnectionPool, Endpoint, HostKeyStore, Timeouts, load_private_key
+    from collectors.ssh.client import ConnectionPool, HostKeyStore, SSHEndpoint, Timeouts, load_private_key
 
     kh = tmp_path / "known_hosts"
     kh.write_text(known_hosts_line(sshd))
     pool = ConnectionPool(HostKeyStore(kh, False, logging.getLogger("t")), Timeouts(), logging.getLogger("t"))
-    ep = Endpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
+    ep = SSHEndpoint("127.0.0.1", sshd.port, "root", pkey=load_private_key(keys["client"], None))
     try:
         conn, reused = pool.get("t", ep, [(socket.AF_INET, ("127.0.0.1", sshd.port))], time.monotonic() + 10)
         assert not reused
@@ -168,7 +169,7 @@ def direct_connection(tmp_path: Path, sshd: Sshd, keys: dict[str, Path]) -> Iter
 async def collect_all(collector: SSHCollector, *targets: SSHTarget) -> list[list[Metric]]:
     await collector.start()
     try:
-        return list(await asyncio.gather(*(collector.collect(t) for t in targets)))
+        return list(await asyncio.gather(*(collect_once(collector, t) for t in targets)))
     finally:
         await collector.close()
         collector.ctx.blocking.shutdown()
@@ -280,9 +281,9 @@ def test_connection_is_reused_across_collections(tmp_path: Path, sshd: Sshd, key
     async def twice() -> tuple[list[Metric], list[Metric], int]:
         await collector.start()
         try:
-            first = await collector.collect(target(sshd))
+            first = await collect_once(collector, target(sshd))
             sessions_between = len([p for p in children(sshd.pid) if "sshd" in " ".join(cmdline(p))])
-            second = await collector.collect(target(sshd))
+            second = await collect_once(collector, target(sshd))
             return first, second, sessions_between
         finally:
             await collector.close()
@@ -470,7 +471,7 @@ async def _race(
     results: dict[str, list[Metric]] = {}
 
     async def one(t: SSHTarget) -> None:
-        results[t.name] = await collector.collect(t)
+        results[t.name] = await collect_once(collector, t)
         order.append(t.name)
 
     try:
@@ -589,8 +590,8 @@ def test_sshd_killed_mid_session_is_disconnected(
     async def scenario() -> dict[str, list[Metric]]:
         await collector.start()
         try:
-            victim_task = asyncio.create_task(collector.collect(victim))
-            healthy = await collector.collect(fast)
+            victim_task = asyncio.create_task(collect_once(collector, victim))
+            healthy = await collect_once(collector, fast)
             healthy_done.set()
             return {"healthy": healthy, "victim": await victim_task}
         finally:
@@ -855,10 +856,10 @@ def test_frozen_server_mid_command_times_out_and_is_not_reused(
     async def scenario() -> tuple[list[Metric], list[Metric]]:
         await collector.start()
         try:
-            first = await collector.collect(target(sshd2, modules=["slow"]))
+            first = await collect_once(collector, target(sshd2, modules=["slow"]))
             for p in frozen:
                 os.kill(p, signal.SIGCONT)
-            second = await collector.collect(target(sshd2, modules=["linux"]))
+            second = await collect_once(collector, target(sshd2, modules=["linux"]))
             return first, second
         finally:
             await collector.close()
@@ -1199,7 +1200,7 @@ def test_close_during_connect_closes_the_new_connection(
 
     async def reload_while_connecting() -> None:
         await collector.start()
-        job = asyncio.create_task(collector.collect(target(None, "slow", port=proxy.port)))
+        job = asyncio.create_task(collect_once(collector, target(None, "slow", port=proxy.port)))
         assert await asyncio.to_thread(proxy.accepted.wait, 10)
         job.cancel()  # what the scheduler's shutdown does to jobs in flight
         with contextlib.suppress(asyncio.CancelledError):

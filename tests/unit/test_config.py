@@ -348,7 +348,7 @@ OPTIONAL_SCHEMA_MODULES = (
 
 
 def test_schemas_a_file_does_not_use_are_never_built(tmp_path: Path) -> None:
-    # Every pydantic model costs resident memory (issue 2: a host-only agent within 40 MiB): the
+    # Every pydantic model costs resident memory (a host-only agent stays within about 40 MiB): the
     # site-links shorthand, remote write and the web config file are built only for files using them.
     plain = write(tmp_path, GOOD_SITES, "plain.yml")
     rich = write(

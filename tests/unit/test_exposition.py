@@ -7,9 +7,11 @@ import time
 from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.samples import Sample
 
-from agent.kernel.store import JobResult, Store
-from exporters.exposition import render_openmetrics, render_text
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
+from exporters.exposition import ResultRenderCache, render_openmetrics, render_text
 from tests.helpers import parse_exposition
 
 
@@ -83,13 +85,38 @@ def test_duplicate_series_and_type_clash_across_jobs_are_dropped_and_counted() -
     assert promtool_check(text) == ""
 
 
+class _CountingFamily(Metric):
+    """A family that counts how often its samples are read (a render reads them once)."""
+
+    reads = 0
+
+    def __init__(self) -> None:
+        super().__init__("probe_success", "", "gauge")
+        self._samples = [Sample("probe_success", {}, 1.0)]
+
+    @property  # type: ignore[override]
+    def samples(self) -> list[Sample]:
+        type(self).reads += 1
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        pass
+
+
 def test_render_is_cached_per_result_and_own_metrics_are_fresh() -> None:
-    r = result("icmp/wan", [gauge("probe_success", 1)])
-    render_text([r], [], 256)
-    assert r.rendered  # cached after the first scrape
+    fam = _CountingFamily()
+    r = result("icmp/wan", [fam])
+    cache = ResultRenderCache()
+    render_text([r], [], 256, result_cache=cache)
+    reads = _CountingFamily.reads
     own = [gauge("giamsat_build_info", 1, version="x")]
-    text = render_text([r], own, 256)[0].decode()
+    text = render_text([r], own, 256, result_cache=cache)[0].decode()
+    assert _CountingFamily.reads == reads  # cached after the first scrape
     assert text.index("giamsat_build_info") < text.index("probe_success")
+    newer = result("icmp/wan", [fam])  # a new result of the same job is rendered anew
+    render_text([newer], [], 256, result_cache=cache)
+    assert _CountingFamily.reads > reads
 
 
 def test_openmetrics_output() -> None:
@@ -259,11 +286,12 @@ def test_openmetrics_spells_timestamps_in_seconds_text_in_milliseconds() -> None
 
 def test_openmetrics_reuses_the_lines_cached_for_text() -> None:
     """The cost fix: a result is rendered once, whichever format asks first, and both formats use it."""
-    r = result("icmp/wan", [gauge("probe_success", 1)])
-    render_openmetrics([r], [], 256)
-    cached = dict(r.rendered)
-    assert cached
-    render_text([r], [], 256)
-    render_openmetrics([r], [], 256)
-    assert r.rendered.keys() == cached.keys()
-    assert all(r.rendered[k] is v for k, v in cached.items())
+    fam = _CountingFamily()
+    r = result("icmp/wan", [fam])
+    cache = ResultRenderCache()
+    render_openmetrics([r], [], 256, result_cache=cache)
+    reads = _CountingFamily.reads
+    assert reads
+    render_text([r], [], 256, result_cache=cache)
+    render_openmetrics([r], [], 256, result_cache=cache)
+    assert _CountingFamily.reads == reads

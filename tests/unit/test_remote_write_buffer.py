@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporters.wal import MAGIC, Batch, Buffer, BufferLockedError, LabelKey
+from exporters.wal import MAGIC, Buffer, BufferLockedError, LabelKey, SegmentRun
 
 T0 = 1_700_000_000_000
 
@@ -31,7 +31,7 @@ def buf(d: Path, **kw: int) -> Buffer:
     return b
 
 
-def drain(b: Buffer, lane_name: str = "live", max_samples: int = 1000) -> list[Batch]:
+def drain(b: Buffer, lane_name: str = "live", max_samples: int = 1000) -> list[SegmentRun]:
     out = []
     while True:
         lane = b.live if lane_name == "live" else b.backfill
@@ -44,7 +44,7 @@ def drain(b: Buffer, lane_name: str = "live", max_samples: int = 1000) -> list[B
         b.ack(lane, batch)
 
 
-def values(batches: list[Batch], series: str = "s0") -> list[float]:
+def values(batches: list[SegmentRun], series: str = "s0") -> list[float]:
     """Values of one series across batches, in delivery order."""
     return [
         v for bt in batches for k, samples in bt.series.items() if series.encode() in k for _, v in samples

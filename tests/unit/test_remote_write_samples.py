@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from pydantic import ValidationError
 
-from agent.kernel.store import JobResult
+from agent.kernel.results import JobResult
 from exporters.remote_write import RemoteWriter, RemoteWriteSet, RemoteWriteSettings, samples_from_result
 
 

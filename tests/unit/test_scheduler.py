@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,11 +19,14 @@ from agent.kernel.collector import (
     Collector,
     CollectorContext,
     CollectorSettings,
+    Deadline,
     TargetConfig,
 )
 from agent.kernel.errors import CollectError
-from agent.kernel.store import JobResult, Store
-from agent.scheduler import Job, Runner, build_batches
+from agent.kernel.pipeline import Job, Pipeline
+from agent.kernel.results import JobResult
+from agent.kernel.store import Store
+from agent.scheduler import Runner, build_batches
 
 
 class Scripted(Collector):
@@ -37,7 +41,7 @@ class Scripted(Collector):
         self.release = release or threading.Event()
         self.calls = 0
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         self.calls += 1
         if self.behaviour == "sleep":
             await asyncio.sleep(60)
@@ -52,9 +56,9 @@ class Scripted(Collector):
         return [GaugeMetricFamily("scripted_value", "v", value=self.calls)]
 
 
-def make_runner(store: Store) -> Runner:
-    loaded = build_config({}, Path("test.yml"))
-    return Runner(loaded, store)
+def make_runner(store: Store, config: dict[str, Any] | None = None) -> Runner:
+    loaded = build_config(config or {}, Path("test.yml"))
+    return Runner(loaded, Pipeline(store, loaded.config.agent.max_series_per_target))
 
 
 def job(name: str, collector: Collector, interval: float = 30.0, timeout: float = 0.3) -> Job:
@@ -179,7 +183,7 @@ class Flood(Collector):
             CollectorSettings(), CollectorContext("scripted", Path("/nonexistent"), BlockingRunner("f", 1))
         )
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         rows = GaugeMetricFamily("ifOperStatus", "status", labels=["ifIndex"])
         for i in range(5000):
             rows.add_metric([str(i)], 1)
@@ -188,7 +192,7 @@ class Flood(Collector):
 
 async def test_series_per_target_are_capped_health_kept_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     store = Store()
-    runner = Runner(build_config({"agent": {"max_series_per_target": 100}}, Path("t.yml")), store)
+    runner = make_runner(store, {"agent": {"max_series_per_target": 100}})
     j = Job("scripted/flood", "scripted", Flood(), None, "s", 30.0, 5.0)
     runner.set_jobs([j])
     with caplog.at_level(logging.WARNING, logger="giamsat.scheduler"):
@@ -214,13 +218,14 @@ class BatchScripted(Collector):
         )
         self.batches = 0
 
-    async def collect(self, target: TargetConfig | None) -> list[Metric]:
+    async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         raise AssertionError("a batched collector is run through collect_batch")
 
     async def collect_batch(
         self,
         targets: Sequence[TargetConfig],
         report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
     ) -> None:
         self.batches += 1
 
@@ -272,7 +277,7 @@ async def test_batch_records_each_target_as_reported_and_times_out_only_the_hung
         if len(seen) == 3:
             three.set()
 
-    runner.listeners.append(listener)
+    runner.pipeline.subscribe(listener)
     runner.set_jobs(batch_jobs(c, ["fast1", "hung", "raise", "fast2"], timeout=1.0))
     (batch,) = runner.batches
     task = asyncio.create_task(runner.run_batch(batch))

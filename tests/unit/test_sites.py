@@ -11,8 +11,22 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.inventory import Inventory, Level, Site
-from agent.kernel.store import JobResult
+from agent.kernel.collector import read_link_status
+from agent.kernel.results import JobResult, LinkStatus
 from agent.sites import STATES, SiteTracker, uplink_is_up
+from collectors import COLLECTORS
+
+
+def _result(
+    kind: str, target: str, families: tuple[Metric, ...], ts: float, success: bool = True, reason: str = ""
+) -> JobResult:
+    """A stored result as the pipeline makes it: the link read by the kind's own rule."""
+    cls = COLLECTORS[kind]
+    assert cls.link_metric is not None
+    link = read_link_status(families, cls.link_metric, cls.link_reason_metric) if success else None
+    if not success:
+        link = LinkStatus(False, reason)
+    return JobResult(f"{kind}/{target}", kind, target, None, families, ts, 0.01, success, reason, link=link)
 
 
 def _probe(target: str, ok: bool, ts: float, kind: str = "icmp") -> JobResult:
@@ -20,13 +34,13 @@ def _probe(target: str, ok: bool, ts: float, kind: str = "icmp") -> JobResult:
     fam.add_metric([], 1.0 if ok else 0.0)
     dur = GaugeMetricFamily("probe_duration_seconds", "How long the probe took")
     dur.add_metric([], 0.01)
-    return JobResult(f"{kind}/{target}", kind, target, None, (fam, dur), ts, 0.01, True)
+    return _result(kind, target, (fam, dur), ts)
 
 
 def _snmp(target: str, ok: bool, ts: float) -> JobResult:
     fam = GaugeMetricFamily("snmp_up", "Whether the device answered", labels=["reason"])
     fam.add_metric(["" if ok else "timeout"], 1.0 if ok else 0.0)
-    return JobResult(f"snmp/{target}", "snmp", target, None, (fam,), ts, 0.01, True)
+    return _result("snmp", target, (fam,), ts)
 
 
 # province P; districts D1, D2; communes C1, C2 under D1, C3 under D2, C4 under P (post-2025 layout),
@@ -81,16 +95,18 @@ def test_uplink_rule_probe_and_up_gauges() -> None:
     assert not uplink_is_up(_snmp("x", False, 1))
     # a broken collector is not evidence of a working link, whatever it returned
     r = _probe("x", True, 1)
-    broken = JobResult(r.job_id, r.kind, r.target, None, r.families, 1, 0.1, False, "timeout")
+    broken = _result("icmp", "x", r.families, 1, success=False, reason="timeout")
     assert not uplink_is_up(broken)
     # probe_success decides alone when present
     fam = GaugeMetricFamily("probe_success", "")
     fam.add_metric([], 0)
     other = GaugeMetricFamily("probe_dns_up", "")
     other.add_metric([], 1)
-    assert not uplink_is_up(JobResult("dns/x", "dns", "x", None, (fam, other), 1, 0.1, True))
+    assert not uplink_is_up(_result("dns", "x", (fam, other), 1))
     # no verdict at all
-    assert not uplink_is_up(JobResult("tcp/x", "tcp", "x", None, (), 1, 0.1, True))
+    assert not uplink_is_up(_result("tcp", "x", (), 1))
+    # a kind whose results say nothing about a link (this host) is never an up uplink
+    assert not uplink_is_up(JobResult("host", "host", None, None, (fam,), 1, 0.1, True))
 
 
 def test_all_up_then_district_cut(tracker: SiteTracker) -> None:

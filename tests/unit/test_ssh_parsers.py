@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from collectors.ssh import parsers
-from collectors.ssh.collector import (
-    CommandModule,
-    SSHAuth,
-    SSHSettings,
-    SSHTarget,
-    command_families,
-    filesystem_families,
-    proc_families,
-)
+from collectors.ssh.metrics import command_families, filesystem_families, proc_families
+from collectors.ssh.settings import CommandModule, SSHAuth, SSHSettings, SSHTarget
+from tests.helpers import collect_once
 
 LOADAVG = "0.52 0.58 0.59 2/467 12345\n"
 MEMINFO = """MemTotal:        8038360 kB
@@ -369,7 +363,7 @@ def test_unknown_auth_is_a_collector_error(tmp_path: Path) -> None:
     collector = SSHCollector(SSHSettings.model_validate({}), ctx)
     target = SSHTarget.model_validate({"name": "n", "site": "s", "address": "127.0.0.1", "auth": "none"})
     with pytest.raises(CollectError) as err:
-        asyncio.run(collector.collect(target))
+        asyncio.run(collect_once(collector, target))
     collector.ctx.blocking.shutdown()
     assert err.value.reason == "config"
 
