@@ -276,7 +276,6 @@ def read_link_status(families: Sequence[Metric], up_metric: str, reason_metric: 
     return LinkStatus(False, reason or "down")
 
 
-
 class Collector(abc.ABC):
     """Base class of every collector. Subclasses set ``kind``, their models, and implement ``collect``.
 
