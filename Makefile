@@ -10,6 +10,9 @@ BUNDLE := giamsat-$(VERSION)-$(PLATFORM)
 BUILD ?= build/bundle
 DIST ?= dist
 BUNDLE_DIR := $(BUILD)/$(BUNDLE)
+# The wheel set of the package and every dependency: what both the bundle and the .deb install from.
+WHEELS ?= $(BUILD)/wheels
+PIP_PYTHON := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -31,18 +34,30 @@ bench: ## run the benchmarks and update docs/benchmarks.md
 	$(VENV)/bin/python bench/icmp.py --write
 	$(VENV)/bin/python bench/web_tls.py --write docs/benchmarks.md
 
-bundle: ## offline install tarball in dist/: wheels of the package and every dependency, install.sh, unit
+wheels: ## wheels of the package and every dependency, in WHEELS (build/bundle/wheels; needs the index)
+	rm -rf $(WHEELS)
+	mkdir -p $(WHEELS)
+	$(PIP_PYTHON) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELS) .
+
+bundle: wheels ## offline install tarball in dist/: the wheels, install.sh, unit, rules, dashboards, docs
 	rm -rf $(BUNDLE_DIR)
 	mkdir -p $(BUNDLE_DIR)/wheels $(BUNDLE_DIR)/deploy/systemd $(BUNDLE_DIR)/docs $(BUNDLE_DIR)/config $(DIST)
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(BUNDLE_DIR)/wheels .
+	cp $(WHEELS)/*.whl $(BUNDLE_DIR)/wheels/
 	cp deploy/install.sh deploy/giamsat.yml deploy/web-config.example.yml $(BUNDLE_DIR)/deploy/
 	cp deploy/systemd/giamsat.service $(BUNDLE_DIR)/deploy/systemd/
+	mkdir -p $(BUNDLE_DIR)/deploy/prometheus $(BUNDLE_DIR)/deploy/grafana
+	cp -R deploy/prometheus/rules deploy/prometheus/alertmanager.yml deploy/prometheus/prometheus.yml \
+	  deploy/prometheus/scrape-file-sd.yml $(BUNDLE_DIR)/deploy/prometheus/
+	cp -R deploy/grafana/dashboards deploy/grafana/provisioning $(BUNDLE_DIR)/deploy/grafana/
 	cp docs/*.md $(BUNDLE_DIR)/docs/ 2>/dev/null || true
 	cp config/*.yml $(BUNDLE_DIR)/config/ 2>/dev/null || true
 	printf '#!/bin/sh\n# Offline install: see deploy/install.sh --help.\nexec "$$(dirname "$$0")/deploy/install.sh" "$$@"\n' >$(BUNDLE_DIR)/install.sh
 	chmod 0755 $(BUNDLE_DIR)/install.sh $(BUNDLE_DIR)/deploy/install.sh
 	tar -C $(BUILD) -czf $(DIST)/$(BUNDLE).tar.gz $(BUNDLE)
 	@echo "$(DIST)/$(BUNDLE).tar.gz: copy it over, then: tar xzf $(BUNDLE).tar.gz && sudo $(BUNDLE)/install.sh"
+
+deb: wheels ## Debian package in dist/ from the wheel set: sudo apt install ./dist/giamsat_*.deb
+	bash deploy/debian/build-deb.sh --wheels $(WHEELS) --version $(VERSION) --python $(PIP_PYTHON) --out $(DIST)
 
 clean: ## remove build outputs (build/, dist/)
 	rm -rf build dist
@@ -59,4 +74,4 @@ demo-cut: ## cut a district's link in the demo (SITE=vx)
 demo-restore: ## restore it (SITE=vx)
 	bash deploy/demo/demo.sh restore $(or $(SITE),vx)
 
-.PHONY: help run test lint typecheck bench bundle clean demo demo-stop demo-cut demo-restore
+.PHONY: help run test lint typecheck bench wheels bundle deb clean demo demo-stop demo-cut demo-restore

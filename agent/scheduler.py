@@ -45,6 +45,17 @@ T = TypeVar("T")
 log = logging.getLogger("giamsat.scheduler")
 
 
+class _CancelledJobsAreNoError(logging.Filter):
+    """Closing a runner (stop, reload) cancels its running jobs; APScheduler would log each as an error
+    with a CancelledError traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+logging.getLogger("apscheduler.executors.default").addFilter(_CancelledJobsAreNoError())
+
+
 @dataclass(frozen=True)
 class JobBatch:
     """The jobs of one batching collector that share an interval and timeout, run as one scheduler job."""

@@ -134,6 +134,14 @@ install_program() {
   for f in "$SRC"/docs/*.md "$SRC/config/example.yml"; do
     [ -f "$f" ] && cp "$f" "$doc/"
   done
+  # For the province's Prometheus, Alertmanager and Grafana: rules, examples, dashboards.
+  share=$ROOT$PREFIX/share/giamsat
+  rm -rf "$share"
+  mkdir -p "$share"
+  for d in prometheus grafana; do
+    [ -d "$HERE/$d" ] && cp -R "$HERE/$d" "$share/"
+  done
+  rm -rf "$share/grafana/generate.py" "$share/prometheus/tests"
   return 0
 }
 

@@ -21,6 +21,8 @@ DEB_PACKAGES=(
   make                            # make bundle (offline install tarball) in the install tests
   passwd procps                   # useradd/chpasswd/userdel and pkill for the SSH password test
   faketime                        # libfaketime: step the wall clock of one agent process (clock tests)
+  binutils lintian                # make deb (readelf, strip) and the package check
+  debootstrap systemd-container   # the system test: a Debian 12 root booted with systemd-nspawn
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

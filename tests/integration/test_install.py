@@ -63,6 +63,10 @@ def test_bundle_holds_installer_unit_and_every_wheel(bundle: Path) -> None:
         assert dist in names
     assert os.access(bundle / "install.sh", os.X_OK)
     assert (bundle / "deploy" / "systemd" / "giamsat.service").is_file()
+    # What the province's Prometheus, Alertmanager and Grafana need.
+    assert (bundle / "deploy" / "prometheus" / "rules" / "giamsat.rules.yml").is_file()
+    assert (bundle / "deploy" / "prometheus" / "alertmanager.yml").is_file()
+    assert list((bundle / "deploy" / "grafana" / "dashboards").glob("*.json"))
 
 
 def test_bundle_installs_into_a_fresh_venv_without_an_index(bundle: Path, tmp_path: Path) -> None:
@@ -110,6 +114,9 @@ def test_install_sh_into_a_root_is_idempotent_and_uninstalls(bundle: Path, tmp_p
     unit = root / "etc/systemd/system/giamsat.service"
     assert "ExecStart=/opt/giamsat/bin/giamsat run --config.file=/etc/giamsat/giamsat.yml" in unit.read_text()
     assert (root / "etc/systemd/system/multi-user.target.wants/giamsat.service").is_symlink()
+    share = root / "opt/giamsat/share/giamsat"
+    assert (share / "prometheus/rules/giamsat.rules.yml").is_file()
+    assert (share / "grafana/dashboards/province-overview.json").is_file()
     # The installed program runs and reads the installed config.
     r = run(
         [

@@ -368,3 +368,20 @@ def test_result_stored_long_ago_by_the_monotonic_clock_is_stale(monkeypatch: pyt
     monkeypatch.setattr("agent.kernel.store.time.monotonic", lambda: real() + 36)  # 3 x 10 s + 5 s passed
     assert store.get("icmp/a", now=stepped_back) is None
     assert store.snapshot(now=stepped_back) == []
+
+
+async def test_closing_a_runner_with_a_job_in_flight_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Stop and reload close the runner while jobs run: their cancellation is no error and no traceback."""
+    runner = make_runner(Store())
+    c = Scripted("sleep")
+    runner.set_jobs([job("long", c, timeout=30)])
+    with caplog.at_level(logging.INFO):
+        runner.start_schedule()
+        for _ in range(200):
+            if c.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert c.calls == 1
+        await runner.close()
+        await asyncio.sleep(0.05)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
