@@ -154,13 +154,15 @@ class SnmpCollector(Collector):
         self, t: SnmpTarget, auth: Auth, mod: ExModule | None = None, cache: bool = True
     ) -> SnmpClient:
         """The device's client for giamsat modules (the collector's walk settings) or for an
-        snmp_exporter module (its own walk_params); a target's own settings win over both."""
+        snmp_exporter module (its walk_params); settings given in the config (target first, then
+        ``collectors.snmp``) win over a module's."""
         cfg = self.cfg
-        timeout, retries, max_rep = (
-            (cfg.request_timeout, cfg.retries, cfg.max_repetitions)
-            if mod is None
-            else (mod.timeout, mod.retries, mod.max_repetitions or 1)
-        )
+        timeout, retries, max_rep = cfg.request_timeout, cfg.retries, cfg.max_repetitions
+        if mod is not None:  # the module's walk_params, unless this config sets its own
+            given = cfg.model_fields_set
+            timeout = timeout if "request_timeout" in given else mod.timeout
+            retries = retries if "retries" in given else mod.retries
+            max_rep = max_rep if "max_repetitions" in given else mod.max_repetitions or 1
         ep = SnmpEndpoint(
             host=t.address,
             port=t.port,
