@@ -306,11 +306,19 @@ class SnmpCollector(Collector):
         return None
 
     def _snmp_route(self, request: RouteRequest, ctx: RouteContext) -> Reply:
-        q = request.query
+        q, every = request.query, request.query_all
         target = q.get("target", "")
-        if not target:
+        if not target or len(every.get("target", ())) > 1:
             return Reply(400, "'target' parameter must be specified once")
-        modules = list(dict.fromkeys(m for m in q.get("module", "").split(",") if m)) or [DEFAULT_MODULE]
+        for once in ("auth", "snmp_context", "snmp_engineid"):
+            if len(every.get(once, ())) > 1:
+                return Reply(400, f"'{once}' parameter must only be specified once")
+        if q.get("snmp_context") or q.get("snmp_engineid"):
+            return Reply(
+                400, "snmp_context and snmp_engineid are not supported; set context_name in the auth"
+            )
+        asked = every.get("module") or [q.get("module", "")]
+        modules = list(dict.fromkeys(m for v in asked for m in v.split(",") if m)) or [DEFAULT_MODULE]
         for m in modules:
             if m not in self.ex_modules and m not in self.modules:
                 return Reply(400, f"Unknown module {m[:50]!r}")
