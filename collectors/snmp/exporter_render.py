@@ -199,6 +199,8 @@ class _Compiled:
     metrics: dict[str, ExMetric]
     help: dict[str, str]
     regexes: dict[str, list[tuple[str, list[tuple[re.Pattern[str], str]]]]]
+    #: metric OID -> id of its (indexes, lookups): metrics with the same one share a row's labels
+    sigs: dict[str, int] = field(default_factory=dict)
     resolve_cache: dict[str, ExMetric | None] = field(default_factory=dict)
     index_cache: dict[tuple[str, str], tuple[dict[str, str], dict[str, list[int]]]] = field(
         default_factory=dict
@@ -227,6 +229,10 @@ def compiled(mod: ExModule) -> _Compiled:
             if m.regex_extracts
         },
     )
+    seen: dict[str, int] = {}
+    for m in mod.metrics:
+        sig = repr(([i.model_dump() for i in m.indexes], [lk.model_dump() for lk in m.lookups]))
+        c.sigs[m.oid] = seen.setdefault(sig, len(seen))
     _COMPILED[id(mod)] = (mod, c)
     return c
 
@@ -294,15 +300,39 @@ class Rendered:
 def render(mod: ExModule, pdus: dict[str, Value]) -> list[Metric]:
     """Families from a module's varbinds (OID without leading dot -> value)."""
     c = compiled(mod)
+    if len(c.index_cache) > 200_000:  # index values that keep changing (process tables)
+        c.index_cache.clear()
     out = Rendered()
+    families = out.families
     lookup_cache: dict[tuple[str, str], tuple[str, int]] = {}
+    rows: dict[tuple[int, str], dict[str, str]] = {}  # one label dict per row, shared by its samples
+    sigs, resolved = c.sigs, c.resolve_cache
     for oid, v in pdus.items():
-        hit = _resolve(c, oid)
-        if hit is None:
+        head, _, last = oid.rpartition(".")
+        m = resolved.get(head)
+        if m is not None and len(m.oid) == len(head):  # a column's row with a one-arc index
+            suffix = last
+        else:
+            hit = _resolve(c, oid)
+            if hit is None:
+                continue
+            m, suffix = hit
+        key = (sigs[m.oid], suffix)
+        labels = rows.get(key)
+        if labels is None:
+            labels = rows[key] = _labels(c, m, suffix, pdus, lookup_cache)[0]
+        typ = m.type
+        if (typ == "gauge" or typ == "counter") and type(v) is int and not m.scale and not m.offset:
+            # the common case, kept tight: a 50-port if_mib poll is ~2000 of these
+            fam = families.get(m.name)
+            if fam is None:
+                fam = families[m.name] = Metric(m.name, m.help, typ)
+            fam.samples.append(
+                Sample(m.name, labels, float(v % FLOAT64_MANTISSA if v >= FLOAT64_MANTISSA else v))
+            )
             continue
-        m, suffix = hit
-        _samples(c, m, oid, suffix, v, pdus, out, lookup_cache)
-    return list(out.families.values())
+        _samples(c, m, suffix, v, pdus, out, dict(labels))
+    return list(families.values())
 
 
 def _labels(
@@ -365,14 +395,12 @@ def _lookup(
 def _samples(
     c: _Compiled,
     m: ExMetric,
-    oid: str,
     suffix: str,
     v: Value,
     pdus: dict[str, Value],
     out: Rendered,
-    lookup_cache: dict[tuple[str, str], tuple[str, int]],
+    labels: dict[str, str],
 ) -> None:
-    labels, _ = _labels(c, m, suffix, pdus, lookup_cache)
     value = pdu_value(v)
     typ: str = m.type
     family_type = "gauge"
