@@ -300,7 +300,7 @@ class SnmpCollector(Collector):
         if hp is None:
             return None
         host, port = hp
-        for t, _ in self._checked.values():
+        for t, _ in list(self._checked.values()):  # the poller may add to it meanwhile (list() is atomic)
             if t.port == port and t.address.lower() == host.lower():
                 return t
         return None
