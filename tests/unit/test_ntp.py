@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -23,46 +23,15 @@ from collectors.ntp.packet import (
     request,
 )
 from collectors.ntp.settings import NtpSettings
+from tests import ntp_packets
+from tests.ntp_packets import ntp
 
 ROOT = Path(__file__).resolve().parents[2]
 COOKIE = bytes.fromhex("0123456789abcdef")
 
 
-def ntp(unix: float) -> int:
-    """Unix seconds as a 64-bit NTP timestamp (era 0)."""
-    return round((unix + NTP_UNIX_OFFSET) * 2**32)
-
-
-def server_packet(
-    origin: bytes = COOKIE,
-    *,
-    leap: int = 0,
-    version: int = 4,
-    mode: int = 4,
-    stratum: int = 2,
-    refid: bytes = b"GPS\0",
-    root_delay: float = 0.25,
-    root_dispersion: float = 0.5,
-    received: float = 1_800_000_000.5,
-    transmitted: float = 1_800_000_000.75,
-) -> bytes:
-    first = (leap << 6) | (version << 3) | mode
-    head = struct.pack(
-        "!BBbbII4sQ",
-        first,
-        stratum,
-        6,
-        -20,
-        int(root_delay * 65536),
-        int(root_dispersion * 65536),
-        refid,
-        ntp(transmitted - 64) if transmitted else 0,
-    )
-    return (
-        head
-        + origin
-        + struct.pack("!QQ", ntp(received) if received else 0, ntp(transmitted) if transmitted else 0)
-    )
+def server_packet(origin: bytes = COOKIE, **fields: Any) -> bytes:
+    return ntp_packets.server_packet(origin, **fields)
 
 
 def reason_of(data: bytes) -> str:
