@@ -49,7 +49,7 @@ class NtpCollector(Collector):
         self._failing: dict[str, str] = {}  # target name -> reason, while it fails
 
     def max_series(self) -> int:
-        return 10  # up, duration, one reason, and the seven values of an answer
+        return 9  # up, duration, and either one failure reason or the seven values of an answer
 
     async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, NtpTarget) and isinstance(self.settings, NtpSettings)
@@ -64,9 +64,7 @@ class NtpCollector(Collector):
                 socktype=socket.SOCK_DGRAM,
             )
             family, sockaddr = addrs[0]
-            found = await exchange(
-                family, str(sockaddr[0]), target.port, self.settings.version, deadline.left(margin)
-            )
+            found = await exchange(family, sockaddr, self.settings.version, deadline.left(margin))
         except ResolveError as exc:
             return self._down(target, "resolve", exc.message, time.monotonic() - start)
         except ExchangeError as exc:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from collectors.ntp.packet import Answer, PacketError, offset_and_rtt, parse, request
 
@@ -73,17 +75,25 @@ def _os_reason(exc: OSError) -> str:
     }.get(exc.errno or 0, "socket_error")
 
 
-async def exchange(family: int, host: str, port: int, version: int, timeout: float) -> Measurement:
-    """Ask the server at ``host`` (an IP address) and ``port`` for its time, within ``timeout`` seconds; raises ``ExchangeError``."""
+async def exchange(family: int, sockaddr: tuple[Any, ...], version: int, timeout: float) -> Measurement:
+    """Ask the server at ``sockaddr`` (as the resolver gives it) for its time, within ``timeout`` seconds;
+    raises ``ExchangeError``."""
     loop = asyncio.get_running_loop()
     packet, cookie = request(version)
     transport: asyncio.DatagramTransport | None = None
     client: _Client | None = None
     try:
         async with asyncio.timeout(timeout):
-            transport, client = await loop.create_datagram_endpoint(
-                lambda: _Client(cookie), remote_addr=(host, port), family=family
-            )
+            # Connected here rather than by asyncio's ``remote_addr``, which may call getaddrinfo in the
+            # loop's shared executor (for a scoped IPv6 address): the address is already resolved.
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.connect(sockaddr)
+                transport, client = await loop.create_datagram_endpoint(lambda: _Client(cookie), sock=sock)
+            except BaseException:
+                sock.close()
+                raise
             # T1 and T4 on the wall clock, their difference on the monotonic one: a clock step during
             # the exchange does not turn into a false round trip.
             sent_wall, sent = time.time(), time.monotonic()
