@@ -289,3 +289,23 @@ def test_doctor_names_the_silent_server_and_its_fix(chrony: int, tmp_path: Path)
     assert "target reports down: timeout" in out.stdout
     assert "UDP port 123" in out.stdout  # the ntp kind's own fix, not a generic one
     assert "Traceback" not in out.stderr
+
+
+def test_one_line_when_a_server_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    answers = iter([b"RATE", b"RATE", None, None])
+
+    def answer(cookie: bytes) -> list[bytes]:
+        kiss = next(answers)
+        if kiss is not None:
+            return [server_packet(cookie, stratum=0, refid=kiss)]
+        return [server_packet(cookie, received=time.time(), transmitted=time.time())]
+
+    server = HostileServer(answer)
+    try:
+        with caplog.at_level(logging.INFO, logger="giamsat.collector.ntp"):
+            got = collect(make_collector(tmp_path), *[target(server.port, timeout="2s")] * 4)
+    finally:
+        server.close()
+    assert [v["ntp_up"] for v in got] == [0, 0, 1, 1]
+    lines = [r.getMessage() for r in caplog.records if r.name == "giamsat.collector.ntp"]
+    assert lines == ["ntp server failing", "ntp server answers again"]
