@@ -18,7 +18,7 @@ import time
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -32,7 +32,9 @@ from agent.kernel.store import Store
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteTracker
-from exporters.prometheus import ExporterServer, format_age
+from agent.statusview import agent_health, site_tree
+from exporters.prometheus import ExporterServer
+from exporters.status import SiteTree, StatusSnapshot
 from exporters.webconfig import WebConfig
 
 if TYPE_CHECKING:
@@ -89,6 +91,7 @@ class Agent:
         self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
+        self._status_tree: tuple[object, SiteTree] | None = None
         self._warmups: set[asyncio.Task[None]] = set()
         #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
         self.self_metrics = SelfMetrics()
@@ -153,32 +156,23 @@ class Agent:
         runner = self.runner
         return runner is not None and runner.has_job(job_id)
 
-    def landing(self) -> dict[str, Any]:
-        health = self.store.health_snapshot()
-        jobs = []
-        runner = self.runner
-        for job in runner.jobs if runner else []:
-            h = health.get(job.job_id)
-            jobs.append(
-                {
-                    "collector": job.kind,
-                    "target": job.target_name or "(this host)",
-                    "site": job.site or "",
-                    "success": h.last_success if h else None,
-                    "reason": h.last_reason if h else "",
-                    "age": format_age(h.last_success_timestamp) if h else "never",
-                }
-            )
-        sites = [
-            {"id": s.id, "name": s.name, "level": s.level.name, "parent": s.parent or ""}
-            for s in (self.loaded.inventory if self.loaded else [])
-        ]
-        return {
-            "jobs": jobs,
-            "sites": sites,
-            "config": str(self.config_path),
-            "reload_ok": self.reload_status.successful,
-        }
+    def status(self) -> StatusSnapshot:
+        """A snapshot for the status page: the tree (built once per inventory), every site's state and
+        the collectors' health; read from the HTTP threads, so nothing here waits on the event loop."""
+        loaded, runner, sites = self.loaded, self.runner, self.sites
+        inventory = loaded.inventory if loaded else None
+        cached = self._status_tree
+        if cached is None or cached[0] is not inventory:
+            cached = self._status_tree = (inventory, site_tree(inventory) if inventory else SiteTree([]))
+        health = agent_health(
+            runner.jobs if runner else (),
+            self.store.health_snapshot(),
+            self.reload_status,
+            str(self.config_path),
+            self.is_ready(),
+        )
+        language = loaded.config.agent.status_page_language if loaded else "auto"
+        return StatusSnapshot(cached[1], sites.details() if sites else {}, health, language)
 
     def request_reload(self) -> tuple[bool, str]:
         """Thread-safe reload for the HTTP endpoint; waits for the outcome."""
