@@ -8,7 +8,8 @@ cache on them), never per request. The inputs are plain read-only snapshots the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,11 +50,21 @@ class SiteTree:
         self.rows: dict[str, SiteRow] = {r.id: r for r in rows}
         self.children: dict[str, list[str]] = {sid: [] for sid in self.rows}
         self.roots: list[str] = []
+        #: names in Vietnamese alphabetical order, computed once per inventory
+        self.collation: dict[str, str] = {sid: collation_key(r.name) for sid, r in self.rows.items()}
         for r in self.rows.values():
             if r.parent is None or r.parent not in self.rows:
                 self.roots.append(r.id)
             else:
                 self.children[r.parent].append(r.id)
+
+
+def collation_key(name: str) -> str:
+    """Sorts Vietnamese names as a reader expects: accents after the bare letter (Đạo after Dào, before
+    Em), rather than by code point (which puts every Đ after Z)."""
+    folded = unicodedata.normalize("NFD", name.casefold())
+    base = "".join(ch for ch in folded if not unicodedata.combining(ch)).replace("đ", "d\x7f")
+    return base + "\x00" + folded  # the accents decide between names equal without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +155,9 @@ def build(tree: SiteTree, sites: Mapping[str, SiteDetail]) -> PageModel:
     """The page's data for ``tree`` in the states ``sites``."""
     nodes = {sid: Node(row, sites.get(sid, UNKNOWN)) for sid, row in tree.rows.items()}
     totals: dict[int, dict[str, int]] = {}
-    roots = [_fill(nodes, tree, sid, totals) for sid in tree.roots]
-    roots.sort(key=_order)
+    order = _order(tree)
+    roots = [_fill(nodes, tree, sid, totals, order) for sid in tree.roots]
+    roots.sort(key=order)
     problems: list[Problem] = []
     gaps: list[Node] = []
     for node in _walk(roots):
@@ -161,7 +173,13 @@ def build(tree: SiteTree, sites: Mapping[str, SiteDetail]) -> PageModel:
     return PageModel(roots, problems, gaps, totals)
 
 
-def _fill(nodes: dict[str, Node], tree: SiteTree, sid: str, totals: dict[int, dict[str, int]]) -> Node:
+def _fill(
+    nodes: dict[str, Node],
+    tree: SiteTree,
+    sid: str,
+    totals: dict[int, dict[str, int]],
+    order: Callable[[Node], tuple[int, int, str]],
+) -> Node:
     # Iterative post-order: an inventory may be deep enough to exhaust recursion in a hostile config.
     root = nodes[sid]
     stack: list[tuple[Node, bool]] = [(root, False)]
@@ -187,13 +205,18 @@ def _fill(nodes: dict[str, Node], tree: SiteTree, sid: str, totals: dict[int, di
                     into[s] = into.get(s, 0) + n
         node.counts = counts
         node.worst = worst
-        node.children.sort(key=_order)
+        node.children.sort(key=order)
     return root
 
 
-def _order(node: Node) -> tuple[int, int, str, str]:
+def _order(tree: SiteTree) -> Callable[[Node], tuple[int, int, str]]:
     """Problems first: the worst state in the subtree, then the site's own state, then by name."""
-    return (node.worst, RANK.get(node.detail.state, RANK["unknown"]), node.row.name.casefold(), node.row.id)
+    names = tree.collation
+
+    def key(node: Node) -> tuple[int, int, str]:
+        return (node.worst, RANK.get(node.detail.state, RANK["unknown"]), names[node.row.id])
+
+    return key
 
 
 def _since(node: Node) -> float:
