@@ -35,7 +35,8 @@ def build(districts: int, communes: int) -> tuple[Inventory, list[JobResult], li
     for c in range(communes):
         sites.append(Site(f"c{c}", f"Xã Đạo Đức {c}", Level.commune, f"d{c % districts}", (f"c{c}-wan",)))
     now = time.time()
-    before, after = [], []
+    before: list[JobResult] = []
+    after: list[JobResult] = []
     for i, s in enumerate(sites):
         never = s.level == Level.commune and i % 50 == 0
         cut = s.id == "d3" or s.parent == "d3"
