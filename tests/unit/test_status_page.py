@@ -7,7 +7,6 @@ import re
 import textwrap
 import unicodedata
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from exporters.status import AgentHealth, CollectorHealth, SiteRow, SiteTree, St
 from exporters.status.i18n import EN, STRINGS, VI, negotiate
 from exporters.status.model import build
 from exporters.status.render import duration
+from tests.pagetext import parse, section
 
 NOW = 1_764_660_000.0  # a fixed "now": relative times are exact
 
@@ -78,65 +78,6 @@ def render(lang: str = "vi", tree: SiteTree | None = None, states: dict[str, Det
     body, got = StatusPage().render(StatusSnapshot(tree, states, HEALTH), asked=lang, now=NOW)
     assert got == lang
     return body.decode("utf-8")
-
-
-BLOCKS = frozenset(
-    [
-        "p",
-        "div",
-        "section",
-        "h1",
-        "h2",
-        "table",
-        "tr",
-        "td",
-        "th",
-        "li",
-        "ul",
-        "details",
-        "summary",
-        "header",
-        "nav",
-    ]
-)
-
-
-class Text(HTMLParser):
-    """The page's text, as a browser shows it (tags dropped, entities decoded), and its tags."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-        if tag in BLOCKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in BLOCKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    @property
-    def text(self) -> str:
-        return re.sub(r"\s+", " ", "".join(self.parts))
-
-
-def parse(page: str) -> Text:
-    p = Text()
-    p.feed(page)
-    p.close()
-    return p
-
-
-def section(page: str, name: str) -> str:
-    m = re.search(rf'<section id="{name}">(.*?)</section>', page, re.S)
-    assert m, name
-    return m.group(1)
 
 
 # --- the model -------------------------------------------------------------------------------------
