@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -31,7 +32,7 @@ from agent.kernel.results import JobResult
 from agent.kernel.store import Store
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
-from agent.sites import SiteTracker
+from agent.sites import SiteDetail, SiteTracker
 from agent.statusview import agent_health, site_tree
 from exporters.prometheus import ExporterServer
 from exporters.status import SiteTree, StatusSnapshot
@@ -92,6 +93,7 @@ class Agent:
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
         self._status_tree: tuple[object, SiteTree] | None = None
+        self._status_details: tuple[SiteTracker, float, Mapping[str, SiteDetail]] | None = None
         self._warmups: set[asyncio.Task[None]] = set()
         #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
         self.self_metrics = SelfMetrics()
@@ -172,7 +174,18 @@ class Agent:
             self.is_ready(),
         )
         language = loaded.config.agent.status_page_language if loaded else "auto"
-        return StatusSnapshot(cached[1], sites.details() if sites else {}, health, language)
+        return StatusSnapshot(cached[1], self._site_details(sites), health, language)
+
+    def _site_details(self, sites: SiteTracker | None) -> Mapping[str, SiteDetail]:
+        """Every site's detail, copied at most once per SITE_TICK (states change only on a tick): the
+        copy holds the tracker's lock, which a scrape takes too, so a crowd of browsers cannot add to it."""
+        if sites is None:
+            return {}
+        held = self._status_details
+        now = time.monotonic()
+        if held is None or held[0] is not sites or now - held[1] >= SITE_TICK:
+            held = self._status_details = (sites, now, sites.details())
+        return held[2]
 
     def request_reload(self) -> tuple[bool, str]:
         """Thread-safe reload for the HTTP endpoint; waits for the outcome."""

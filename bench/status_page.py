@@ -92,7 +92,7 @@ def main() -> None:
         counts[st] = counts.get(st, 0) + 1
     print(f"sites: {len(inv)} ({args.districts} district nodes, {args.communes} communes); states {counts}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} CPUs)")
-    print(f"snapshot (SiteTracker.details, under its lock): {ms(snap_t)}")
+    print(f"snapshot (SiteTracker.details, under its lock; taken at most once a second): {ms(snap_t)}")
     print(f"render after a state change (model + template + fill): {ms(cold_t)}")
     print(f"render, states unchanged (key compare + fill; most requests): {ms(warm_t)}")
     print(
