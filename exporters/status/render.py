@@ -142,6 +142,12 @@ def render_health(h: AgentHealth, lang: str, now: float) -> str:
         if h.reload_ok
         else f'<span class="why">{s["agent.reload.failed"].format(absolute(h.reload_success_timestamp))}</span>'
     )
+    newest = max((c.newest_success for c in h.collectors), default=0.0)
+    latest = (
+        f"{absolute(newest)} <span class=rel>({s['ago'].format(duration(now - newest, lang))})</span>"
+        if newest
+        else s["never"]
+    )
     rows = []
     for c in h.collectors:
         last = (
@@ -161,7 +167,8 @@ def render_health(h: AgentHealth, lang: str, now: float) -> str:
         f"<tr><th>{s['agent.config']}</th><td><code>{_e(h.config)}</code></td></tr>"
         f"<tr><th>{s['agent.reload']}</th><td>{reload}</td></tr>"
         f"<tr><th>{s['agent.round']}</th><td>"
-        f"{s['agent.round.done'] if h.first_round_done else s['agent.round.waiting']}</td></tr></table>"
+        f"{s['agent.round.done'] if h.first_round_done else s['agent.round.waiting']}</td></tr>"
+        f"<tr><th>{s['agent.latest']}</th><td>{latest}</td></tr></table>"
         f"<p>{s['collectors.note']}</p><table><tr><th>{s['col.collector']}</th><th>{s['col.jobs']}</th>"
         f"<th>{s['col.ok']}</th><th>{s['col.failing']}</th><th>{s['col.pending']}</th>"
         f"<th>{s['col.last']}</th><th>{s['col.errors']}</th></tr>{''.join(rows)}</table>"

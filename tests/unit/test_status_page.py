@@ -13,6 +13,10 @@ import pytest
 
 from agent.config import load_config
 from agent.kernel.errors import ConfigError
+from agent.kernel.pipeline import Job
+from agent.kernel.results import JobHealth
+from agent.selfmetrics import ReloadStatus
+from agent.statusview import agent_health
 from exporters.status import AgentHealth, CollectorHealth, SiteRow, SiteTree, StatusPage, StatusSnapshot
 from exporters.status.i18n import EN, STRINGS, VI, negotiate
 from exporters.status.model import build
@@ -313,3 +317,30 @@ def test_status_page_language_in_the_configuration(tmp_path: Path) -> None:
         load("fr")
     (problem,) = exc.value.problems
     assert "giamsat.yml" in str(problem) and "status_page_language" in str(problem) and ":1" in str(problem)
+
+
+def test_agent_health_per_collector_kind() -> None:
+    jobs = [
+        Job(f"{kind}/{i}", kind, None, None, None, 30.0, 10.0)
+        for kind, n in (("icmp", 4), ("host", 1))
+        for i in range(n)
+    ]  # type: ignore[arg-type]
+    health = {
+        "icmp/0": JobHealth("icmp", "0", None, last_success=True, last_success_timestamp=NOW - 5),
+        "icmp/1": JobHealth(
+            "icmp", "1", None, last_success=False, last_reason="timeout", last_success_timestamp=NOW - 90
+        ),
+        "icmp/2": JobHealth("icmp", "2", None, last_success=False, last_reason="timeout"),
+        "host/0": JobHealth("host", None, None, last_success=True, last_success_timestamp=NOW - 1),
+    }
+    reload = ReloadStatus(successful=False, last_success_timestamp=NOW - 600)
+    h = agent_health(jobs, health, reload, "/etc/giamsat/giamsat.yml", True)
+    assert h.collectors == (
+        CollectorHealth("host", 1, 1, 0, 0, NOW - 1, ()),
+        CollectorHealth("icmp", 4, 1, 2, 1, NOW - 5, (("timeout", 2),)),
+    )
+    assert not h.reload_ok and h.reload_success_timestamp == NOW - 600
+    body, _ = StatusPage().render(StatusSnapshot(SiteTree([]), {}, h), asked="en", now=NOW)
+    text = parse(section(body.decode(), "agent")).text
+    assert "FAILED (the old configuration keeps running)" in text
+    assert "icmp 4 1 2 1" in text and "timeout ×2" in text and "(1 s ago)" in text
