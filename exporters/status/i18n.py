@@ -10,6 +10,8 @@ LANGUAGES = ("vi", "en")
 DEFAULT = "vi"
 
 VI: dict[str, str] = {
+    "lang": "vi",
+    "pin": "[giữ mở]",
     "title": "Giám sát mạng",
     "state.up": "Hoạt động",
     "state.down": "Mất kết nối",
@@ -77,6 +79,8 @@ VI: dict[str, str] = {
 }
 
 EN: dict[str, str] = {
+    "lang": "en",
+    "pin": "[keep open]",
     "title": "Network monitoring",
     "state.up": "up",
     "state.down": "down",

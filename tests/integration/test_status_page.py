@@ -163,5 +163,8 @@ def test_language_headers_and_escaped_query(agent_url: str) -> None:
     assert headers["Vary"] == "Accept-Language" and headers["Content-Type"] == "text/html; charset=utf-8"
     status, body, headers = http_get(agent_url + "/?lang=vi", headers={"Accept-Language": "en"})
     assert headers["Content-Language"] == "vi" and "Tỉnh Hà Giang" in body
-    status, body, _ = http_get(agent_url + "/?lang=%3Cscript%3E")
+    status, body, _ = http_get(agent_url + "/?lang=%3Cscript%3E&open=%3Cscript%3E")
     assert status == 200 and "<script" not in body
+    # a healthy district is collapsed, unless pinned open (its own link), which the refresh keeps
+    assert '<details id="s-bm"><summary>' in body
+    assert '<details id="s-bm" open><summary>' in http_get(agent_url + "/?open=bm-yenphu")[1]

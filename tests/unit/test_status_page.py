@@ -176,7 +176,7 @@ def test_healthy_subtrees_are_collapsed_and_outages_open() -> None:
     opened = {
         m.group(2): m.group(1) == " open"
         for m in re.finditer(
-            r'<details( open)?><summary><span class="b \w+">[^<]*</span> <b>[^<]*</b> <code>([^<]*)</code>',
+            r'<details id="s-[^"]*"( open)?><summary><span class="b \w+">[^<]*</span> <b>[^<]*</b> <code>([^<]*)</code>',
             page,
         )
     }
@@ -344,3 +344,22 @@ def test_agent_health_per_collector_kind() -> None:
     text = parse(section(body.decode(), "agent")).text
     assert "FAILED (the old configuration keeps running)" in text
     assert "icmp 4 1 2 1" in text and "timeout ×2" in text and "(1 s ago)" in text
+
+
+def test_a_pinned_subtree_stays_open_across_refreshes() -> None:
+    tree, states = province()
+    page = StatusPage()
+    snap = StatusSnapshot(tree, states, HEALTH)
+    body = page.render(snap, asked="vi", now=NOW)[0].decode()
+    # a collapsed subtree links to the page with it pinned open (the refresh reloads that address)
+    assert '<details id="s-qb"><summary>' in body
+    assert '<a class="pin" href="/?open=qb&amp;lang=vi#s-qb">[giữ mở]</a>' in body
+    pinned = page.render(snap, asked="vi", now=NOW, open_site="qb")[0].decode()
+    assert '<details id="s-qb" open><summary>' in pinned and page.builds == 1
+    # a commune pins its district (and the province) open; a hostile value opens nothing and is not echoed
+    pinned = page.render(snap, asked="vi", now=NOW, open_site="qb-tamson")[0].decode()
+    assert '<details id="s-qb" open>' in pinned
+    hostile = page.render(snap, asked="vi", now=NOW, open_site='"><script>x</script>')[0].decode()
+    assert hostile == body and "<script>" not in hostile
+    direct = page.render(snap, asked="en", now=NOW, open_site="hg/direct")[0].decode()
+    assert '<details id="s-hg/direct" open>' in direct
