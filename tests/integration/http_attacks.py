@@ -12,9 +12,12 @@ import http.client
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _open(
@@ -216,3 +219,93 @@ def reset_mid_request(host: str, port: int, tls: ssl.SSLContext | None = None, s
     raw = s if not isinstance(s, ssl.SSLSocket) else socket.socket(fileno=s.detach())
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     raw.close()
+
+
+# --- an agent to attack -----------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+SCRAPE_PASSWORD = "abuse-scrape-pw"  # a throwaway password for a loopback test
+
+AGENT_CONFIG = """
+agent: {{site: here, interval: 1s, timeout: 1s, state_dir: {state}{web}}}
+sites:
+  - {{id: here, name: Here, level: province}}
+collectors:
+  host: {{parts: [loadavg]}}
+"""
+
+
+@dataclass
+class RunningAgent:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    tls: ssl.SSLContext | None
+    auth: tuple[str, str] | None
+
+    def scraper(self, period: float = 0.25, timeout: float = 5.0) -> Scraper:
+        return Scraper("127.0.0.1", self.port, period, timeout, self.tls, self.auth)
+
+    def metrics(self) -> dict[str, float]:
+        from tests.helpers import parse_exposition
+
+        s = self.scraper()
+        conn: http.client.HTTPConnection
+        if self.tls is not None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/metrics", headers=s.headers)
+            return parse_exposition(conn.getresponse().read().decode())
+        finally:
+            conn.close()
+
+
+def web_config_from_example(dir: Path) -> tuple[Path, ssl.SSLContext]:
+    """deploy/web-config.example.yml as shipped, with test certificates in place of its paths and a
+    bcrypt-hashed scrape user; and a client TLS context that trusts the test CA."""
+    import bcrypt
+
+    from tests.pki import CA
+
+    ca = CA(dir)
+    server = ca.issue("server", "localhost", server=True)
+    hashed = bcrypt.hashpw(SCRAPE_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    text = (ROOT / "deploy" / "web-config.example.yml").read_text()
+    for old, new in (
+        ("/etc/giamsat/tls/server.crt", str(server.cert)),
+        ("/etc/giamsat/tls/server.key", str(server.key)),
+        ("# prometheus: $2y$10$...   (replace with your hash)", f"prometheus: '{hashed}'"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    web = dir / "web.yml"
+    web.write_text(text)
+    ctx = ssl.create_default_context(cafile=str(ca.pair.cert))
+    return web, ctx
+
+
+@contextlib.contextmanager
+def running_agent(dir: Path, tls: bool = False, extra_config: str = "") -> Iterator[RunningAgent]:
+    """`giamsat run` on a free loopback port (over TLS with basic auth from the shipped example web
+    config when ``tls``), its stderr in ``dir/agent.log``; stopped on exit."""
+    from tests.helpers import GIAMSAT, free_port, stop_process, wait_for
+
+    ctx: ssl.SSLContext | None = None
+    web = ""
+    if tls:
+        web_file, ctx = web_config_from_example(dir)
+        web = f", web_config_file: {web_file}"
+    (dir / "giamsat.yml").write_text(AGENT_CONFIG.format(state=dir / "state", web=web) + extra_config)
+    port = free_port()
+    argv = [GIAMSAT, "run", "--config.file", str(dir / "giamsat.yml"), "--web.listen-address"]
+    argv.append(f"127.0.0.1:{port}")
+    log = dir / "agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=out)
+    agent = RunningAgent(proc, port, log, ctx, ("prometheus", SCRAPE_PASSWORD) if tls else None)
+    try:
+        wait_for(lambda: agent.scraper().scrape_once()[1] == 200, 30, what="agent answering")
+        yield agent
+    finally:
+        stop_process(proc)
