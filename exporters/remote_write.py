@@ -40,6 +40,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.kernel.model import secret_value
+from agent.kernel.redact import redact
 from agent.kernel.results import JobResult
 from agent.kernel.version import __version__
 from exporters import remote_write_pb as pb
@@ -471,7 +472,9 @@ class RemoteWriter:
                     self._finish(lane, batch, sent=batch.n_samples - too_old, dropped={"too_old": too_old})
                     self._note_success()
                     return
-                text = resp.text[:512]
+                # The receiver's words are outside text: a proxy may quote our Authorization header.
+                # Masked before being cut short, so no piece of a secret survives the cut.
+                text = redact(resp.text[:4096])[:512]
                 low = text.lower()
                 if code == 429 or code >= 500:
                     if "too old" in low or "out of bounds" in low:

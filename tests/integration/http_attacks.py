@@ -286,7 +286,9 @@ def web_config_from_example(dir: Path) -> tuple[Path, ssl.SSLContext]:
 
 
 @contextlib.contextmanager
-def running_agent(dir: Path, tls: bool = False, extra_config: str = "") -> Iterator[RunningAgent]:
+def running_agent(
+    dir: Path, tls: bool = False, extra_config: str = "", log_level: str = "info"
+) -> Iterator[RunningAgent]:
     """`giamsat run` on a free loopback port (over TLS with basic auth from the shipped example web
     config when ``tls``), its stderr in ``dir/agent.log``; stopped on exit."""
     from tests.helpers import GIAMSAT, free_port, stop_process, wait_for
@@ -299,7 +301,7 @@ def running_agent(dir: Path, tls: bool = False, extra_config: str = "") -> Itera
     (dir / "giamsat.yml").write_text(AGENT_CONFIG.format(state=dir / "state", web=web) + extra_config)
     port = free_port()
     argv = [GIAMSAT, "run", "--config.file", str(dir / "giamsat.yml"), "--web.listen-address"]
-    argv.append(f"127.0.0.1:{port}")
+    argv += [f"127.0.0.1:{port}", "--log.level", log_level]
     log = dir / "agent.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=out)
