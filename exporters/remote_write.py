@@ -29,6 +29,7 @@ import contextlib
 import errno
 import logging
 import math
+import os
 import random
 import ssl
 import time
@@ -167,6 +168,7 @@ class RemoteWriter:
         self._resending: dict[str, bool] = {"live": False, "backfill": False}
         self._failing = False
         self._disk_full = False
+        self._write_failing = False
         self._cursor_unsynced = False
         self._cursor_failing = False
         self._ext: tuple[tuple[str, str], ...] = tuple(sorted(settings.external_labels.items()))
@@ -311,18 +313,32 @@ class RemoteWriter:
             return 0
         except Exception as exc:
             self._drop("write_error", n)
-            log.error(
-                "remote-write buffer: write failed, samples dropped",
-                extra={"remote": self.settings.name, "error": repr(exc)},
-            )
+            if not self._write_failing:
+                self._write_failing = True
+                log.error(
+                    "remote-write buffer: write failed, samples dropped until a write succeeds",
+                    extra={"remote": self.settings.name, "error": repr(exc)},
+                )
             return 0
-        if self._disk_full:
+        if self._write_failing:
+            self._write_failing = False
+            log.info("remote-write buffer: writing again", extra={"remote": self.settings.name})
+        # A small result may fit where a big one did not: the disk counts as free again only once a
+        # whole segment fits, or the log would flap between error and info on every append.
+        if self._disk_full and self._room_for_a_segment():
             self._disk_full = False
             log.info(
                 "remote-write buffer: writing again after disk full", extra={"remote": self.settings.name}
             )
         self._data.set()
         return n
+
+    def _room_for_a_segment(self) -> bool:
+        try:
+            st = os.statvfs(self.buffer.dir)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize >= self.buffer.segment_bytes
 
     def note_dropped(self, reason: str, n: int) -> None:
         """Count ``n`` samples that never reached this writer (e.g. lost in a reload) as appended and
