@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
+from agent.kernel.redact import redact_value
 from agent.kernel.results import JobResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,7 +29,8 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 
 
 def clean_label_value(value: object, max_len: int) -> str:
-    s = str(value)
+    # A device may echo a configured secret (a community in sysDescr...): masked before it is cut short.
+    s = redact_value(str(value))
     if len(s) > max_len:
         s = s[:max_len]
     # Strings decoded from devices may carry lone surrogates; they cannot be encoded as UTF-8.
