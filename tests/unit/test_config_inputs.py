@@ -5,6 +5,7 @@ Each is refused with the file, the line and the key, exit 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -130,3 +131,45 @@ def test_an_empty_document_is_not_a_configuration(tmp_path: Path, text: str) -> 
 def test_a_document_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) -> None:
     p = write(tmp_path, text)
     assert problems(p) == [f"{p}:1: (top level): the file must be a YAML mapping (key: value)"]
+
+
+def test_every_missing_secret_is_reported_at_its_own_line_in_file_order(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        SITES
+        + """\
+collectors:
+  snmp:
+    auths:
+      v3:
+        version: 3
+        username: monitor
+        priv_password_file: /nonexistent/priv
+        password_file: /nonexistent/auth
+      v2:
+        community_env: GIAMSAT_TEST_UNSET_VARIABLE
+        community: inline
+""",
+    )
+    expected = [
+        f"{p}:9: collectors.snmp.auths.v3.priv_password_file: cannot read /nonexistent/priv: "
+        "No such file or directory",
+        f"{p}:10: collectors.snmp.auths.v3.password_file: cannot read /nonexistent/auth: "
+        "No such file or directory",
+        f"{p}:12: collectors.snmp.auths.v2.community_env: environment variable GIAMSAT_TEST_UNSET_VARIABLE "
+        "is not set",
+        f"{p}:13: collectors.snmp.auths.v2.community: give only one of community_env, community",
+    ]
+    assert problems(p) == expected
+    # the same answer whatever the hash seed (a set used to decide which one was reported)
+    for seed in ("0", "1", "2", "3"):
+        env = {k: v for k, v in os.environ.items() if k != "GIAMSAT_TEST_UNSET_VARIABLE"}
+        done = subprocess.run(
+            [GIAMSAT, "check-config", str(p)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "PYTHONHASHSEED": seed},
+        )
+        assert done.returncode == 2
+        assert [line.strip() for line in done.stderr.splitlines()[1:]] == expected
