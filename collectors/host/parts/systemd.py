@@ -12,7 +12,10 @@ import subprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.kernel.errors import CollectError
+from collectors.host.files import Files
+from collectors.host.options import Options
 
+PATHS: tuple[str, ...] = ()
 STATES = ("activating", "active", "deactivating", "failed", "inactive")
 PROPERTIES = ("Id", "ActiveState", "SubState", "LoadState", "Type")
 
@@ -35,8 +38,10 @@ def parse_show(text: str) -> list[dict[str, str]]:
     return units
 
 
-def collect(units: list[str], systemctl: str = "systemctl", timeout: float = 5.0) -> list[Metric]:
-    if not units:
+def collect(fs: Files, opts: Options) -> list[Metric]:
+    """Only this machine's units (systemctl runs here), only the configured ones."""
+    units, systemctl, timeout = list(opts.systemd_units), opts.systemctl_path, opts.timeout
+    if not units or not fs.live:
         return []
     try:
         proc = subprocess.run(
