@@ -41,6 +41,8 @@ class Options:
     systemctl_path: str = "systemctl"
     #: seconds a part that runs a program (systemctl) may take
     timeout: float = 5.0
+    #: /proc/stat's tick (100 on every Linux architecture node_exporter supports; it hardcodes it)
+    user_hz: float = 100.0
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from collectors.host.files import Files
 from collectors.host.options import Options
 
-PATHS = ("/proc/pressure",)
+PATHS = ("/proc/pressure/cpu", "/proc/pressure/io", "/proc/pressure/memory")
 
 # (resource, line, name, help) as node_exporter 1.5 exposes them
 _SPEC = (

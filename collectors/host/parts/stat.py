@@ -95,7 +95,7 @@ def stat_families(st: ProcStat) -> list[Metric]:
 
 def collect_cpu(fs: Files, opts: Options) -> list[Metric]:
     text = fs.read("/proc/stat")
-    return [] if text is None else cpu_families(parse_stat(text))
+    return [] if text is None else cpu_families(parse_stat(text, opts.user_hz))
 
 
 def collect_stat(fs: Files, opts: Options) -> list[Metric]:
