@@ -258,3 +258,26 @@ def test_ssh_linux_module_gives_the_local_hosts_series(tmp_path: Path) -> None:
         if name.startswith(("node_network_", "node_arp_", "node_softnet_")):
             continue  # links come and go while other tests run; their names are compared above
         assert fr[name] == fl[name], name
+
+
+def test_promtool_findings_only_where_node_exporter_has_the_same(
+    node_exporter: str, textfile_dir: Path
+) -> None:
+    """node_exporter's camelCase names stay (the dashboards use them): promtool's findings on them are
+    accepted exactly where node_exporter's own output gets the same finding, and nowhere else."""
+
+    def findings(text: str) -> set[str]:
+        out = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return {ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()}
+
+    theirs = findings(http_get(node_exporter)[1])
+    ours = findings(render(asyncio.run(giamsat_host(textfile_dir))))
+    assert any("camelCase" in f for f in theirs)  # the check does find things on node_exporter's output
+    assert ours - theirs == set()
