@@ -11,6 +11,7 @@ from collectors.host.files import Files
 from collectors.host.options import Options
 from collectors.host.parts import (
     arp,
+    bonding,
     conntrack,
     diskstats,
     edac,
@@ -55,6 +56,7 @@ PARTS: dict[str, Part] = {
     p.name: p
     for p in (
         Part("arp", arp.collect, arp.PATHS),
+        Part("bonding", bonding.collect, bonding.PATHS),
         Part("conntrack", conntrack.collect, conntrack.PATHS),
         Part("cpu", stat.collect_cpu, stat.PATHS),
         Part("diskstats", diskstats.collect, diskstats.PATHS),

@@ -82,6 +82,11 @@ def test_hardware_parts(tree: list[Metric]) -> None:
     assert value(tree, "node_power_supply_online", power_supply="AC") == 1
 
 
+def test_bonding(tree: list[Metric]) -> None:
+    assert value(tree, "node_bonding_slaves", master="bond0") == 2
+    assert value(tree, "node_bonding_active", master="bond0") == 1
+
+
 def test_mdadm(tree: list[Metric]) -> None:
     assert value(tree, "node_md_state", device="md0", state="active") == 1
     assert value(tree, "node_md_state", device="md127", state="recovering") == 1

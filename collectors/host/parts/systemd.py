@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.kernel.errors import CollectError
 from collectors.host.files import Files
@@ -17,7 +17,7 @@ from collectors.host.options import Options
 
 PATHS: tuple[str, ...] = ()
 STATES = ("activating", "active", "deactivating", "failed", "inactive")
-PROPERTIES = ("Id", "ActiveState", "SubState", "LoadState", "Type")
+PROPERTIES = ("Id", "ActiveState", "SubState", "LoadState", "Type", "NRestarts")
 
 
 def parse_show(text: str) -> list[dict[str, str]]:
@@ -65,6 +65,9 @@ def collect(fs: Files, opts: Options) -> list[Metric]:
         "Whether the unit file exists and is loaded (0: not-found or masked).",
         labels=["name"],
     )
+    restarts = CounterMetricFamily(
+        "node_systemd_service_restart", "Service unit count of Restart triggers", labels=["name"]
+    )
     by_id = {u.get("Id", ""): u for u in parse_show(proc.stdout)}
     for name in units:
         u = by_id.get(name) or by_id.get(f"{name}.service") or {}
@@ -73,4 +76,6 @@ def collect(fs: Files, opts: Options) -> list[Metric]:
         for s in STATES:
             state.add_metric([name, s, kind], 1.0 if s == active else 0.0)
         loaded.add_metric([name], 1.0 if u.get("LoadState") == "loaded" else 0.0)
-    return [state, loaded]
+        if u.get("NRestarts", "").isdigit():  # services only
+            restarts.add_metric([name], float(u["NRestarts"]))
+    return [state, loaded, *([restarts] if restarts.samples else [])]
