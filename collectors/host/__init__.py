@@ -55,7 +55,9 @@ class HostSettings(CollectorSettings):
     collectors: dict[str, bool] = Field(
         default_factory=dict, description="turn single parts on or off, like --collector.X / --no-collector.X"
     )
-    systemd_units: list[str] = Field(default_factory=list, description="units whose state to report")
+    systemd_units: list[str] = Field(
+        default_factory=list, description="units whose state to report (turns the systemd part on)"
+    )
     systemctl_path: str = "systemctl"
     # Defaults are Debian's node_exporter 1.5 defaults, so both report the same series.
     filesystem_mount_points_exclude: Regex = options.MOUNT_POINTS_EXCLUDE
@@ -95,7 +97,10 @@ class HostSettings(CollectorSettings):
 
     def enabled_parts(self) -> list[str]:
         names = resolve(self.parts, self.collectors)
-        # systemd without units has nothing to report: it is not run (nor reported as a part)
+        # Listing units turns systemd on (unless parts or collectors say otherwise); without units it
+        # has nothing to report and is not run (nor reported as a part).
+        if self.systemd_units and self.parts is None and "systemd" not in self.collectors:
+            names.append("systemd")
         return [n for n in names if n != "systemd" or self.systemd_units]
 
 
