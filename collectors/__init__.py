@@ -41,6 +41,7 @@ _TABLE = (
     Kind("tcp", "collectors.probes.tcp:TcpCollector"),
     Kind("http", "collectors.probes.http:HttpCollector"),
     Kind("dns", "collectors.probes.dns:DnsCollector"),
+    Kind("ntp", "collectors.ntp:NtpCollector"),
 )
 
 

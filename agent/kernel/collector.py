@@ -321,6 +321,11 @@ class Collector(abc.ABC):
 
     # -- what a result means --------------------------------------------------------------------------
 
+    @property
+    def health_families(self) -> frozenset[str]:
+        """Families a series cap never drops besides the ``*_up``-style ones: the declared link metrics."""
+        return frozenset(n for n in (self.link_metric, self.link_reason_metric) if n is not None)
+
     def link_status(self, families: Sequence[Metric]) -> LinkStatus | None:
         """Whether the target of a successful run answered, read from the run's families; None for a
         kind whose results say nothing about a link (this host's metrics).
