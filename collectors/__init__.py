@@ -34,6 +34,7 @@ class Kind:
 
 _TABLE = (
     Kind("host", "collectors.host:HostCollector", default_on=True),
+    Kind("textfile", "collectors.textfile:TextfileCollector", default_on=True),
     Kind("snmp", "collectors.snmp:SnmpCollector"),
     Kind("ssh", "collectors.ssh:SSHCollector"),
     Kind("icmp", "collectors.probes.icmp:IcmpCollector", site_key="links"),
