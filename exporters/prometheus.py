@@ -214,7 +214,8 @@ class Handler(ManagedConnectionHandler):
         q = self._query()
         if q is None:
             return
-        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()})
+        every = parse_qs(urlsplit(self.path).query, keep_blank_values=True)  # already checked by _query
+        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()}, every)
         reply: Reply | None = None
         for handler in handlers:
             reply = handler(request, agent)

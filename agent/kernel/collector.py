@@ -187,11 +187,13 @@ COMMON_FIXES: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class RouteRequest:
     """A GET request on a collector's route: its path, query parameters (last value of each) and headers
-    (names in lower case)."""
+    (names in lower case); ``query_all`` has every value of each parameter, in order (snmp_exporter
+    takes ``module`` repeated and refuses a repeated ``target``)."""
 
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str] = field(default_factory=dict)
+    query_all: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
