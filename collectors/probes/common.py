@@ -23,7 +23,16 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field
 
-from agent.kernel.collector import Collector, CollectorContext, CollectorSettings, Deadline, TargetConfig
+from agent.kernel.collector import (
+    Collector,
+    CollectorContext,
+    CollectorSettings,
+    Deadline,
+    Reply,
+    RouteContext,
+    RouteRequest,
+    TargetConfig,
+)
 from agent.kernel.model import Model
 from agent.kernel.resolver import ResolveError as KernelResolveError
 from agent.kernel.resolver import Resolver
@@ -241,6 +250,24 @@ class ProbeCollector(Collector):
     @abc.abstractmethod
     async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         """Probe one target; a down target is data (``probe_success 0``), never an exception."""
+
+    def _probe_route(self, request: RouteRequest, ctx: RouteContext) -> Reply | None:
+        # On /probe, as blackbox_exporter: no probe label (the module says it), no site/target.
+        reply = super()._probe_route(request, ctx)
+        if reply is None or reply.families is None:
+            return reply
+        return Reply(reply.status, reply.text, [strip_probe_label(f) for f in reply.families])
+
+
+def strip_probe_label(fam: Metric) -> Metric:
+    """A copy of ``fam`` without the ``probe`` label (stored families are never mutated)."""
+    copy = Metric.__new__(Metric)
+    copy.name, copy.documentation, copy.unit, copy.type = fam.name, fam.documentation, fam.unit, fam.type
+    copy.samples = [
+        Sample(s.name, {k: v for k, v in s.labels.items() if k != "probe"}, s.value, s.timestamp, s.exemplar)
+        for s in fam.samples
+    ]
+    return copy
 
 
 def connect_error_reason(exc: BaseException) -> str:
