@@ -265,7 +265,10 @@ class BlackboxCollector(ProbeCollector):
         return await self._collector(module.prober).collect(native, deadline)
 
     async def _probe_once(self, module: BlackboxModule, target: str, timeout: float) -> list[Metric]:
+        from collectors.probes.http import redirect_guard
+
         native = module.target(target)
+        redirect_guard.set(self.bb.allow.allows_url)  # this task's context only
         if module.prober == "icmp":
             # A fresh collector on the shared sockets: an on-demand target leaves no state behind.
             from collectors.probes.icmp import IcmpCollector

@@ -9,9 +9,11 @@ which a pooled client hides; it also keeps the dependency list short. Names foll
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -50,6 +52,14 @@ REASONS = (
     "tls",  # fail_if_ssl and the final response came over TLS
     "header_regex",  # a fail_if_header_matches / fail_if_header_not_matches rule
     "http_version",  # not one of valid_http_versions
+    "redirect_refused",  # an on-demand probe was redirected outside the allow-list
+)
+
+#: Where a redirect may lead, for probes a remote client asked for (``/probe`` on demand): None follows
+#: every redirect; otherwise a location it refuses ends the probe (``redirect_refused``), so an allowed
+#: site's redirect cannot take the agent where the configuration did not say.
+redirect_guard: contextvars.ContextVar[Callable[[str], bool] | None] = contextvars.ContextVar(
+    "redirect_guard", default=None
 )
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
@@ -223,14 +233,21 @@ class HttpCollector(ProbeCollector):
         while True:
             resp = await _request(self.resolver, url, method, body, target, st, budget)
             location = resp.headers.get("location")
-            if not (target.follow_redirects and resp.status in _REDIRECTS and location):
+            if not (resp.status in _REDIRECTS and location):
+                return resp, ""
+            if not target.follow_redirects:
+                st.redirects += 1  # a redirect received, if not followed, counts (as in blackbox_exporter)
                 return resp, ""
             if st.redirects >= target.max_redirects:
+                st.redirects += 1
                 return resp, "too_many_redirects"
             st.redirects += 1
             url = urljoin(url, location)
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ProtocolError(f"redirect to {url!r}")
+            guard = redirect_guard.get()
+            if guard is not None and not guard(url):
+                return resp, "redirect_refused"
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
 
