@@ -297,7 +297,8 @@ class BlackboxCollector(ProbeCollector):
         if ctx.has_job(f"{name}/{target}"):
             return None  # a configured target of the native kind of that name
         query_type = str(module.keys.get("query_type", ""))
-        job = self.bb.by_target.get((name, target))
+        hostname = q.get("hostname", "")
+        job = None if hostname else self.bb.by_target.get((name, target))
         if job is not None and ctx.has_job(f"{self.kind}/{job}"):
             result = ctx.result(f"{self.kind}/{job}")
             if result is None:
@@ -312,6 +313,11 @@ class BlackboxCollector(ProbeCollector):
             return Reply(403, "target is not in collectors.blackbox.on_demand")
         try:
             timeout = scrape_timeout(request.headers, module.timeout)
+        except ValueError as exc:
+            return Reply(500, f"Failed to parse timeout from Prometheus header: {exc}")
+        try:
+            if hostname and module.prober == "http":
+                module = module.with_hostname(hostname)
             module.target(target)
         except ValueError as exc:
             return Reply(400, str(exc))

@@ -83,6 +83,24 @@ class BlackboxModule:
     timeout: float
     keys: dict[str, Any]
 
+    def with_hostname(self, hostname: str) -> BlackboxModule:
+        """The module with the ``hostname`` request parameter applied (HTTP): the ``Host`` header and,
+        unless the module sets one, the TLS server name. ValueError when the module's own ``Host``
+        header says otherwise, as blackbox_exporter refuses it."""
+        headers = dict(self.keys.get("headers") or {})
+        own = next((v for k, v in headers.items() if k.lower() == "host"), None)
+        if own is not None and own != hostname:
+            raise ValueError(
+                f"host header defined both in module configuration ({own}) and with URL-parameter "
+                f"'hostname' ({hostname[:100]})"
+            )
+        headers = {k: v for k, v in headers.items() if k.lower() != "host"} | {"Host": hostname}
+        tls = dict(self.keys.get("tls_config") or {})
+        tls.setdefault("server_name", hostname)
+        return BlackboxModule(
+            self.name, self.prober, self.timeout, {**self.keys, "headers": headers, "tls_config": tls}
+        )
+
     def target(self, target: str, name: str = "", site: str = "") -> TargetConfig:
         """The native target that probes ``target`` as this module says. ValueError when ``target`` is
         not of the form the prober needs (``host:port`` for TCP)."""

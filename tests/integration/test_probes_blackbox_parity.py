@@ -391,8 +391,11 @@ def _series(text: str) -> Series:
 def _probe(base: str, module: str, target: str) -> Series:
     from urllib.parse import urlencode
 
+    params = {"module": module, "target": target}
+    if " hostname=" in target:  # a case that also sends the hostname parameter
+        params["target"], _, params["hostname"] = target.partition(" hostname=")
     status, body, _ = http_get(
-        f"{base}/probe?{urlencode({'module': module, 'target': target})}",
+        f"{base}/probe?{urlencode(params)}",
         timeout=15,
         headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"},
     )
@@ -417,6 +420,7 @@ def _cases(lab: Lab) -> list[tuple[str, str]]:
         ("http_version_11", f"http://{h}/ok"),
         ("https_ca", f"https://localhost:{lab.https}/ok"),
         ("https_insecure", f"https://127.0.0.1:{lab.https}/ok"),
+        ("https_ca", f"https://127.0.0.1:{lab.https}/ok hostname=localhost"),  # Host header and SNI
         ("tcp_connect", f"127.0.0.1:{lab.http}"),
         ("tcp_connect", f"127.0.0.1:{lab.dead}"),
         ("tls_connect", f"localhost:{lab.tls}"),
@@ -498,3 +502,55 @@ def test_timeout_comes_from_the_scrape_header(lab: Lab) -> None:
     series = _series(body)
     assert series[("probe_success", frozenset())] == 0
     assert series[("probe_duration_seconds", frozenset())] < 1.5  # the header's budget, not 120 s
+
+
+def test_prometheus_with_the_readme_scrape_job_scrapes_giamsat_unchanged(lab: Lab, tmp_path: Path) -> None:
+    """blackbox_exporter's README job, only the probed URLs and the exporter's address changed."""
+    from tests.prom import prometheus, query
+
+    address = lab.giamsat.removeprefix("http://")
+    ok, down = f"http://127.0.0.1:{lab.http}/ok", f"http://127.0.0.1:{lab.http}/error"
+    config = textwrap.dedent(
+        f"""\
+        global:
+          scrape_interval: 1s
+          scrape_timeout: 1s
+        scrape_configs:
+          - job_name: 'blackbox'
+            metrics_path: /probe
+            params:
+              module: [http_2xx]  # Look for a HTTP 200 response.
+            static_configs:
+              - targets:
+                - {ok}
+                - {down}
+            relabel_configs:
+              - source_labels: [__address__]
+                target_label: __param_target
+              - source_labels: [__param_target]
+                target_label: instance
+              - target_label: __address__
+                replacement: {address}  # The blackbox exporter's real hostname:port.
+        """
+    )
+    with prometheus(tmp_path / "prom", config) as prom:
+
+        def both_scraped() -> list[dict[str, object]] | None:
+            result = query(prom, 'probe_success{job="blackbox"}')
+            return result if len(result) == 2 else None
+
+        result = wait_for(both_scraped, 30, what="two probe_success series in Prometheus")
+        by_instance = {r["metric"]["instance"]: r["value"][1] for r in result}  # type: ignore[index]
+        assert by_instance == {ok: "1", down: "0"}
+        # exactly blackbox's labels: job and instance from Prometheus, nothing of giamsat's
+        labels = {k for r in result for k in r["metric"]}  # type: ignore[attr-defined]
+        assert labels == {"__name__", "job", "instance"}
+        assert {r["value"][1] for r in query(prom, 'up{job="blackbox"}')} == {"1"}  # type: ignore[index]
+        phases = query(prom, 'probe_http_duration_seconds{job="blackbox"}')
+        assert {r["metric"]["phase"] for r in phases} == {
+            "resolve",
+            "connect",
+            "tls",
+            "processing",
+            "transfer",
+        }  # type: ignore[index]
