@@ -178,6 +178,8 @@ class _Web(http.server.BaseHTTPRequestHandler):
             self._send(302, b"", {"Location": "/ok"})
         elif self.path == "/error":
             self._send(503, b"maintenance")
+        elif self.path.startswith("/away/"):  # to another address, on IPv6 loopback
+            self._send(302, b"", {"Location": f"http://[::1]:{self.path.rsplit('/', 1)[1]}/ok"})
         else:
             self._send(404, b"not found")
 
@@ -554,3 +556,24 @@ def test_prometheus_with_the_readme_scrape_job_scrapes_giamsat_unchanged(lab: La
             "processing",
             "transfer",
         }  # type: ignore[index]
+
+
+def test_an_on_demand_probe_is_not_redirected_outside_the_allow_list(lab: Lab) -> None:
+    """The allow-list has 127.0.0.0/8 and localhost; a redirect to [::1] is not followed (blackbox
+    follows it: it has no allow-list)."""
+    listener = socket.socket(socket.AF_INET6)
+    listener.bind(("::1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    v6_port = listener.getsockname()[1]
+    try:
+        target = f"http://127.0.0.1:{lab.http}/away/{v6_port}"
+        ours = _probe(lab.giamsat, "http_2xx", target)
+        with pytest.raises(TimeoutError):
+            listener.accept()[0].close()  # giamsat never connected there
+        assert ours[("probe_success", frozenset())] == 0
+        assert ours[("probe_http_status_code", frozenset())] == 302
+        _probe(lab.blackbox, "http_2xx", target)
+        listener.accept()[0].close()  # blackbox_exporter did
+    finally:
+        listener.close()
