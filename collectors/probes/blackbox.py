@@ -21,10 +21,10 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prometheus_client.core import Metric
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from agent.kernel.allowlist import AllowList, check_entry
 from agent.kernel.collector import (
@@ -98,7 +98,7 @@ class BlackboxSettings(CollectorSettings):
     config_file: Path = Field(
         description="blackbox_exporter's blackbox.yml (relative paths: from this file's directory)"
     )
-    on_demand: list[str] = Field(
+    on_demand: list[Annotated[str, AfterValidator(check_entry)]] = Field(
         default_factory=list,
         description="targets /probe may probe on request: networks (CIDR), host names (*.suffix), URL "
         "prefixes; empty: only targets.blackbox",
@@ -108,11 +108,6 @@ class BlackboxSettings(CollectorSettings):
     _allow: AllowList = PrivateAttr(default_factory=AllowList)
     #: (module, target) -> name of the targets.blackbox entry (set when the targets are checked)
     _by_target: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
-
-    @field_validator("on_demand")
-    @classmethod
-    def _entries(cls, v: list[str]) -> list[str]:
-        return [check_entry(e) for e in v]
 
     @model_validator(mode="after")
     def _load(self) -> BlackboxSettings:

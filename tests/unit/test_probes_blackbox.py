@@ -204,3 +204,39 @@ def test_timeout_header_that_is_not_a_number_is_refused() -> None:
     for bad in ("soon", "nan", "inf"):
         with pytest.raises(ValueError):
             scrape_timeout({"x-prometheus-scrape-timeout-seconds": bad}, 0.0)
+
+
+def _check(tmp_path: Path, giamsat_yml: str, blackbox_yml: str | None) -> list[str]:
+    from agent.config import load_config
+
+    if blackbox_yml is not None:
+        (tmp_path / "blackbox.yml").write_text(blackbox_yml)
+    cfg = tmp_path / "giamsat.yml"
+    cfg.write_text("sites:\n  - {id: tinh, name: T, level: province}\n" + giamsat_yml)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    return [str(p).replace(str(tmp_path) + "/", "") for p in err.value.problems]
+
+
+def test_config_errors_name_the_file_line_and_key(tmp_path: Path) -> None:
+    modules = (
+        "modules:\n  tcp: {prober: tcp}\n  web:\n    prober: http\n    http: {proxy_url: 'http://p:3128'}\n"
+    )
+    section = "collectors:\n  blackbox:\n    config_file: blackbox.yml\n"
+    # the module file's own problems, at its own lines, read relative to the configuration's directory
+    assert _check(tmp_path, section, modules) == [
+        "blackbox.yml:5: modules.web.http.proxy_url: `proxy_url` is not supported by giamsat; remove it or "
+        "probe this another way"
+    ]
+    modules = "modules:\n  tcp: {prober: tcp}\n"
+    assert _check(tmp_path, section + "    on_demand: ['not a host']\n", modules) == [
+        "giamsat.yml:6: collectors.blackbox.on_demand[0]: 'not a host' is neither a network (CIDR), an address, "
+        "a host name nor a URL prefix"
+    ]
+    targets = "targets:\n  blackbox:\n    - {name: a, site: tinh, module: nope, target: x}\n"
+    assert _check(tmp_path, section + targets, modules) == [
+        "giamsat.yml:8: targets.blackbox[0].module: no module 'nope' in blackbox.yml"
+    ]
+    assert _check(tmp_path, section + targets.replace("nope", "tcp"), modules) == [
+        "giamsat.yml:8: targets.blackbox[0].target: target 'x' must be host:port"
+    ]
