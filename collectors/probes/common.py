@@ -167,6 +167,12 @@ def add(fam: Metric, value: float, **labels: str) -> None:
     fam.samples.append(Sample(fam.name, labels, float(value)))
 
 
+def resolve_failed(duration: float, lookup: float) -> list[Metric]:
+    """The result of a probe whose target did not resolve, with blackbox_exporter's series for it: the
+    lookup time, and an IP protocol and address hash of 0."""
+    return result_metrics(False, duration, "resolve", lookup=lookup, family=0, ip="")
+
+
 def result_metrics(
     success: bool,
     duration: float,
@@ -194,7 +200,7 @@ def result_metrics(
             gauge(
                 "probe_ip_protocol",
                 "Specifies whether probe ip protocol is IP4 or IP6",
-                6.0 if family == socket.AF_INET6 else 4.0,
+                {int(socket.AF_INET6): 6.0, int(socket.AF_INET): 4.0}.get(family, 0.0),  # 0: not resolved
             )
         )
     if ip is not None:
@@ -202,7 +208,7 @@ def result_metrics(
             gauge(
                 "probe_ip_addr_hash",
                 "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-                ip_hash(ip),
+                ip_hash(ip) if ip else 0.0,  # "": not resolved
             )
         )
     if not success and reason:

@@ -34,6 +34,7 @@ from collectors.probes.common import (
     gauge,
     probe_budget,
     resolve,
+    resolve_failed,
     result_metrics,
 )
 
@@ -161,7 +162,8 @@ class DnsCollector(ProbeCollector):
                 self.resolver, target.server, target.ip_protocol, budget, target.ip_protocol_fallback
             )
         except ResolveError:
-            return result_metrics(False, time.perf_counter() - start, "resolve")
+            elapsed = time.perf_counter() - start
+            return [*resolve_failed(elapsed, elapsed), *_unanswered(elapsed)]
         import dns.asyncbackend
         import dns.asyncquery  # imported in start(); here for the names
         import dns.exception
@@ -258,6 +260,24 @@ class DnsCollector(ProbeCollector):
             ),
             *extra,
         ]
+
+
+def _unanswered(lookup: float) -> list[Metric]:
+    """The DNS series of a query never sent (the server's name did not resolve), as blackbox has them."""
+    phases = gauge("probe_dns_duration_seconds", "Duration of DNS request by phase")
+    for phase, value in (("resolve", lookup), ("connect", 0.0), ("request", 0.0)):
+        add(phases, value, phase=phase)
+    return [
+        phases,
+        gauge("probe_dns_answer_rrs", "Returns number of entries in the answer resource record list", 0),
+        gauge(
+            "probe_dns_authority_rrs", "Returns number of entries in the authority resource record list", 0
+        ),
+        gauge(
+            "probe_dns_additional_rrs", "Returns number of entries in the additional resource record list", 0
+        ),
+        gauge("probe_dns_query_succeeded", "Displays whether or not the query was executed successfully", 0),
+    ]
 
 
 def _records(section: list[Any]) -> list[str]:

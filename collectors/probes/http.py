@@ -180,11 +180,19 @@ class HttpCollector(ProbeCollector):
             elif target.fail_if_not_ssl and not st.final_tls:
                 reason = "not_tls"
         duration = time.perf_counter() - start
-        out = result_metrics(not reason, duration, reason, lookup=st.lookup, family=st.family, ip=st.ip)
+        unresolved = st.ip is None and reason == "resolve"  # the first host did not resolve
+        out = result_metrics(
+            not reason,
+            duration,
+            reason,
+            lookup=st.lookup,
+            family=0 if unresolved else st.family,
+            ip="" if unresolved else st.ip,
+        )
         phases = gauge(
             "probe_http_duration_seconds", "Duration of http request by phase, summed over all redirects"
         )
-        for p in PHASES:
+        for p in ("resolve",) if unresolved else PHASES:  # as blackbox: other phases only once resolved
             add(phases, st.phases[p], phase=p)
         length = resp.headers.get("content-length", "")
         out += [
@@ -260,11 +268,15 @@ async def _request(
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     t0 = time.perf_counter()
-    ip, family, _ = await resolve(resolver, host, target.ip_protocol, budget, target.ip_protocol_fallback)
-    t1 = time.perf_counter()
-    st.phases["resolve"] += t1 - t0
-    if st.lookup is None:
-        st.lookup, st.family, st.ip = t1 - t0, family, ip
+    try:
+        ip, family, _ = await resolve(resolver, host, target.ip_protocol, budget, target.ip_protocol_fallback)
+    finally:
+        t1 = time.perf_counter()
+        st.phases["resolve"] += t1 - t0
+        if st.lookup is None:
+            st.lookup = t1 - t0
+    if st.ip is None:
+        st.family, st.ip = family, ip
     reader, writer = await asyncio.open_connection(ip, port)
     try:
         t2 = time.perf_counter()

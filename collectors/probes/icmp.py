@@ -43,7 +43,7 @@ from collectors.probes.common import (
     current_probe,
     ip_hash,
     resolve,
-    result_metrics,
+    resolve_failed,
 )
 from collectors.probes.common import (
     family as new_family,
@@ -390,7 +390,8 @@ class IcmpCollector(ProbeCollector):
             )
             for i, r in zip(names, resolved, strict=True):
                 if isinstance(r, ResolveError):
-                    report(slots[i], result_metrics(False, time.perf_counter() - start, "resolve"))
+                    elapsed = time.perf_counter() - start
+                    report(slots[i], [*resolve_failed(elapsed, elapsed), _Phases(elapsed, 0.0, 0.0)])
                 elif isinstance(r, BaseException):
                     report(slots[i], r)
                 else:

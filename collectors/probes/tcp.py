@@ -26,6 +26,7 @@ from collectors.probes.common import (
     gauge,
     probe_budget,
     resolve,
+    resolve_failed,
     result_metrics,
     tls_metrics,
 )
@@ -94,7 +95,8 @@ class TcpCollector(ProbeCollector):
                 self.resolver, target.address, target.ip_protocol, budget, target.ip_protocol_fallback
             )
         except ResolveError:
-            return [*result_metrics(False, time.perf_counter() - start, "resolve"), regex]
+            elapsed = time.perf_counter() - start
+            return [*resolve_failed(elapsed, elapsed), regex]
         extra: list[Metric] = [regex]
         reason = ""
         writer: asyncio.StreamWriter | None = None

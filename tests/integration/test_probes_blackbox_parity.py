@@ -138,6 +138,18 @@ modules:
     prober: icmp
     icmp:
       preferred_ip_protocol: ip4
+  http_ip6_only:
+    prober: http
+    http: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}
+  tcp_ip6_only:
+    prober: tcp
+    tcp: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}
+  dns_ip6_only:
+    prober: dns
+    dns: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false, query_name: wan.huyen.test}}
+  icmp_ip6_only:
+    prober: icmp
+    icmp: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}
 """
 
 #: Series whose values depend on time or on the run, not on what was probed.
@@ -433,6 +445,11 @@ def _cases(lab: Lab) -> list[tuple[str, str]]:
         ("dns_tcp_txt", f"127.0.0.1:{lab.dns}"),
         ("dns_nxdomain", f"127.0.0.1:{lab.dns}"),
         ("icmp", "127.0.0.1"),
+        # no address of the family asked for: a resolve failure, without any lookup sent anywhere
+        ("http_ip6_only", f"http://{h}/ok"),
+        ("tcp_ip6_only", h),
+        ("dns_ip6_only", f"127.0.0.1:{lab.dns}"),
+        ("icmp_ip6_only", "127.0.0.1"),
     ]
 
 
@@ -456,7 +473,7 @@ def test_same_series_and_values_as_blackbox_exporter_with_the_same_blackbox_yml(
                 continue
             if ours[key] != value:
                 mismatches.append(f"{case}: {_fmt(key)} giamsat {ours[key]} blackbox {value}")
-    assert mismatches == []
+    assert mismatches == [], "\n".join(mismatches)
 
 
 def _fmt(key: tuple[str, frozenset[tuple[str, str]]]) -> str:
