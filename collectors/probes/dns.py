@@ -207,30 +207,33 @@ class DnsCollector(ProbeCollector):
         add(phases, connected - t1, phase="connect")
         add(phases, t2 - connected, phase="request")
         extra: list[Metric] = [phases]
+        sections = (response.answer, response.authority, response.additional) if response else ([], [], [])
+        extra += [  # 0 without an answer, as blackbox has them
+            gauge(
+                "probe_dns_answer_rrs",
+                "Returns number of entries in the answer resource record list",
+                sum(len(r) for r in sections[0]),
+            ),
+            gauge(
+                "probe_dns_authority_rrs",
+                "Returns number of entries in the authority resource record list",
+                sum(len(r) for r in sections[1]),
+            ),
+            gauge(
+                "probe_dns_additional_rrs",
+                "Returns number of entries in the additional resource record list",
+                sum(len(r) for r in sections[2]),
+            ),
+        ]
         if response is not None:
             rcode = response.rcode()
             # one line per record, as in a zone file: "name ttl IN type data"
             answers = [line for rrset in response.answer for line in rrset.to_text().splitlines()]
-            extra += [
+            extra.append(
                 gauge(
                     "probe_dns_rcode", "The response code of the DNS answer (0 NOERROR, 3 NXDOMAIN...)", rcode
-                ),
-                gauge(
-                    "probe_dns_answer_rrs",
-                    "Returns number of entries in the answer resource record list",
-                    sum(len(r) for r in response.answer),
-                ),
-                gauge(
-                    "probe_dns_authority_rrs",
-                    "Returns number of entries in the authority resource record list",
-                    sum(len(r) for r in response.authority),
-                ),
-                gauge(
-                    "probe_dns_additional_rrs",
-                    "Returns number of entries in the additional resource record list",
-                    sum(len(r) for r in response.additional),
-                ),
-            ]
+                )
+            )
             for rrset in (*response.answer, *response.authority):
                 if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
                     extra.append(

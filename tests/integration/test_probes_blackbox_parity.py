@@ -138,6 +138,8 @@ modules:
     prober: icmp
     icmp:
       preferred_ip_protocol: ip4
+  https_system_ca:
+    prober: http
   http_ip6_only:
     prober: http
     http: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}
@@ -445,6 +447,9 @@ def _cases(lab: Lab) -> list[tuple[str, str]]:
         ("dns_tcp_txt", f"127.0.0.1:{lab.dns}"),
         ("dns_nxdomain", f"127.0.0.1:{lab.dns}"),
         ("icmp", "127.0.0.1"),
+        ("https_system_ca", f"https://127.0.0.1:{lab.https}/ok"),  # certificate not trusted
+        ("tls_connect", f"127.0.0.1:{lab.http}"),  # no TLS there
+        ("dns_tcp_txt", f"127.0.0.1:{lab.dead}"),  # refused
         # no address of the family asked for: a resolve failure, without any lookup sent anywhere
         ("http_ip6_only", f"http://{h}/ok"),
         ("tcp_ip6_only", h),
