@@ -89,6 +89,7 @@ class Agent:
         self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
+        self._warmups: set[asyncio.Task[None]] = set()
         #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
         self.self_metrics = SelfMetrics()
         for source in (
@@ -244,6 +245,21 @@ class Agent:
         gc.collect()
         gc.freeze()
         new.start_schedule()
+        self._warmups.add(asyncio.get_running_loop().create_task(self._end_site_warmup(new, tracker)))
+
+    async def _end_site_warmup(self, runner: Runner, tracker: SiteTracker) -> None:
+        """Sites keep their saved state until the first round is in (bounded by the longest timeout), so
+        a restart during an outage never shows a down site as unknown to a scrape."""
+        deadline = max((j.timeout for j in runner.jobs), default=0) + 2
+        try:
+            await asyncio.wait_for(runner.first_round_done.wait(), deadline)
+        except TimeoutError:
+            pass
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._warmups.discard(task)
+        tracker.end_warmup()
 
     async def _apply_remote_write(self, loaded: LoadedConfig) -> None:
         """(Re)start remote write only when its settings changed; the buffers carry over restarts.

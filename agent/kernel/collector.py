@@ -297,6 +297,10 @@ class Collector(abc.ABC):
     #: the reason when it did not (``{reason="..."} 1``): read by the default ``link_status``.
     link_metric: ClassVar[str | None] = None
     link_reason_metric: ClassVar[str | None] = None
+    #: A run that finds the link down right after it was up is retried at once, and only a failed
+    #: retry is recorded: one lost round never turns a site down. A kind that confirms failures itself
+    #: (ICMP: a burst of further echoes within the same run) sets this to False.
+    confirm_failures: ClassVar[bool] = True
     #: (reason substring, fix) for this kind's own failure reasons, tried before ``COMMON_FIXES``.
     doctor_fixes: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: The inventory key this kind expands into targets, if any (its table line names the key too).
