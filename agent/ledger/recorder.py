@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -24,6 +25,7 @@ from agent.ledger.book import CAUSES, POWER_WINDOW, Book
 from agent.ledger.journal import Journal, JournalLocked, ReadStats, read_all
 
 log = logging.getLogger("giamsat.ledger")
+T = TypeVar("T")
 
 LEDGER_DIR = "ledger"
 HEARTBEAT = 15.0
@@ -182,12 +184,10 @@ class LedgerRecorder:
 
     # -- views ----------------------------------------------------------------------------------------
 
-    def snapshot_book(self) -> Book:
-        """The book as it is, for ``/report`` (a copy of the figures, so readers need no lock)."""
-        import copy
-
+    def read(self, fn: Callable[[Book], T]) -> T:
+        """``fn(book)`` with the journal's writes held off (the ``/report`` page reads the live book)."""
         with self._lock:
-            return copy.deepcopy(self.book)
+            return fn(self.book)
 
     def collect(self, now: float | None = None) -> list[Metric]:
         now = time.time() if now is None else now

@@ -30,6 +30,7 @@ class Period:
     end: float
     tz: str
     label: str
+    zone: dt.tzinfo
     #: (start, end) of each day, local midnights; the last one may be cut by ``end``
     days: tuple[tuple[float, float], ...]
 
@@ -95,7 +96,8 @@ def make_period(month: str | None, start: str | None, end: str | None, tz: str |
         raise ReportError(
             f"the period {label} has not started yet" if a.timestamp() > now else "--to must be after --from"
         )
-    return Period(a.timestamp(), b.timestamp(), getattr(zone, "key", str(zone)), label, _days(a, b))
+    name = getattr(zone, "key", None) or a.strftime("UTC%z")
+    return Period(a.timestamp(), b.timestamp(), name, label, zone, _days(a, b))
 
 
 @dataclass

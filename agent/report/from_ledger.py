@@ -94,6 +94,4 @@ def from_book(book: Book, period: Period, until: float, source: str) -> ReportDa
 def _iso(ts: float, period: Period) -> str:
     import datetime as dt
 
-    from agent.report.data import _zone
-
-    return dt.datetime.fromtimestamp(ts, _zone(period.tz)).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(ts, period.zone).isoformat(timespec="seconds")
