@@ -6,11 +6,11 @@ Definitions (docs/report.md):
 - *known* time is time with a known site state (up, down, unreachable, gap); the rest of the period is
   *unknown* (the agent was not running, results were stale, the data does not reach that far) and is
   never counted as available or not.
-- *availability* = up / known; a site or group with no known time has none (shown as unknown).
-  A group's availability is its sites' up time over their known time (each second of each site weighs
-  the same).
-- *downtime* = down + unreachable seconds; a coverage gap (never up) is not available either, but it is
-  not an outage and is reported under coverage.
+- *availability* = up / (up + down + unreachable); a site or group with none of these has none (shown
+  as unknown). A group's availability is its sites' up time over their up, down and unreachable time
+  (each second of each site weighs the same). A coverage gap (a commune never connected) is not in
+  availability: it is reported under coverage, where it counts against the province.
+- *downtime* = down + unreachable seconds.
 - an *outage* is counted in the period it starts in; MTTR is the mean start-to-return duration of the
   outages that ended in the period.
 """
@@ -56,8 +56,9 @@ class Totals:
 
     @property
     def availability(self) -> float | None:
-        k = self.known
-        return self.seconds["up"] / k if k > 0 else None
+        s = self.seconds
+        k = s["up"] + s["down"] + s["unreachable"]
+        return s["up"] / k if k > 0 else None
 
     @property
     def downtime(self) -> float:
@@ -111,7 +112,7 @@ class Figures:
 
 
 def _avail(d: dict[str, float]) -> float | None:
-    k = sum(d.values())
+    k = d["up"] + d["down"] + d["unreachable"]
     return d["up"] / k if k > 0 else None
 
 

@@ -190,7 +190,7 @@ def _bars(groups: list[GroupFig], t: Text, prov: GroupFig) -> str:
 
 def _heatmap(fig: Figures, t: Text) -> str:
     days = fig.data.period.days
-    label_w, cell_w, cell_h, head_h = 230, max(10, min(22, 640 // max(1, len(days)))), 12, 34
+    label_w, cell_w, cell_h, head_h = 230, max(10, min(22, 640 // max(1, len(days)))), 12, 48
     rows: list[tuple[str, str | None]] = []  # (label, site id or None for a group header)
     for g in fig.groups:
         rows.append((g.name if g.id else t("direct"), None))
