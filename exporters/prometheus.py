@@ -226,7 +226,10 @@ class Handler(ManagedConnectionHandler):
                 HTTPStatus.NOT_FOUND, f"nothing on {path} serves module {q.get('module', '')[:50]!r}"
             )
         if reply.families is None:
-            self._text(reply.status, reply.text)
+            if reply.content_type.startswith("text/plain"):
+                self._text(reply.status, reply.text)
+            else:
+                self._send(reply.status, reply.text.encode("utf-8"), reply.content_type)
             return
         # As the peer exporters serve one target: its families without site/target labels.
         single = JobResult("", "", None, None, tuple(reply.families), time.time(), 0.0, True)

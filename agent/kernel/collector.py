@@ -204,6 +204,8 @@ class Reply:
     status: int
     text: str = ""
     families: Sequence[Metric] | None = None
+    #: of ``text`` (a page the agent itself serves, such as ``/report``, is HTML)
+    content_type: str = "text/plain; charset=utf-8"
 
 
 class RouteContext(Protocol):
