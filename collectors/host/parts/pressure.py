@@ -43,5 +43,7 @@ def collect(fs: Files, opts: Options) -> list[Metric]:
             parsed[resource] = {} if text is None else parse_psi(text)
         total = parsed[resource].get(kind)
         if total is not None:
-            out.append(CounterMetricFamily(name, doc, value=total / 1e6))
+            out.append(
+                CounterMetricFamily(name, doc, value=total / 1000.0 / 1000.0)
+            )  # as node_exporter rounds
     return out
