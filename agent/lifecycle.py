@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from agent.config import LoadedConfig, load_config, parse_listen_address
-from agent.kernel.collector import RouteHandler
+from agent.kernel.collector import Reply, RouteContext, RouteHandler, RouteRequest
 from agent.kernel.errors import ConfigError, StartupError
 from agent.kernel.pipeline import Pipeline
 from agent.kernel.registry import SelfMetrics
 from agent.kernel.results import JobResult
 from agent.kernel.store import Store
+from agent.ledger.recorder import LedgerRecorder
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
 from agent.sites import SiteDetail, SiteTracker
@@ -89,6 +90,7 @@ class Agent:
         self.remote_write: RemoteWriteSet | None = None
         self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
+        self.ledger: LedgerRecorder | None = None
         self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
@@ -102,9 +104,11 @@ class Agent:
             self._site_metrics,
             self._clock_metrics,
             self._remote_write_metrics,
+            self._ledger_metrics,
         ):
             self.self_metrics.register(source)
         self.pipeline.subscribe(self._site_result)
+        self.pipeline.subscribe(self._ledger_result)
 
     # --- own metrics --------------------------------------------------------------------------------
     def _core_metrics(self) -> list[Metric]:
@@ -138,6 +142,10 @@ class Agent:
         rws = self.remote_write
         return rws.collect() if rws is not None else []
 
+    def _ledger_metrics(self) -> list[Metric]:
+        ledger = self.ledger
+        return ledger.collect() if ledger is not None else []
+
     # --- AgentView ----------------------------------------------------------------------------------
     def is_ready(self) -> bool:
         """Ready once a first collection round has finished; a reload does not take that back (the
@@ -149,7 +157,19 @@ class Agent:
 
     def routes(self, path: str) -> tuple[RouteHandler, ...]:
         """The handlers the current configuration's collectors serve ``path`` with, in table order."""
+        if path == "/report":
+            return (self._report_page,)
         return self._routes.get(path, ())
+
+    def _report_page(self, request: RouteRequest, ctx: RouteContext) -> Reply:
+        """The current month so far, from the live ledger (``?lang=en`` for English)."""
+        from agent.report.live import render_current_month
+
+        ledger = self.ledger
+        if ledger is None:
+            return Reply(503, "the outage ledger is not running (see the log)")
+        status, page = render_current_month(ledger, request.query.get("lang", "vi"))
+        return Reply(status, page, content_type="text/html; charset=utf-8")
 
     def result(self, job_id: str) -> JobResult | None:
         return self.store.get(job_id)
@@ -211,6 +231,11 @@ class Agent:
         if sites is not None:
             sites.on_result(result)
 
+    def _ledger_result(self, result: JobResult) -> None:
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.on_result(result)
+
     # --- lifecycle ----------------------------------------------------------------------------------
     async def _apply(self, loaded: LoadedConfig) -> None:
         """Start collectors for ``loaded``; on success stop the old ones and switch over."""
@@ -234,6 +259,7 @@ class Agent:
         if self.sites is not None:
             await asyncio.to_thread(self.sites.save, True)
         tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir, cfg.agent.stale_after_intervals)
+        await self._apply_ledger(loaded)
         await asyncio.to_thread(tracker.load)
         now = time.time()
         tracker.update(self.store.snapshot(now), now)  # the results the new inventory's uplinks have
@@ -267,6 +293,16 @@ class Agent:
             if task is not None:
                 self._warmups.discard(task)
         tracker.end_warmup()
+
+    async def _apply_ledger(self, loaded: LoadedConfig) -> None:
+        """One recorder per state directory, kept across reloads; a new inventory is journaled."""
+        ledger, state_dir = self.ledger, loaded.config.agent.state_dir
+        if ledger is not None and ledger.directory.parent == state_dir:
+            ledger.set_inventory(loaded.inventory)
+            return
+        if ledger is not None:
+            await asyncio.to_thread(ledger.close)
+        self.ledger = await asyncio.to_thread(LedgerRecorder.open, state_dir, loaded.inventory)
 
     async def _apply_remote_write(self, loaded: LoadedConfig) -> None:
         """(Re)start remote write only when its settings changed; the buffers carry over restarts.
@@ -431,6 +467,8 @@ class Agent:
                 log.warning("remote write did not close within 3s; its buffer is crash-safe")
         if self.sites is not None:
             self.sites.save(force=True)
+        if self.ledger is not None:
+            self.ledger.close()
         return 0
 
     def stop(self) -> None:
@@ -445,7 +483,12 @@ class Agent:
             sites = self.sites
             if sites is None:
                 continue
-            sites.tick()
+            now = time.time()
+            sites.tick(now)
+            ledger = self.ledger
+            if ledger is not None:
+                # off the loop: a state change is journaled with an fsync
+                await asyncio.to_thread(ledger.observe, sites.states(), now)
             ticks += 1
             if ticks % SITE_SAVE_TICKS == 0:
                 await asyncio.to_thread(sites.save)

@@ -166,19 +166,11 @@ class Handler(ManagedConnectionHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        raw = (self.headers.get("Content-Length") or "0").strip()
-        # isdigit() alone accepts "²" and other digits int() refuses.
-        if (
-            not (raw.isascii() and raw.isdigit())
-            or int(raw) > 65536
-            or "chunked" in self.headers.get("Transfer-Encoding", "")
-        ):
-            # An unread body would be parsed as the next request on this keep-alive connection.
-            self.close_connection = True
-            self._text(HTTPStatus.BAD_REQUEST, "a body, if any, must have a Content-Length of at most 65536")
-            return
-        if int(raw):
-            self.rfile.read(int(raw))
+        # The body's size was checked with the headers (exporters.connections): read it, so that it is
+        # not parsed as the next request on this kept-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
         if not self._authorized():
             return
         if path == "/-/reload":
@@ -234,7 +226,8 @@ class Handler(ManagedConnectionHandler):
         q = self._query()
         if q is None:
             return
-        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()})
+        every = parse_qs(urlsplit(self.path).query, keep_blank_values=True)  # already checked by _query
+        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()}, every)
         reply: Reply | None = None
         for handler in handlers:
             reply = handler(request, agent)
@@ -245,7 +238,10 @@ class Handler(ManagedConnectionHandler):
                 HTTPStatus.NOT_FOUND, f"nothing on {path} serves module {q.get('module', '')[:50]!r}"
             )
         if reply.families is None:
-            self._text(reply.status, reply.text)
+            if reply.content_type.startswith("text/plain"):
+                self._text(reply.status, reply.text)
+            else:
+                self._send(reply.status, reply.text.encode("utf-8"), reply.content_type)
             return
         # As the peer exporters serve one target: its families without site/target labels.
         single = JobResult("", "", None, None, tuple(reply.families), time.time(), 0.0, True)
