@@ -169,3 +169,12 @@ def test_language_headers_and_escaped_query(agent_url: str) -> None:
     # a healthy district is collapsed, unless pinned open (its own link), which the refresh keeps
     assert '<details id="s-bm"><summary>' in body
     assert '<details id="s-bm" open><summary>' in http_get(agent_url + "/?open=bm-yenphu")[1]
+
+
+def test_every_link_on_the_page_answers(agent_url: str) -> None:
+    page = parse(http_get(agent_url + "/")[1])
+    links = {attrs["href"] for tag, attrs in page.tags if tag == "a" and attrs.get("href")}
+    assert {"/report", "/metrics", "/-/healthy", "/-/ready", "/?lang=en"} <= links
+    for href in sorted(links):
+        assert href is not None and href.startswith("/")
+        assert http_get(agent_url + href.split("#")[0], timeout=10)[0] == 200, href
