@@ -14,6 +14,7 @@ never carry credentials. pysnmp's debug logging prints keys: nothing here enable
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,8 @@ except ImportError:  # a gufo-snmp without it: the public iterator is used
 
 Value = int | float | str | bytes
 T = TypeVar("T")
+
+log = logging.getLogger("giamsat.collector.snmp")
 
 #: bounded set of failure reasons (label values)
 REASONS = (
@@ -300,6 +303,17 @@ class GufoClient:
             return SnmpClientError("decode_error", f"{self.ep}: undecodable response: {exc}")
         return SnmpClientError("error_status", f"{self.ep}: {type(exc).__name__}: {exc}")
 
+    def _walk_error(self, exc: BaseException) -> BaseException:
+        """What a failed ``_SocketWalk`` raises (raised outside any ``except``: nothing chains to it)."""
+        if isinstance(exc, TimeoutError):
+            return self._timeout()
+        if isinstance(exc, SnmpError):
+            return self._error(exc)
+        if isinstance(exc, OSError):
+            self._session = None
+            return SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}")
+        return exc  # WalkGuard's SnmpClientError
+
     async def get(self, oids: Sequence[str]) -> dict[str, Value]:
         session = await self._open()
         if self.ep.auth.version != 1:
@@ -332,16 +346,13 @@ class GufoClient:
         if self.ep.auth.version != 1 and _can_drive(session):
             walk = _SocketWalk(session._sock, session._fd, oids, self.ep, self.stats)
             try:
-                results = await walk.start()
-            except TimeoutError:
-                raise self._timeout() from None
-            except SnmpError as exc:
-                raise self._error(exc) from None
-            except OSError as exc:
-                self._session = None
-                raise SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}") from None
+                await walk.start()
             finally:
                 walk.stop()
+            if walk.failure is not None:
+                # no local names the exception: its traceback holds this frame
+                raise self._walk_error(walk.take_failure())
+            results = walk.results
         else:
             results = [
                 await self._iter_walk(
@@ -422,6 +433,11 @@ class _SocketWalk:
     Each request gets ``timeout`` seconds and is resent (the same GetIter context) up to ``retries``
     times. One timer serves all the walks: it is re-armed only when it fires before the current
     request's deadline, instead of a timer per request.
+
+    A failure is kept without its traceback and the future only says "done": an exception stored in
+    the future would hold the reader callback's frame, hence this walk and gufo's socket, in a
+    reference cycle. The agent runs the cyclic collector rarely (agent/lifecycle.py), so every
+    undecodable answer used to keep a socket open until then.
     """
 
     def __init__(
@@ -434,13 +450,14 @@ class _SocketWalk:
         self.timeout, self.retries = ep.timeout, ep.retries
         self.max_repetitions, self.max_varbinds = ep.max_repetitions, ep.max_varbinds
         self.results: list[list[tuple[str, Value]]] = []
-        self.fut: asyncio.Future[list[list[tuple[str, Value]]]] = self.loop.create_future()
+        self.failure: BaseException | None = None
+        self.fut: asyncio.Future[None] = self.loop.create_future()
         self.attempts = 0
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.reading = False
 
-    def start(self) -> asyncio.Future[list[list[tuple[str, Value]]]]:
+    def start(self) -> asyncio.Future[None]:
         self.loop.add_reader(self.fd, self._readable)
         self.reading = True
         self._next_root()
@@ -457,12 +474,17 @@ class _SocketWalk:
         if not self.fut.done():
             self.fut.cancel()
 
+    def take_failure(self) -> BaseException:
+        """The failure that ended the walks, let go here."""
+        failure, self.failure = self.failure, None
+        assert failure is not None
+        return failure
+
     def _finish(self, exc: BaseException | None = None) -> None:
         if not self.fut.done():
-            if exc is None:
-                self.fut.set_result(self.results)
-            else:
-                self.fut.set_exception(exc)
+            if exc is not None:
+                self.failure = exc.with_traceback(None)
+            self.fut.set_result(None)
         self.stop()
 
     def _next_root(self) -> None:
@@ -565,6 +587,7 @@ class PysnmpEngines:
         eng = self._engines.get(auth_name)
         if eng is None:
             eng = self._engines[auth_name] = SnmpEngine()
+            _drop_undecodable(eng)
         return eng
 
     def close(self) -> None:
@@ -572,6 +595,41 @@ class PysnmpEngines:
             # closing a dispatcher that never opened raises
             eng.close_dispatcher()
         self._engines.clear()
+
+
+def _drop_undecodable(engine: Any) -> None:
+    """Make pysnmp drop a datagram it cannot decode instead of raising into the event loop.
+
+    pysnmp drops what pyasn1 reports as a parse error, but some malformed datagrams (an unexpected
+    constructed tag, for one) raise ``TypeError`` from inside pyasn1; that escapes pysnmp's receive
+    callback and asyncio logs a traceback per datagram. Dropped here the same way (the request then
+    times out, as for any answer pysnmp drops), with one debug line.
+    """
+    dispatcher = engine.message_dispatcher
+    receive = dispatcher.receive_message
+
+    def receive_message(
+        snmp_engine: Any, transport_domain: Any, transport_address: Any, whole_msg: bytes
+    ) -> Any:
+        try:
+            return receive(snmp_engine, transport_domain, transport_address, whole_msg)
+        except Exception as exc:
+            log.debug(
+                "SNMP: dropped an undecodable datagram of %d bytes from %s (%s)",
+                len(whole_msg),
+                _peer(transport_address),
+                type(exc).__name__,
+            )
+            return b""
+
+    dispatcher.receive_message = receive_message
+
+
+def _peer(address: Any) -> str:
+    try:
+        return f"{address[0]}:{address[1]}"
+    except (TypeError, IndexError):
+        return "?"
 
 
 def pysnmp_auth_data(auth: Auth, auth_name: str) -> Any:
