@@ -32,7 +32,7 @@ from tests.snmpd import AUTH_PASS, COMMUNITY, PRIV_PASS, V3_USERS, Snmpd
 ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
 EXPORTER = shutil.which("prometheus-snmp-exporter")
 #: vendor modules of upstream's snmp.yml that net-snmp's snmpd answers
-VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib")
+VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib", "hrSWInstalled")
 #: keys snmp_exporter 0.21 does not know (added later): dropped from its copy, applied to expectations
 NEWER_KEYS = ("scale", "offset", "datetime_pattern")
 #: giamsat's own failure signalling, on top of snmp_exporter's series
