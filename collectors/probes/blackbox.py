@@ -36,6 +36,7 @@ from agent.kernel.collector import (
     RouteContext,
     RouteRequest,
     TargetConfig,
+    cached_target_reply,
 )
 from agent.kernel.errors import StartupError
 from agent.kernel.yamlfile import relative_to_config
@@ -108,6 +109,7 @@ class BlackboxSettings(CollectorSettings):
     _allow: AllowList = PrivateAttr(default_factory=AllowList)
     #: (module, target) -> name of the targets.blackbox entry (set when the targets are checked)
     _by_target: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    _module_of: dict[str, str] = PrivateAttr(default_factory=dict)  # target name -> its module
 
     @model_validator(mode="after")
     def _load(self) -> BlackboxSettings:
@@ -127,6 +129,10 @@ class BlackboxSettings(CollectorSettings):
     @property
     def by_target(self) -> dict[tuple[str, str], str]:
         return self._by_target
+
+    @property
+    def module_of(self) -> dict[str, str]:
+        return self._module_of
 
 
 class BlackboxTarget(TargetConfig):
@@ -207,6 +213,7 @@ class BlackboxCollector(ProbeCollector):
             assert isinstance(t, BlackboxTarget)
             # /probe?module=&target= of a configured target is answered from its latest result
             settings.by_target.setdefault((t.module, t.target), t.name)
+            settings.module_of[t.name] = t.module
             module = settings.modules.get(t.module)
             if module is None:
                 problems.append((i, "module", f"no module {t.module!r} in {settings.config_file}"))
@@ -283,8 +290,10 @@ class BlackboxCollector(ProbeCollector):
     def _blackbox_route(self, request: RouteRequest, ctx: RouteContext) -> Reply | None:
         q = request.query
         name = q.get("module") or "http_2xx"
-        module = self.bb.modules.get(name)
         target = q.get("target", "")
+        if name == self.kind and name not in self.bb.modules:
+            return self._by_name(request, target, ctx)  # module=blackbox&target=NAME (export-sd's form)
+        module = self.bb.modules.get(name)
         if module is None:
             return None  # a native kind's module (icmp, tcp, ...), or unknown: asked further
         if not target:
@@ -334,6 +343,15 @@ class BlackboxCollector(ProbeCollector):
         finally:
             self._slots.release()
         return self._reply(request, module, blackbox_families(families, module.prober, query_type))
+
+    def _by_name(self, request: RouteRequest, name: str, ctx: RouteContext) -> Reply:
+        """A targets.blackbox entry by its name, as every kind answers ``module=KIND&target=NAME``."""
+        reply = cached_target_reply(self.kind, name, ctx)
+        module = self.bb.modules.get(self.bb.module_of.get(name, ""))
+        if module is None or reply.families is None:
+            return reply
+        query_type = str(module.keys.get("query_type", ""))
+        return self._reply(request, module, blackbox_families(reply.families, module.prober, query_type))
 
     def _reply(self, request: RouteRequest, module: BlackboxModule, families: list[Metric]) -> Reply:
         if request.query.get("debug") == "true":

@@ -599,3 +599,17 @@ def test_an_on_demand_probe_is_not_redirected_outside_the_allow_list(lab: Lab) -
         listener.accept()[0].close()  # blackbox_exporter did
     finally:
         listener.close()
+
+
+def test_configured_target_by_name_and_debug_output(lab: Lab) -> None:
+    """``module=blackbox&target=NAME`` (what ``giamsat inventory export-sd`` writes) serves the same
+    result as ``module=http_2xx&target=URL``; ``debug=true`` shows the series and the module."""
+    by_name = _probe(lab.giamsat, "blackbox", "portal")
+    by_url = _probe(lab.giamsat, "http_2xx", f"http://127.0.0.1:{lab.http}/ok")
+    assert set(by_name) == set(by_url) and by_name[("probe_success", frozenset())] == 1
+    assert http_get(f"{lab.giamsat}/probe?module=blackbox&target=nope")[0] == 404
+    status, body, _ = http_get(
+        f"{lab.giamsat}/probe?module=tcp_connect&target=127.0.0.1:{lab.http}&debug=true"
+    )
+    assert status == 200
+    assert "probe_success 1.0" in body and "Module configuration:" in body and "prober: tcp" in body
