@@ -613,3 +613,29 @@ def test_configured_target_by_name_and_debug_output(lab: Lab) -> None:
     )
     assert status == 200
     assert "probe_success 1.0" in body and "Module configuration:" in body and "prober: tcp" in body
+
+
+def test_hostile_requests_get_a_clear_status_never_a_server_error(lab: Lab) -> None:
+    from urllib.parse import quote
+
+    targets = [
+        "127.0.0.1:99999",
+        "[::1",
+        "127.0.0.1:0",
+        "http://127.0.0.1:0/",
+        "http://user:pw@127.0.0.1/",
+        "127.0.0.1\r\nHost: evil",
+        "ⅷ.example",
+        "%00",
+        "127.0.0.1:" + "9" * 300,
+        "http://[::ffff:127.0.0.1]:1/",
+        "0x7f.1",
+    ]
+    for module in ("http_2xx", "tcp_connect", "dns_a", "icmp"):
+        for target in targets:
+            status, body, _ = http_get(
+                f"{lab.giamsat}/probe?module={module}&target={quote(target)}", timeout=15
+            )
+            assert status in (200, 400, 403), (module, target, status, body)
+            assert "Traceback" not in body
+    assert http_get(f"{lab.giamsat}/-/healthy")[0] == 200
