@@ -204,6 +204,11 @@ class BlackboxCollector(ProbeCollector):
         self._slots = threading.BoundedSemaphore(settings.max_on_demand)
 
     @classmethod
+    def serves_without_targets(cls, settings: CollectorSettings) -> bool:
+        assert isinstance(settings, BlackboxSettings)
+        return bool(settings.allow)  # on-demand probes need it running
+
+    @classmethod
     def check_targets(
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:

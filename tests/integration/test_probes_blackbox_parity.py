@@ -639,3 +639,34 @@ def test_hostile_requests_get_a_clear_status_never_a_server_error(lab: Lab) -> N
             assert status in (200, 400, 403), (module, target, status, body)
             assert "Traceback" not in body
     assert http_get(f"{lab.giamsat}/-/healthy")[0] == 200
+
+
+def test_an_agent_with_only_on_demand_probing_serves_probe(lab: Lab, tmp_path: Path) -> None:
+    """No targets.blackbox at all: the collector still starts, to answer on-demand requests."""
+    (tmp_path / "blackbox.yml").write_text("modules:\n  tcp_connect: {prober: tcp}\n")
+    cfg = tmp_path / "giamsat.yml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""\
+            agent: {{state_dir: {tmp_path / "state"}}}
+            sites: [{{id: tinh, name: T, level: province}}]
+            collectors:
+              host: {{enabled: false}}
+              blackbox: {{config_file: blackbox.yml, on_demand: [127.0.0.1/32]}}
+            """
+        )
+    )
+    port = free_port()
+    with (tmp_path / "agent.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [GIAMSAT, "run", "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, 20, what="agent ready")
+        assert _probe(url, "tcp_connect", f"127.0.0.1:{lab.http}")[("probe_success", frozenset())] == 1
+        assert http_get(f"{url}/probe?module=tcp_connect&target=127.0.0.2:{lab.http}")[0] == 403
+    finally:
+        stop_process(proc)
