@@ -96,8 +96,9 @@ TIMEOUT_OFFSET = 0.5
 class BlackboxSettings(CollectorSettings):
     """``collectors.blackbox``: the module file and which targets may be probed on request."""
 
-    config_file: Path = Field(
-        description="blackbox_exporter's blackbox.yml (relative paths: from this file's directory)"
+    config_file: Path | None = Field(
+        default=None,
+        description="blackbox_exporter's blackbox.yml (relative paths: from this file's directory)",
     )
     on_demand: list[Annotated[str, AfterValidator(check_entry)]] = Field(
         default_factory=list,
@@ -114,7 +115,8 @@ class BlackboxSettings(CollectorSettings):
     @model_validator(mode="after")
     def _load(self) -> BlackboxSettings:
         # A ConfigError here names the blackbox.yml's own lines; it is not a ValueError on purpose.
-        self._modules = load_blackbox_file(relative_to_config(self.config_file))
+        if self.config_file is not None:
+            self._modules = load_blackbox_file(relative_to_config(self.config_file))
         self._allow = AllowList.parse(self.on_demand)
         return self
 
@@ -221,7 +223,8 @@ class BlackboxCollector(ProbeCollector):
             settings.module_of[t.name] = t.module
             module = settings.modules.get(t.module)
             if module is None:
-                problems.append((i, "module", f"no module {t.module!r} in {settings.config_file}"))
+                where = settings.config_file or "collectors.blackbox.config_file (not set)"
+                problems.append((i, "module", f"no module {t.module!r} in {where}"))
                 continue
             try:
                 module.target(t.target, t.name, t.site)
