@@ -18,7 +18,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
@@ -56,6 +56,9 @@ class AgentSettings(Model):
         default=10_000, ge=10, le=10_000_000, description="samples kept per job result; health families first"
     )
     web_config_file: Path | None = None
+    status_page_language: Literal["auto", "vi", "en"] = Field(
+        default="auto", description="language of the status page at /; auto follows the browser"
+    )
 
     @field_validator("listen_address")
     @classmethod

@@ -34,6 +34,7 @@ class Kind:
 
 _TABLE = (
     Kind("host", "collectors.host:HostCollector", default_on=True),
+    Kind("textfile", "collectors.textfile:TextfileCollector", default_on=True),
     Kind("snmp", "collectors.snmp:SnmpCollector"),
     Kind("ssh", "collectors.ssh:SSHCollector"),
     # before the native probe kinds: its /probe handler passes on their configured targets
@@ -42,6 +43,7 @@ _TABLE = (
     Kind("tcp", "collectors.probes.tcp:TcpCollector"),
     Kind("http", "collectors.probes.http:HttpCollector"),
     Kind("dns", "collectors.probes.dns:DnsCollector"),
+    Kind("ntp", "collectors.ntp:NtpCollector"),
 )
 
 

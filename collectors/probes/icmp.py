@@ -51,6 +51,12 @@ from collectors.probes.common import (
 from collectors.probes.icmp_engine import REASONS, EchoResult, IcmpEngine
 from collectors.probes.links import LINKS
 
+#: A target is reported down only after this many echoes in a row were lost: at 20 % independent loss
+#: per echo a working link is then declared down with a chance of 0.2**9 = 5e-7 per round.
+CONFIRM_ECHOES = 9
+#: Spacing of the confirmation burst's echoes: 8 of them go out in 1.4 s.
+CONFIRM_INTERVAL = 0.2
+
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
 DEFAULT_BUCKETS = [0.00005 * 2**i for i in range(20)]
 
@@ -67,6 +73,13 @@ class IcmpSettings(CollectorSettings):
         default=0.0, ge=0, description="cap on echoes sent per second across all targets (0: no cap)"
     )
     histogram_buckets: list[float] = Field(default_factory=lambda: list(DEFAULT_BUCKETS), min_length=1)
+    confirm_echoes: int = Field(
+        default=CONFIRM_ECHOES,
+        ge=0,
+        le=100,
+        description="echoes that must all be lost before a target is reported down: a round that lost "
+        "all of its own is followed at once by a burst of the rest (0: no confirmation)",
+    )
 
     @model_validator(mode="after")
     def _sorted_buckets(self) -> IcmpSettings:
@@ -270,6 +283,7 @@ class IcmpCollector(ProbeCollector):
     target_model = IcmpTarget
     batched = True
     site_shorthand = LINKS
+    confirm_failures = False  # confirmed within the run: a burst of further echoes (``_confirm``)
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         super().__init__(settings, ctx)
@@ -410,8 +424,18 @@ class IcmpCollector(ProbeCollector):
         # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
         sending = (t0.count - 1) * t0.packet_interval
         window = min(t0.packet_timeout, deadline.left(0.2) - sending)
+        settings = self.settings
+        assert isinstance(settings, IcmpSettings)
+        burst = max(0, settings.confirm_echoes - t0.count)
+        unconfirmed: list[tuple[int, EchoResult]] = []
 
         def done(j: int, result: EchoResult) -> None:
+            if burst and not result.rtts:
+                unconfirmed.append((j, result))  # every echo lost: confirmed (or not) below
+                return
+            report_one(j, result)
+
+        def report_one(j: int, result: EchoResult) -> None:
             i = live[j]
             try:
                 fams = self._metrics(
@@ -438,6 +462,49 @@ class IcmpCollector(ProbeCollector):
             dont_fragment=t0.dont_fragment,
             ttl=t0.ttl,
             on_result=done,
+        )
+        if unconfirmed:
+            await self._confirm(
+                t0, burst, [addrs[j] for j, _ in unconfirmed], unconfirmed, report_one, deadline
+            )
+
+    async def _confirm(
+        self,
+        t0: IcmpTarget,
+        burst: int,
+        addrs: list[str],
+        first: list[tuple[int, EchoResult]],
+        report_one: Callable[[int, EchoResult], None],
+        deadline: Deadline,
+    ) -> None:
+        """A round that lost every echo is not yet an outage: send ``burst`` more echoes at once, quickly,
+        to the targets that lost theirs. One reply and the link works (recovery needs no confirmation);
+        the result a target reports counts the echoes of both."""
+        assert self.engine is not None
+        sending = (burst - 1) * CONFIRM_INTERVAL
+        window = min(t0.packet_timeout, deadline.left(0.2) - sending)
+        if window < 0.05:  # no time left before the deadline: report what the round saw
+            for j, r in first:
+                report_one(j, r)
+            return
+
+        def merged(k: int, second: EchoResult) -> None:
+            j, r = first[k]
+            errors = dict(r.errors)
+            for reason, n in second.errors.items():
+                errors[reason] = errors.get(reason, 0) + n
+            hop = second.hop_limit if second.hop_limit is not None else r.hop_limit
+            report_one(j, EchoResult(r.sent + second.sent, r.rtts + second.rtts, errors, hop))
+
+        await self.engine.ping_many(
+            addrs,
+            count=burst,
+            interval=CONFIRM_INTERVAL,
+            timeout=window,
+            payload_size=t0.payload_size,
+            dont_fragment=t0.dont_fragment,
+            ttl=t0.ttl,
+            on_result=merged,
         )
 
     def _metrics(

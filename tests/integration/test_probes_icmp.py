@@ -73,7 +73,8 @@ def test_ttl_exceeded_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
     fams = run(run_config(cfg))["wan"].families
     assert value(fams, "probe_success") == 0
     assert value(fams, "probe_failure_reason", reason="ttl_exceeded") == 1
-    assert value(fams, "probe_icmp_errors", reason="ttl_exceeded") == 2
+    # each echo gets its error: the round's 2 and the 7 of the confirmation burst
+    assert value(fams, "probe_icmp_errors", reason="ttl_exceeded") == 9
 
 
 def test_host_unreachable_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
@@ -268,7 +269,7 @@ def test_blackholed_target_in_a_batch_does_not_hold_back_the_others(lab: Lab, tm
     assert dead.success  # a dead target is data, not a collector failure
     assert value(dead.families, "probe_success") == 0
     assert value(dead.families, "probe_failure_reason", reason="timeout") == 1
-    assert value(dead.families, "probe_icmp_packets_sent") == 2
+    assert value(dead.families, "probe_icmp_packets_sent") == 9  # 2 + the 7-echo confirmation burst
     for name in ("live0", "live1", "live2", "other"):
         assert value(results[name].families, "probe_success") == 1, name
         assert results[name].duration < dead.duration
