@@ -670,3 +670,11 @@ def test_an_agent_with_only_on_demand_probing_serves_probe(lab: Lab, tmp_path: P
         assert http_get(f"{url}/probe?module=tcp_connect&target=127.0.0.2:{lab.http}")[0] == 403
     finally:
         stop_process(proc)
+
+
+def test_module_defaults_to_http_2xx_as_in_blackbox_exporter(lab: Lab) -> None:
+    from urllib.parse import quote
+
+    target = quote(f"http://127.0.0.1:{lab.http}/ok")
+    status, body, _ = http_get(f"{lab.giamsat}/probe?target={target}")
+    assert status == 200 and _series(body)[("probe_success", frozenset())] == 1
