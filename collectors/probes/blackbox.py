@@ -253,7 +253,8 @@ class BlackboxCollector(ProbeCollector):
         }
         for prober in sorted({m.prober for m in self.bb.modules.values()}):
             cls = classes[prober]
-            settings = IcmpSettings() if prober == "icmp" else CollectorSettings()
+            # one echo per probe as blackbox sends it; a failed background run is retried by the agent
+            settings = IcmpSettings(confirm_echoes=0) if prober == "icmp" else CollectorSettings()
             inner = cls(settings, self.ctx)
             try:
                 await inner.start()
