@@ -27,6 +27,7 @@ from typing import Any
 KNOWN = ("up", "down", "unreachable", "gap")
 """States that count as known time; ``unknown`` time is what is left of a period."""
 OUTAGE_STATES = frozenset({"down", "unreachable"})
+_STATES = frozenset({*KNOWN, "unknown"})
 CAUSES = ("own_link", "upstream", "power", "unknown")
 POWER_WINDOW = 600.0
 """A UPS reading on battery (or low) at most this many seconds before a site went down makes the cause
@@ -154,17 +155,21 @@ class Book:
 
     def _state(self, r: dict[str, Any], ts: float) -> None:
         sid, new = r.get("site"), r.get("st")
-        if not isinstance(sid, str) or new not in (*KNOWN, "unknown"):
+        if new not in _STATES or not isinstance(sid, str):
             return
-        b = self.site(sid)
+        b = self.sites.get(sid) or self.site(sid)
         if ts < b.since:  # the wall clock stepped back: never count negative time
             ts = b.since
-        prev = b.state
-        b.close_span(ts)
+        prev, since = b.state, b.since
+        if ts > since and prev != "unknown":  # close_span, inlined: this runs for every record
+            b.spans.append((since, ts, prev))
+            b.totals[prev] += ts - since
+            if b.open is not None and prev in OUTAGE_STATES:
+                b.open.seconds[prev] += ts - since
         b.state, b.since = new, ts
-        links = r.get("links")
-        links = {str(k): str(v) for k, v in links.items()} if isinstance(links, dict) else {}
         if new in OUTAGE_STATES:
+            links = r.get("links")
+            links = {str(k): str(v) for k, v in links.items()} if isinstance(links, dict) else {}
             if b.open is None:
                 if prev == "up":
                     cause = "upstream" if new == "unreachable" else "power" if r.get("power") else "own_link"

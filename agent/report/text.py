@@ -102,7 +102,10 @@ class Text:
         if ts is None:
             return self("ongoing")
         t = dt.datetime.fromtimestamp(ts, self.zone)
-        return t.strftime("%d/%m/%Y %H:%M:%S" if self.lang == "vi" else "%Y-%m-%d %H:%M:%S")
+        hms = f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}"  # f-strings: twice as fast as strftime
+        if self.lang == "vi":
+            return f"{t.day:02d}/{t.month:02d}/{t.year} {hms}"
+        return f"{t.year}-{t.month:02d}-{t.day:02d} {hms}"
 
     def day(self, ts: float) -> str:
         t = dt.datetime.fromtimestamp(ts, self.zone)
