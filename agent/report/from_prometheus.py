@@ -179,10 +179,7 @@ def from_prometheus(url: str, period: Period) -> ReportData:
         data,
         [],
         f"Prometheus {api.url}",
-        notes=[
-            "Outage start and end times are listed from an agent's ledger (--state-dir); "
-            "this report was built from the server's counters."
-        ],
+        outage_times=False,
     )
 
 

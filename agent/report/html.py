@@ -129,7 +129,9 @@ def render(fig: Figures, lang: str = "vi", generated: float | None = None) -> st
         f'<section id="outages" class="long"><h2>{e(t("outages"))} ({e(t("longer_than"))} '
         f"{e(t.dur(fig.long_threshold))})</h2>"
     )
-    if fig.long_outages:
+    if not d.outage_times:
+        out.append(f'<p class="note">{e(t("no_outage_times"))}</p>')
+    elif fig.long_outages:
         out.append(
             f"<table><tr><th>{e(t('site'))}</th><th>{e(t('name'))}</th><th>{e(t('start'))}</th>"
             f"<th>{e(t('end'))}</th><th>{e(t('duration'))}</th><th>{e(t('cause'))}</th>"

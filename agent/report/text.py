@@ -69,6 +69,12 @@ _T: dict[str, tuple[str, str]] = {
         "never counted as available or as down.",
     ),
     "notes": ("Ghi chú", "Notes"),
+    "no_outage_times": (
+        "Báo cáo này lập từ bộ đếm trên máy chủ Prometheus: có số sự cố và thời lượng, không có giờ bắt "
+        "đầu và kết thúc của từng sự cố (xem báo cáo từ sổ ghi của agent, --state-dir).",
+        "This report was built from the counters on a Prometheus server: it has outage counts and "
+        "durations, not each outage's start and end (see the report from an agent's ledger, --state-dir).",
+    ),
     "day": ("Ngày", "Day"),
 }
 
