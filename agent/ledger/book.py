@@ -214,6 +214,30 @@ class Book:
             if b.history and b.history[0].end is not None and b.history[0].end < before:
                 b.history = [o for o in b.history if o.end is None or o.end >= before]
 
+    def view(self) -> Book:
+        """A copy to read from while this book goes on changing (the lists and the open outages are
+        copied; closed outages never change). Milliseconds for thousands of sites."""
+        out = Book()
+        out.inventory, out.first_ts, out.last_ts = self.inventory, self.first_ts, self.last_ts
+        out.running, out.records = self.running, self.records
+        for sid, b in self.sites.items():
+            o = b.open
+            if o is not None:
+                o = Outage(o.site, o.start, o.cause, o.end, dict(o.links), dict(o.seconds))
+            history = [o if h is b.open else h for h in b.history] if o is not None else list(b.history)
+            out.sites[sid] = SiteBook(
+                b.state,
+                b.since,
+                dict(b.totals),
+                b.outages,
+                b.repairs,
+                b.repair_seconds,
+                o,
+                list(b.spans),
+                history,
+            )
+        return out
+
     # -- snapshot ------------------------------------------------------------------------------------
 
     def snapshot(self, ts: float) -> dict[str, Any]:

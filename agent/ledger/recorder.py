@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -25,7 +24,6 @@ from agent.ledger.book import CAUSES, POWER_WINDOW, Book
 from agent.ledger.journal import Journal, JournalLocked, ReadStats, read_all
 
 log = logging.getLogger("giamsat.ledger")
-T = TypeVar("T")
 
 LEDGER_DIR = "ledger"
 HEARTBEAT = 15.0
@@ -184,10 +182,10 @@ class LedgerRecorder:
 
     # -- views ----------------------------------------------------------------------------------------
 
-    def read(self, fn: Callable[[Book], T]) -> T:
-        """``fn(book)`` with the journal's writes held off (the ``/report`` page reads the live book)."""
+    def view(self) -> Book:
+        """A copy of the book to compute a report from without holding up the journal or a scrape."""
         with self._lock:
-            return fn(self.book)
+            return self.book.view()
 
     def collect(self, now: float | None = None) -> list[Metric]:
         now = time.time() if now is None else now
