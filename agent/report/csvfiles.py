@@ -76,8 +76,8 @@ def write_csv(fig: Figures, t: Text, out: Path, stem: str) -> list[Path]:
                     round(end - o.start),
                     t("cause." + o.cause),
                     "; ".join(f"{k}: {v}" for k, v in sorted(o.links.items())),
-                    round(o.down),
-                    round(o.unreachable),
+                    round(o.down) if o.exact else "",
+                    round(o.unreachable) if o.exact else "",
                 ]
             )
     paths.append(outages)

@@ -144,5 +144,3 @@ class ReportData:
     #: seconds of the period the source covers at all (the ledger's or the server's data)
     covered_from: float | None = None
     covered_to: float | None = None
-    #: False when the source has counts but not each outage's start and end (a Prometheus server)
-    outage_times: bool = True

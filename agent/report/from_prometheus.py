@@ -18,7 +18,7 @@ import urllib.request
 from typing import Any
 
 from agent.ledger.book import CAUSES
-from agent.report.data import KNOWN, Period, ReportData, ReportError, SiteData, SiteInfo
+from agent.report.data import KNOWN, OutageRow, Period, ReportData, ReportError, SiteData, SiteInfo
 
 TIMEOUT = 60.0
 LOOKBACK = "6h"
@@ -173,14 +173,72 @@ def from_prometheus(url: str, period: Period) -> ReportData:
         sid = r["metric"].get("site")
         if sid in data:
             data[sid].state_end = r["metric"].get("state", "unknown")
-    return ReportData(
-        period,
-        ordered,
-        data,
-        [],
-        f"Prometheus {api.url}",
-        outage_times=False,
+    return ReportData(period, ordered, data, _outages(api, period, data), f"Prometheus {api.url}")
+
+
+def _events(api: Api, name: str, a: float, b: float, step: float) -> dict[tuple[str, str], list[float]]:
+    """When each (site, cause) counter went up, at the query's resolution: one time per increment."""
+    data = api.get(
+        "/api/v1/query_range",
+        {
+            "query": f"max by (site, cause) ({name})",
+            "start": f"{a - step:.3f}",
+            "end": f"{b:.3f}",
+            "step": f"{step:.3f}",
+        },
     )
+    # and the period's very end, which the step's grid rarely falls on
+    last = {
+        (r["metric"].get("site", ""), r["metric"].get("cause", "")): r["value"]
+        for r in api.instant(f"max by (site, cause) ({name})", b)
+    }
+    by_key = {
+        (r["metric"].get("site", ""), r["metric"].get("cause", "")): list(r.get("values", []))
+        for r in data.get("result", [])
+    }
+    for k in last:
+        by_key.setdefault(k, [])  # a series that first appeared after the grid's last point
+    out: dict[tuple[str, str], list[float]] = {}
+    for k, values in by_key.items():
+        prev: float | None = None
+        times: list[float] = []
+        final = last.get(k)
+        if final is not None and (not values or float(values[-1][0]) < b):
+            values.append(final)
+        for ts, value in values:
+            v, t = float(value), float(ts)
+            if prev is None:
+                # the series appeared during the period: it counts from zero (created at its first outage)
+                base = 0.0 if t > a else v
+                times += [t] * round(v - base)
+            elif v > prev:
+                times += [t] * round(v - prev)
+            elif v < prev:  # a reset
+                times += [t] * round(v)
+            prev = v
+        out[k] = [t for t in times if a < t <= b + step]
+    return out
+
+
+def _outages(api: Api, period: Period, data: dict[str, SiteData]) -> list[OutageRow]:
+    """Each outage started in the period, its start and end as precise as the step (at most ~10 000
+    points over the period, never finer than 15 s): the counters carry no exact times."""
+    a, b = period.start, period.end
+    step = max(15.0, float(int((b - a) / 10_000) + 1))
+    starts = _events(api, "giamsat_site_outages_total", a, b, step)
+    ends = _events(api, "giamsat_site_repairs_total", a, b, step)
+    rows: list[OutageRow] = []
+    for (sid, cause), times in starts.items():
+        if sid not in data:
+            continue
+        done = sorted(ends.get((sid, cause), []))
+        for t in sorted(times):
+            while done and done[0] < t:  # the end of an outage that started before the period
+                done.pop(0)
+            end = done.pop(0) if done else None
+            rows.append(OutageRow(sid, t, end, cause, {}, 0.0, 0.0, exact=False))
+    rows.sort(key=lambda r: (r.start, r.site))
+    return rows
 
 
 def _parents_first(sites: list[SiteInfo]) -> list[SiteInfo]:

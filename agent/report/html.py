@@ -129,9 +129,7 @@ def render(fig: Figures, lang: str = "vi", generated: float | None = None) -> st
         f'<section id="outages" class="long"><h2>{e(t("outages"))} ({e(t("longer_than"))} '
         f"{e(t.dur(fig.long_threshold))})</h2>"
     )
-    if not d.outage_times:
-        out.append(f'<p class="note">{e(t("no_outage_times"))}</p>')
-    elif fig.long_outages:
+    if fig.long_outages:
         out.append(
             f"<table><tr><th>{e(t('site'))}</th><th>{e(t('name'))}</th><th>{e(t('start'))}</th>"
             f"<th>{e(t('end'))}</th><th>{e(t('duration'))}</th><th>{e(t('cause'))}</th>"
@@ -142,11 +140,14 @@ def render(fig: Figures, lang: str = "vi", generated: float | None = None) -> st
             links = ", ".join(f"{k}: {v}" for k, v in sorted(o.links.items()))
             out.append(
                 f"<tr><td>{e(o.site)}</td><td>{e(fig.sites[o.site].name if o.site in fig.sites else '')}</td>"
-                f"<td>{e(t.time(o.start))}{'' if o.exact else ' ~'}</td><td>{e(t.time(o.end))}</td>"
+                f"<td>{'~' if not o.exact else ''}{e(t.time(o.start))}</td>"
+                f"<td>{'~' if not o.exact and o.end is not None else ''}{e(t.time(o.end))}</td>"
                 f"<td class='n'>{e(t.dur(end - o.start))}</td><td>{e(t('cause.' + o.cause))}</td>"
                 f"<td>{e(links)}</td></tr>"
             )
         out.append("</table>")
+        if not all(o.exact for o in fig.long_outages):
+            out.append(f'<p class="note">{e(t("approx_times"))}</p>')
     else:
         out.append(f"<p>{e(t('none'))}</p>")
     out.append("</section>")

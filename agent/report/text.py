@@ -69,11 +69,11 @@ _T: dict[str, tuple[str, str]] = {
         "never counted as available or as down.",
     ),
     "notes": ("Ghi chú", "Notes"),
-    "no_outage_times": (
-        "Báo cáo này lập từ bộ đếm trên máy chủ Prometheus: có số sự cố và thời lượng, không có giờ bắt "
-        "đầu và kết thúc của từng sự cố (xem báo cáo từ sổ ghi của agent, --state-dir).",
-        "This report was built from the counters on a Prometheus server: it has outage counts and "
-        "durations, not each outage's start and end (see the report from an agent's ledger, --state-dir).",
+    "approx_times": (
+        "~: giờ bắt đầu và kết thúc đọc từ bộ đếm trên máy chủ Prometheus, chính xác đến bước truy vấn; "
+        "sổ ghi của agent (--state-dir) có giờ chính xác đến giây.",
+        "~: start and end read from the counters on a Prometheus server, as precise as the query step; "
+        "an agent's ledger (--state-dir) has them to the second.",
     ),
     "day": ("Ngày", "Day"),
 }

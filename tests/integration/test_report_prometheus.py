@@ -191,6 +191,34 @@ def test_prometheus_and_ledger_agree(province: Any, tmp_path: Path) -> None:
                 # each end of the period is read at the last scrape before it; integer seconds in the CSV
                 assert abs(float(ledger[sid][k]) - float(server[sid][k])) <= SCRAPE + 1, (name, sid, k)
             assert ledger[sid]["State at end"] == server[sid]["State at end"], (name, sid)
+    # the outage list: the same outages, their times as precise as the query step (15 s)
+    rows = {
+        name: _csv(next((tmp_path / d).glob("*-outages.csv")))
+        for name, d in (
+            ("ledger", "ledger"),
+            *[(n, "prom" if n == "prometheus" else "vm") for n in from_servers],
+        )
+    }
+
+    def key(r: dict[str, str]) -> tuple[str, str]:
+        return r["Site"], r["Cause"]
+
+    def ts(text: str) -> float:
+        return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
+
+    assert sorted(map(key, rows["ledger"])) == [
+        ("vx", "Own link"),
+        ("vx-daoduc", "Upstream"),
+        ("vx-linhho", "Upstream"),
+        ("vx-phulinh", "Upstream"),
+    ]
+    for name in from_servers:
+        assert sorted(map(key, rows[name])) == sorted(map(key, rows["ledger"])), name
+        exact = {key(r): r for r in rows["ledger"]}
+        for r in rows[name]:
+            for col in ("Start", "End"):
+                assert 0 <= ts(r[col]) - ts(exact[key(r)][col]) <= 15 + SCRAPE + 1, (name, r, col)
+            assert r["down (s)"] == ""  # not known from counters
     # what happened, as the ledger tells it
     assert {s: r["State at end"] for s, r in ledger.items()} == {
         n.site: "up" if n.connected else "gap" for n in province_mod.NODES
