@@ -29,6 +29,7 @@ _HEAD = struct.Struct("<2sII")
 MAX_RECORD = 8 << 20
 SEGMENT_BYTES = 4 << 20
 MAX_SEGMENTS = 16
+CHUNK = 2048
 _NAME = re.compile(r"^journal-(\d{8})\.log$")
 
 Record = dict[str, Any]
@@ -58,23 +59,26 @@ def frame(record: Record) -> bytes:
 def decode(data: bytes, stats: ReadStats) -> Iterator[Record]:
     """Every intact record of one segment's bytes, in order; damaged frames are counted and skipped."""
     payloads = _frames(data, stats)
-    # One JSON parse for the whole segment (the CRCs are checked already): several times faster than
-    # one per record. A payload that is not a JSON object (never written so) falls back to one by one.
-    try:
-        records = json.loads(b"[" + b",".join(payloads) + b"]")
-    except ValueError:
-        records = []
-        for p in payloads:
-            try:
-                records.append(json.loads(p))
-            except ValueError:
-                records.append(None)
-    for r in records:
-        if isinstance(r, dict):
-            stats.records += 1
-            yield r
-        else:
-            stats.torn += 1
+    # One JSON parse per chunk of records (the CRCs are checked already): several times faster than one
+    # per record, and a chunk's dicts are few enough not to leave the heap fragmented. A payload that is
+    # not a JSON object (never written so) makes its chunk fall back to one by one.
+    for i in range(0, len(payloads), CHUNK):
+        chunk = payloads[i : i + CHUNK]
+        try:
+            records = json.loads(b"[" + b",".join(chunk) + b"]")
+        except ValueError:
+            records = []
+            for p in chunk:
+                try:
+                    records.append(json.loads(p))
+                except ValueError:
+                    records.append(None)
+        for r in records:
+            if isinstance(r, dict):
+                stats.records += 1
+                yield r
+            else:
+                stats.torn += 1
 
 
 def _frames(data: bytes, stats: ReadStats) -> list[bytes]:

@@ -28,17 +28,34 @@ log = logging.getLogger("giamsat.ledger")
 LEDGER_DIR = "ledger"
 HEARTBEAT = 15.0
 """Seconds between ``alive`` records: after a crash, the agent's downtime starts at the last one."""
-KEEP_SPANS = 62 * 86400.0
-"""The live book keeps this much history for the ``/report`` page (the current month and the last)."""
+PRUNE_EVERY = 3600.0
+"""The live book forgets spans and outages that ended before the current month (the ``/report`` page
+shows the month so far; ``giamsat report`` replays the journal itself) this often: its memory stays
+about one month of state changes."""
 
 _ON_BATTERY = {("upsOutputSource", "battery"), ("upsBatteryStatus", "batteryLow")}
 _ON_BATTERY.add(("upsBatteryStatus", "batteryDepleted"))
 
 
-def replay(directory: Path, stats: ReadStats | None = None) -> Book:
+def replay(directory: Path, stats: ReadStats | None = None, keep_since: float | None = None) -> Book:
+    """The book of a journal; with ``keep_since``, without the detail that ended before it (the totals
+    are all there), pruned as it goes so a long journal never sits in memory whole."""
     book = Book()
-    book.apply_all(read_all(directory, stats))
+    if keep_since is None:
+        book.apply_all(read_all(directory, stats))
+        return book
+    for i, r in enumerate(read_all(directory, stats)):
+        book.apply(r)
+        if i % 50_000 == 49_999:
+            book.prune(keep_since)
+    book.prune(keep_since)
     return book
+
+
+def month_start(now: float) -> float:
+    """Local midnight starting the month ``now`` is in, less a day (the page's zone may differ)."""
+    t = time.localtime(now)
+    return time.mktime((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, -1)) - 86400
 
 
 class LedgerRecorder:
@@ -54,7 +71,9 @@ class LedgerRecorder:
         self.directory = Path(state_dir) / LEDGER_DIR
         self._lock = threading.Lock()
         stats = ReadStats()
-        self.book = replay(self.directory, stats)
+        now = time.time() if now is None else now
+        self.book = replay(self.directory, stats, keep_since=month_start(now))
+        self._pruned_at = now
         if stats.torn:
             log.warning(
                 "ledger: skipped damaged records",
@@ -71,7 +90,6 @@ class LedgerRecorder:
         self._inventory = inventory
         self._uplinks: dict[str, tuple[str, ...]] = {}
         self._targets: frozenset[str] = frozenset()
-        now = time.time() if now is None else now
         self._last_write = now
         self._write([{"k": "boot", "ts": now}, self._inv_record(inventory, now)])
         self._set_inventory(inventory)
@@ -170,8 +188,9 @@ class LedgerRecorder:
                     )
         self.book.apply_all(records)
         self._last_write = records[-1]["ts"]
-        if self.book.first_ts is not None and self._last_write - self.book.first_ts > KEEP_SPANS:
-            self.book.prune(self._last_write - KEEP_SPANS)
+        if self._last_write - self._pruned_at > PRUNE_EVERY:
+            self._pruned_at = self._last_write
+            self.book.prune(month_start(self._last_write))
 
     def close(self, now: float | None = None) -> None:
         with self._lock:

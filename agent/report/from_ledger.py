@@ -86,7 +86,7 @@ def from_book(book: Book, period: Period, until: float, source: str) -> ReportDa
                 sd.repair_seconds[o.cause] = sd.repair_seconds.get(o.cause, 0.0) + o.end - o.start
             if o.start < b and (o.end is None or o.end > a):
                 end = o.end if o.end is not None and o.end <= b else None
-                secs = dict(o.seconds)
+                secs = {"down": o.down, "unreachable": o.unreachable}
                 if o is sb.open and sb.state in OUTAGE_STATES and until > sb.since:
                     secs[sb.state] += until - sb.since  # the part of the current span so far
                 rows.append(
