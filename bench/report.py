@@ -117,6 +117,32 @@ def main() -> int:
             f"ledger: {args.sites} sites, 31 days, {records} records, {size / 2**20:.1f} MiB in "
             f"{len(segments(state / LEDGER_DIR))} segment(s) (written in {time.perf_counter() - t0:.1f} s)"
         )
+        # what the agent holds: its live book after replaying the journal at start (the month so far)
+        probe = (
+            "import gc, sys, time, datetime as dt; from pathlib import Path; from agent.ledger.recorder import replay\n"
+            "b = replay(Path(sys.argv[1]), keep_since=dt.datetime(2026, 9, 30, tzinfo=dt.UTC).timestamp())\n"
+            "gc.collect(); status = open('/proc/self/status').read()\n"
+            "print(' '.join(l.split()[1] for l in status.splitlines() if l.startswith(('VmRSS', 'VmHWM'))))\n"
+            "print(time.process_time())\n"
+        )
+        base = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import agent.ledger.recorder; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        hwm, rss, cpu = subprocess.run(
+            [sys.executable, "-c", probe, str(state / LEDGER_DIR)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        print(
+            f"agent side: replaying the journal at start keeping the month: CPU {float(cpu):.2f} s (with the "
+            f"interpreter's start), RSS {int(rss) / 1024:.0f} MiB (peak {int(hwm) / 1024:.0f}) against "
+            f"{int(base[0]) / 1024:.0f} MiB for the interpreter with the ledger modules imported"
+        )
         walls, cpus = [], []
         for run in range(args.runs):
             out = Path(tmp) / f"out{run}"
