@@ -221,7 +221,7 @@ def test_prometheus_and_ledger_agree(province: Any, tmp_path: Path) -> None:
             assert r["down (s)"] == ""  # not known from counters
     # what happened, as the ledger tells it
     assert {s: r["State at end"] for s, r in ledger.items()} == {
-        n.site: "up" if n.connected else "gap" for n in province_mod.NODES
+        n.site: "up" if n.connected else "never connected" for n in province_mod.NODES
     }
     vx = ledger["vx"]
     assert vx["Outages: Own link"] == "1" and float(vx["down (s)"]) >= 8
