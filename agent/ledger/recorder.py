@@ -69,7 +69,8 @@ class LedgerRecorder:
         segment_bytes: int | None = None,
     ) -> None:
         self.directory = Path(state_dir) / LEDGER_DIR
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the book, against readers (scrapes, /report): held briefly
+        self._write_lock = threading.Lock()  # one writer at a time; held across the fsync
         stats = ReadStats()
         now = time.time() if now is None else now
         self.book = replay(self.directory, stats, keep_since=month_start(now))
@@ -124,9 +125,8 @@ class LedgerRecorder:
         if old == [(s.id, s.name, s.level, s.parent) for s in inventory]:
             self._set_inventory(inventory)
             return
-        with self._lock:
-            self._set_inventory(inventory)
-            self._write([self._inv_record(inventory, time.time() if now is None else now)])
+        self._set_inventory(inventory)
+        self._write([self._inv_record(inventory, time.time() if now is None else now)])
 
     # -- pipeline subscriber ------------------------------------------------------------------------
 
@@ -169,12 +169,23 @@ class LedgerRecorder:
             return 0
         if not records:
             records.append({"k": "alive", "ts": now})
-        with self._lock:
-            self._write(records)
+        self._write(records)
         return len(records) if records[0]["k"] == "st" else 0
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        """Journal first (a rotation snapshots the book as it was before these), then apply."""
+        """Journal first (a rotation snapshots the book as it was before these), then apply. A scrape
+        waits for the book only while records are applied, never for the disk."""
+        with self._write_lock:
+            self._journal(records)
+            with self._lock:
+                self.book.apply_all(records)
+                self._last_write = records[-1]["ts"]
+                if self._last_write - self._pruned_at > PRUNE_EVERY:
+                    self._pruned_at = self._last_write
+                    self.book.prune(month_start(self._last_write))
+
+    def _journal(self, records: list[dict[str, Any]]) -> None:
+        # Only writers (under _write_lock) change the book, so a rotation may snapshot it unlocked.
         journal = self.journal
         if journal is not None:
             try:
@@ -186,15 +197,10 @@ class LedgerRecorder:
                         "ledger: cannot write the journal; counting in memory only",
                         extra={"error": str(exc), "errors": self.write_errors},
                     )
-        self.book.apply_all(records)
-        self._last_write = records[-1]["ts"]
-        if self._last_write - self._pruned_at > PRUNE_EVERY:
-            self._pruned_at = self._last_write
-            self.book.prune(month_start(self._last_write))
 
     def close(self, now: float | None = None) -> None:
-        with self._lock:
-            self._write([{"k": "stop", "ts": time.time() if now is None else now}])
+        self._write([{"k": "stop", "ts": time.time() if now is None else now}])
+        with self._write_lock:
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None
