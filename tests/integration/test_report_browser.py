@@ -195,3 +195,17 @@ def test_csv_is_utf8_with_bom(report: Path) -> None:
         assert raw.startswith(b"\xef\xbb\xbf"), f
         raw.decode("utf-8")
     assert "Xã Đạo Đức" in (report / "giamsat-report-2026-11-sites.csv").read_text(encoding="utf-8-sig")
+
+
+def test_prints_to_pdf(report: Path, tmp_path: Path) -> None:
+    """Printing from the browser gives a PDF of several pages (the long sections start on their own)."""
+    pdf = tmp_path / "report.pdf"
+    page = report / "giamsat-report-2026-11.html"
+    r = chromium(tmp_path, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri())
+    assert r.returncode == 0 and pdf.exists(), r.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert pages >= 4, (
+        pages
+    )  # summary..., the heatmap, the outage list and the site table each from a new page
