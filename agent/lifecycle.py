@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -32,8 +33,10 @@ from agent.kernel.store import Store
 from agent.ledger.recorder import LedgerRecorder
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
-from agent.sites import SiteTracker
-from exporters.prometheus import ExporterServer, format_age
+from agent.sites import SiteDetail, SiteTracker
+from agent.statusview import agent_health, site_tree
+from exporters.prometheus import ExporterServer
+from exporters.status import SiteTree, StatusSnapshot
 from exporters.webconfig import WebConfig
 
 if TYPE_CHECKING:
@@ -91,6 +94,9 @@ class Agent:
         self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
+        self._status_tree: tuple[object, SiteTree] | None = None
+        self._status_details: tuple[SiteTracker, float, Mapping[str, SiteDetail]] | None = None
+        self._warmups: set[asyncio.Task[None]] = set()
         #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
         self.self_metrics = SelfMetrics()
         for source in (
@@ -172,32 +178,34 @@ class Agent:
         runner = self.runner
         return runner is not None and runner.has_job(job_id)
 
-    def landing(self) -> dict[str, Any]:
-        health = self.store.health_snapshot()
-        jobs = []
-        runner = self.runner
-        for job in runner.jobs if runner else []:
-            h = health.get(job.job_id)
-            jobs.append(
-                {
-                    "collector": job.kind,
-                    "target": job.target_name or "(this host)",
-                    "site": job.site or "",
-                    "success": h.last_success if h else None,
-                    "reason": h.last_reason if h else "",
-                    "age": format_age(h.last_success_timestamp) if h else "never",
-                }
-            )
-        sites = [
-            {"id": s.id, "name": s.name, "level": s.level.name, "parent": s.parent or ""}
-            for s in (self.loaded.inventory if self.loaded else [])
-        ]
-        return {
-            "jobs": jobs,
-            "sites": sites,
-            "config": str(self.config_path),
-            "reload_ok": self.reload_status.successful,
-        }
+    def status(self) -> StatusSnapshot:
+        """A snapshot for the status page: the tree (built once per inventory), every site's state and
+        the collectors' health; read from the HTTP threads, so nothing here waits on the event loop."""
+        loaded, runner, sites = self.loaded, self.runner, self.sites
+        inventory = loaded.inventory if loaded else None
+        cached = self._status_tree
+        if cached is None or cached[0] is not inventory:
+            cached = self._status_tree = (inventory, site_tree(inventory) if inventory else SiteTree([]))
+        health = agent_health(
+            runner.jobs if runner else (),
+            self.store.health_snapshot(),
+            self.reload_status,
+            str(self.config_path),
+            self.is_ready(),
+        )
+        language = loaded.config.agent.status_page_language if loaded else "auto"
+        return StatusSnapshot(cached[1], self._site_details(sites), health, language)
+
+    def _site_details(self, sites: SiteTracker | None) -> Mapping[str, SiteDetail]:
+        """Every site's detail, copied at most once per SITE_TICK (states change only on a tick): the
+        copy holds the tracker's lock, which a scrape takes too, so a crowd of browsers cannot add to it."""
+        if sites is None:
+            return {}
+        held = self._status_details
+        now = time.monotonic()
+        if held is None or held[0] is not sites or now - held[1] >= SITE_TICK:
+            held = self._status_details = (sites, now, sites.details())
+        return held[2]
 
     def request_reload(self) -> tuple[bool, str]:
         """Thread-safe reload for the HTTP endpoint; waits for the outcome."""
@@ -270,6 +278,21 @@ class Agent:
         gc.collect()
         gc.freeze()
         new.start_schedule()
+        self._warmups.add(asyncio.get_running_loop().create_task(self._end_site_warmup(new, tracker)))
+
+    async def _end_site_warmup(self, runner: Runner, tracker: SiteTracker) -> None:
+        """Sites keep their saved state until the first round is in (bounded by the longest timeout), so
+        a restart during an outage never shows a down site as unknown to a scrape."""
+        deadline = max((j.timeout for j in runner.jobs), default=0) + 2
+        try:
+            await asyncio.wait_for(runner.first_round_done.wait(), deadline)
+        except TimeoutError:
+            pass
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._warmups.discard(task)
+        tracker.end_warmup()
 
     async def _apply_ledger(self, loaded: LoadedConfig) -> None:
         """One recorder per state directory, kept across reloads; a new inventory is journaled."""

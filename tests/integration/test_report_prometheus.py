@@ -99,7 +99,12 @@ def _report(out: Path, *args: str) -> dict[str, dict[str, str]]:
 def test_prometheus_and_ledger_agree(province: Any, tmp_path: Path) -> None:
     state = tmp_path / "state"
     config = tmp_path / "giamsat.yml"
-    config.write_text(province.config(state, interval="2s"), encoding="utf-8")
+    # one echo per probe every 2 s instead of the demo's three (1 s apart, 2 s timeout), so a cut shows
+    # within seconds; nothing else of the demo's configuration changes
+    text = province.config(state, interval="2s", snmp=False)
+    probe = "count: 3, packet_interval: 1s, packet_timeout: 2s"
+    assert probe in text
+    config.write_text(text.replace(probe, "count: 1, packet_timeout: 1s"), encoding="utf-8")
     agent_port, prom_port, vm_port = free_port(), free_port(), free_port()
     agent = f"127.0.0.1:{agent_port}"
     prom, vm = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{vm_port}"
