@@ -133,10 +133,9 @@ def from_prometheus(url: str, period: Period) -> ReportData:
                     continue  # no reading at the day's start and more than a day since: unknown
                 sd.days[i][st] = inc
                 sd.seconds[st] += inc
+            # up at some time before a reading in the period (the agent may be gone by its end)
             if st == "up" and any(v > 0 for v in by_t.values()):
-                sd.ever_up = (
-                    True  # up at some time before a reading in the period (the agent may be gone by its end)
-                )
+                sd.ever_up = True
     for sd in data.values():
         for i, (d0, d1) in enumerate(period.days):
             if sum(sd.days[i].values()) > (d1 - d0) + 60:  # more than the day: readings from elsewhere
