@@ -471,6 +471,7 @@ class ManagedConnectionHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         if code in (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, HTTPStatus.REQUEST_URI_TOO_LONG):
             self.server.requests_too_large_total += 1
+            message = message if code == HTTPStatus.REQUEST_URI_TOO_LONG else "request headers too large"
         super().send_error(code, message, explain)
 
     def _refuse(self, status: HTTPStatus, text: str) -> None:

@@ -6,6 +6,8 @@ only behaviour is asserted: the scraper keeps getting answers and the log stays 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from pathlib import Path
 
@@ -53,5 +55,26 @@ def test_header_floods_and_resets_leave_memory_and_the_log_alone(tmp_path: Path)
         assert agent.scraper().scrape_once()[1] == 200
         m = agent.metrics()
         assert m["giamsat_http_requests_too_large_total"] == got.count(431)
+    text = agent.log.read_text()
+    assert "Traceback" not in text and "level=error" not in text, text[-3000:]
+
+
+def test_tls_clients_that_vanish_leave_no_traceback(tmp_path: Path) -> None:
+    """Over TLS: a client that closes before, during or after its handshake, sends plain HTTP to the TLS
+    port, or resets while its answer is written. Each is an expected event: debug only."""
+    with running_agent(tmp_path, tls=True) as agent:
+        assert agent.tls is not None
+        for i in range(30):
+            kind = i % 5
+            if kind == 0:  # TCP only, closed before any handshake
+                socket.create_connection(("127.0.0.1", agent.port), timeout=5).close()
+            elif kind == 1:  # plain HTTP on the TLS port
+                with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as s:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    with contextlib.suppress(OSError):  # the agent gives up on the handshake
+                        s.recv(100)
+            else:  # a complete handshake, then a reset at stage 0, 1 or 2
+                reset_mid_request("127.0.0.1", agent.port, tls=agent.tls, stage=kind - 2)
+        assert agent.scraper().scrape_once()[1] == 200
     text = agent.log.read_text()
     assert "Traceback" not in text and "level=error" not in text, text[-3000:]
