@@ -1,14 +1,14 @@
 """The agent's endpoint under abuse: slow headers (slowloris) and header floods, against `giamsat run`.
 
 Usage: .venv/bin/python bench/http_abuse.py [--hold 60] [--connections 300] [--floods 250]
-       [--sources 1] [--no-tls]
+       [--parallel 25] [--sources 1] [--no-tls]
 
 1. Slow headers: ``--connections`` connections send a request line, then one header byte each every
    ``--interval`` seconds (reopened each round once the agent closed them, as slowloris.py does), for
    ``--hold`` seconds, while a scraper polls /metrics every 250 ms on a new connection each. Printed:
    answers, answers within 1 s, p50/p99 scrape time, the agent's peak threads and RSS. Plain HTTP, then
    over TLS with basic auth (the shipped example web config with test certificates).
-2. Header flood: ``--floods`` requests of 6 MB of headers each, 25 at a time. Printed: the agent's RSS
+2. Header flood: ``--floods`` requests of 6 MB of headers each, ``--parallel`` at a time. Printed: the agent's RSS
    before, at its peak (sampled every 20 ms) and 5 s after, and the answers (431 expected).
 
 The peak threads and RSS are what the unit's TasksMax= and MemoryMax= are sized from (docs/security.md).
@@ -92,19 +92,19 @@ def slow_headers(
     )
 
 
-def header_floods(agent: RunningAgent, floods: int) -> None:
+def header_floods(agent: RunningAgent, floods: int, parallel: int) -> None:
     pid = agent.proc.pid
     time.sleep(2)
     before = rss_bytes(pid)
     sampler = Sampler(pid)
-    with ThreadPoolExecutor(25) as pool:
+    with ThreadPoolExecutor(parallel) as pool:
         got = list(pool.map(lambda _: header_flood("127.0.0.1", agent.port, 6_000_000), range(floods)))
     time.sleep(5)
     after = rss_bytes(pid)
     sampler.stop()
     answers = {s: got.count(s) for s in sorted(set(got))}
     print(
-        f"header flood: {floods} requests x 6 MB of headers, 25 at a time: answers {answers} "
+        f"header flood: {floods} requests x 6 MB of headers, {parallel} at a time: answers {answers} "
         f"(0: reset while still sending, after the 431)"
     )
     print(
@@ -121,13 +121,14 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=300)
     ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--floods", type=int, default=250)
+    ap.add_argument("--parallel", type=int, default=25, help="floods at a time")
     ap.add_argument("--sources", type=int, default=1, help="attacker source addresses (127.0.0.2..)")
     ap.add_argument("--no-tls", action="store_true")
     args = ap.parse_args()
     print(f"{load()}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="gs-bench-abuse-") as tmp:
         with running_agent(Path(tmp)) as agent:
-            header_floods(agent, args.floods)
+            header_floods(agent, args.floods, args.parallel)
             slow_headers(agent, args.connections, args.interval, args.hold, "plain HTTP", args.sources)
         if not args.no_tls:
             with running_agent(Path(tmp), tls=True) as agent:
