@@ -247,19 +247,27 @@ class RunningAgent:
         return Scraper("127.0.0.1", self.port, period, timeout, self.tls, self.auth)
 
     def metrics(self) -> dict[str, float]:
+        """/metrics, parsed (tried again while the agent answers 503: its scrape limit is shared with
+        a test's own scraper)."""
         from tests.helpers import parse_exposition
 
-        s = self.scraper()
-        conn: http.client.HTTPConnection
-        if self.tls is not None:
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/metrics", headers=s.headers)
-            return parse_exposition(conn.getresponse().read().decode())
-        finally:
-            conn.close()
+        headers = self.scraper().headers
+        for _ in range(50):
+            conn: http.client.HTTPConnection
+            if self.tls is not None:
+                conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                conn.request("GET", "/metrics", headers=headers)
+                r = conn.getresponse()
+                body = r.read().decode()
+                if r.status == 200:
+                    return parse_exposition(body)
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise AssertionError(f"/metrics answered {r.status}: {body[:200]}")
 
 
 def web_config_from_example(dir: Path) -> tuple[Path, ssl.SSLContext]:
