@@ -173,3 +173,66 @@ collectors:
         )
         assert done.returncode == 2
         assert [line.strip() for line in done.stderr.splitlines()[1:]] == expected
+
+
+def csv_problems(tmp_path: Path, csv_text: str, yaml_text: str = "sites_file: sites.csv\n") -> list[str]:
+    (tmp_path / "sites.csv").write_text(csv_text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, yaml_text))
+    return [str(p).removeprefix(f"{tmp_path / 'sites.csv'}: ") for p in exc.value.problems]
+
+
+def test_csv_short_row_says_which_columns_are_missing(tmp_path: Path) -> None:
+    found = csv_problems(tmp_path, "id,name,level,parent\ntinh,Tỉnh,province\nhuyen-a,Huyện A\n")
+    # a row without its optional last column (parent) is fine; one without level is not
+    assert found == ["row 3: only 2 of the 4 columns (id,name,level,parent): level missing"]
+
+
+def test_csv_extra_values_are_an_error_naming_them(tmp_path: Path) -> None:
+    found = csv_problems(tmp_path, "id;name;level;parent\ntinh;Tỉnh;province;\nxa-1;Xã A; B;commune;tinh\n")
+    assert found == [
+        "row 3: more values than the 4 columns (id,name,level,parent): extra 'tinh'; "
+        "a name with a ';' in it must be quoted (\"...\")"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("site_id", "suggestion"),
+    [("xã-an-bình", "xa-an-binh"), ("Đồng Văn", "dong-van"), ("phường đông kinh", "phuong-dong-kinh")],
+)
+def test_csv_id_with_diacritics_suggests_the_ascii_id(tmp_path: Path, site_id: str, suggestion: str) -> None:
+    found = csv_problems(tmp_path, f"id,name,level,parent\ntinh,Tỉnh,province,\n{site_id},X,commune,tinh\n")
+    assert found == [
+        f"row 3.id: site id {site_id!r} has letters with diacritics or other non-ASCII characters: "
+        f"ids go into labels and file names; use {suggestion!r}"
+    ]
+
+
+def test_yaml_site_id_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    p = write(tmp_path, 'sites:\n  - {id: "tỉnh lào cai", name: T, level: province}\n')
+    assert problems(p) == [
+        f"{p}:2: sites[0].id: site id 'tỉnh lào cai' has letters with diacritics or other non-ASCII "
+        "characters: ids go into labels and file names; use 'tinh-lao-cai'"
+    ]
+
+
+def test_csv_duplicate_id_is_reported_at_the_duplicate_naming_the_first(tmp_path: Path) -> None:
+    found = csv_problems(
+        tmp_path,
+        "id,name,level,parent\ntinh,Tỉnh,province,\nxa-1,Xã 1,commune,tinh\nxa-2,Xã 2,commune,tinh\n"
+        "xa-1,Xã 1 bis,commune,tinh\n",
+    )
+    assert found == ["row 5.id: duplicate site id 'xa-1': first defined at row 3"]
+
+
+def test_yaml_duplicate_id_is_reported_at_the_duplicate(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        """\
+sites:
+  - {id: tinh, name: T, level: province}
+  - {id: xa-1, name: A, level: commune, parent: tinh}
+  - {id: xa-1, name: B, level: commune, parent: tinh}
+""",
+    )
+    assert problems(p) == [f"{p}:4: sites[2].id: duplicate site id 'xa-1': first defined at sites[1]"]
