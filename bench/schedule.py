@@ -39,14 +39,18 @@ class Recorder(Collector):
 
     kind = "bench"
 
-    def __init__(self) -> None:
+    def __init__(self, runs: int) -> None:
         super().__init__(
             CollectorSettings(), CollectorContext("bench", Path("/nonexistent"), BlockingRunner("b", 1))
         )
         self.starts: list[float] = []
+        self.runs = runs
+        self.done = asyncio.Event()
 
     async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         self.starts.append(time.monotonic())
+        if len(self.starts) > self.runs + 1:
+            self.done.set()
         return [GaugeMetricFamily("bench_value", "v", value=1)]
 
 
@@ -58,11 +62,11 @@ def mean_period(starts: list[float], runs: int) -> float:
 async def main(runs: int, intervals: list[float]) -> None:
     loaded = build_config({}, Path("bench.yml"))
     runner = Runner(loaded, Pipeline(Store()))
-    ours = {iv: Recorder() for iv in intervals}
+    ours = {iv: Recorder(runs) for iv in intervals}
     runner.set_jobs([Job(f"bench/{iv}", "bench", c, None, "s", iv, iv / 2) for iv, c in ours.items()])
     runner.start_schedule()
 
-    old = {iv: Recorder() for iv in intervals}
+    old = {iv: Recorder(runs) for iv in intervals}
     sched = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True})
     for iv, c in old.items():
         sched.add_job(
@@ -70,8 +74,7 @@ async def main(runs: int, intervals: list[float]) -> None:
         )
     sched.start()
     try:
-        while any(len(c.starts) <= runs + 1 for c in (*ours.values(), *old.values())):
-            await asyncio.sleep(0.2)
+        await asyncio.gather(*(c.done.wait() for c in (*ours.values(), *old.values())))
     finally:
         sched.shutdown(wait=False)
         await runner.close()
