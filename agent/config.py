@@ -401,7 +401,15 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             seen.add(target.name)
         names_by_kind[kind] = seen
         cls = COLLECTORS[kind]
-        for i, key, msg in cls.check_targets(config.collector_settings(kind), config.targets_of(kind)):
+        settings = config.collector_settings(kind)
+        # the defaults a target inherits, as the scheduler applies them
+        effective = settings.model_copy(
+            update={
+                "interval": settings.interval or config.agent.interval,
+                "timeout": settings.timeout or config.agent.timeout,
+            }
+        )
+        for i, key, msg in cls.check_targets(effective, config.targets_of(kind)):
             problems.append(problem_at(file, root, ("targets", kind, i, key), msg))
     all_names = set().union(*names_by_kind.values()) if names_by_kind else set()
     for i, s in enumerate(config.sites):

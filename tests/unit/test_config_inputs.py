@@ -236,3 +236,31 @@ sites:
 """,
     )
     assert problems(p) == [f"{p}:4: sites[2].id: duplicate site id 'xa-1': first defined at sites[1]"]
+
+
+def test_icmp_echoes_must_fit_the_timeout_the_target_inherits(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        SITES
+        + """\
+agent:
+  timeout: 3s
+collectors:
+  icmp:
+    interval: 10s
+targets:
+  icmp:
+    - {name: a, site: tinh, address: 127.0.0.1, count: 5}
+    - {name: b, site: tinh, address: 127.0.0.1, count: 2, interval: 2s}
+    - {name: fits, site: tinh, address: 127.0.0.1, count: 7, timeout: 9s}
+    - {name: fits-too, site: tinh, address: 127.0.0.1, count: 1}
+""",
+    )
+    assert problems(p) == [
+        f"{p}:10: targets.icmp[0].timeout: count, packet_interval and packet_timeout need 6s, which does "
+        "not fit in the 3s timeout this target gets from collectors.icmp.timeout or agent.timeout; every "
+        "probe would time out",
+        f"{p}:11: targets.icmp[1].timeout: count, packet_interval and packet_timeout need 3s, which does "
+        "not fit in the 2s timeout this target gets from interval (a run never outlasts its interval); "
+        "every probe would time out",
+    ]
