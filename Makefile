@@ -74,4 +74,8 @@ demo-cut: ## cut a district's link in the demo (SITE=vx)
 demo-restore: ## restore it (SITE=vx)
 	bash deploy/demo/demo.sh restore $(or $(SITE),vx)
 
-.PHONY: help run test lint typecheck bench wheels bundle deb clean demo demo-stop demo-cut demo-restore
+drill: ## outage drill, shipped rules and alertmanager.yml (root; LOSS_MINUTES=30 CYCLES=3 SIZE=province)
+	$(PIP_PYTHON) deploy/demo/drill.py --loss-minutes $(or $(LOSS_MINUTES),30) --cycles $(or $(CYCLES),3) \
+	  --size $(or $(SIZE),province)
+
+.PHONY: help run test lint typecheck bench wheels bundle deb clean demo demo-stop demo-cut demo-restore drill

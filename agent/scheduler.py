@@ -287,11 +287,29 @@ class Runner:
 
     async def run_job(self, job: Job) -> JobResult:
         start = time.monotonic()
-        deadline = Deadline(start + job.timeout, job.timeout)
-        families, reason, message = await _under_deadline(
-            job.collector.collect(job.target, deadline), deadline, job.job_id
-        )
+        families, reason, message = await self._attempt(job)
+        if self._unconfirmed_failure(job, families, reason):
+            # One failed round is not an outage yet (a lost SYN, one dropped reply): try again at once,
+            # and record the failure only if the retry fails too. A success needs no confirmation.
+            families, reason, message = await self._attempt(job)
         return self._record(job, families or (), reason, message, time.monotonic() - start)
+
+    async def _attempt(self, job: Job) -> tuple[list[Metric] | None, str, str]:
+        deadline = Deadline(time.monotonic() + job.timeout, job.timeout)
+        return await _under_deadline(job.collector.collect(job.target, deadline), deadline, job.job_id)
+
+    def _unconfirmed_failure(self, job: Job, families: Sequence[Metric] | None, reason: str) -> bool:
+        """Whether a run says the target's link is down while the job's previous result did not (an
+        outage already confirmed is not retried every round)."""
+        collector = job.collector
+        if job.target is None or not collector.confirm_failures or collector.link_metric is None:
+            return False
+        if not reason:
+            link = collector.link_status(families or ())
+            if link is None or link.up:
+                return False
+        prev = self.pipeline.store.get(job.job_id)
+        return prev is None or prev.link is None or prev.link.up
 
     async def run_batch(self, batch: JobBatch) -> list[JobResult]:
         """Run a batch under its deadline, recording each target's result as the collector reports it."""

@@ -13,6 +13,16 @@ and the site tree, so Prometheus rules and Grafana only read finished states:
   long-known site into a gap.
 - ``unknown``: no uplinks configured, or no result for any of them yet.
 
+Each state comes with a reason (the failing uplinks' own reason for ``down``) and the time it began
+(``giamsat_site_state_change_timestamp_seconds``). An uplink is tracked per job (``kind/name``), so an ICMP
+target and a TCP target that share a name are two uplinks, not one overwriting the other. A failure
+reaches this module only once its collector confirmed it (an ICMP burst, a retry for other kinds), so
+one lost round on a lossy line never turns a site ``down``.
+
+States, reasons and since-times persist too: after a restart each site keeps its saved state until its
+uplinks have a first result (``end_warmup``), so a scrape in the first seconds never sees a site that
+is down as ``unknown`` (which would resolve its alert).
+
 The tracker is a subscriber of the result pipeline: ``on_result`` notes each uplink result as it
 arrives (O(1)), and ``tick`` recomputes every site's state (O(sites)), which the agent does every second,
 since states also change with time alone (a result going stale). A scrape only reads (``collect``).
@@ -27,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +52,13 @@ STATES = ("up", "down", "unreachable", "gap", "unknown")
 """Every state a site can be in; ``giamsat_site_state`` is one-hot over these."""
 
 _BLOCKING = frozenset({"down", "unreachable", "gap"})
+_RESTORED = frozenset({"up", "down", "unreachable", "gap"})  # states a restart carries over
 STATE_FILE = "sites.json"
+#: Reasons of states other than ``down`` (whose reason is its failing uplinks' own, a bounded token).
+REASON_UPSTREAM = "upstream"
+REASON_NEVER_UP = "never_up"
+REASON_NO_UPLINKS = "no_uplinks"
+REASON_NO_RESULT = "no_result"
 STALE_AFTER_INTERVALS = 3
 """An uplink result older than this many intervals (plus its timeout) no longer counts, as in the store
 (the agent passes its ``agent.stale_after_intervals``)."""
@@ -57,8 +74,29 @@ def uplink_is_up(result: JobResult) -> bool:
     return link is not None and link.up
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The latest result of one uplink job."""
+
+    timestamp: float  # when the result was recorded
+    started: float  # when its run began (timestamp less duration)
+    up: bool
+    stale_after: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class SiteDetail:
+    """One site as a person triages it: state, since when, why, and which uplinks fail."""
+
+    state: str
+    since: float | None
+    reason: str
+    failing: tuple[tuple[str, str], ...]  # (uplink job id, reason) of each fresh failing uplink
+
+
 class SiteTracker:
-    """Derives every site's state from the latest uplink results; persists last-up times."""
+    """Derives every site's state from the latest uplink results; persists last-up times and states."""
 
     def __init__(
         self, inventory: Inventory, state_dir: Path, stale_after_intervals: int = STALE_AFTER_INTERVALS
@@ -67,12 +105,21 @@ class SiteTracker:
         self.stale_after_intervals = stale_after_intervals
         self.path = Path(state_dir) / STATE_FILE
         self._lock = threading.Lock()
-        # uplink target name -> (timestamp, up, stale after) of its latest result
-        self._latest: dict[str, tuple[float, bool, float]] = {}
+        # uplink target name -> {job id (kind/name) -> its latest result}
+        self._latest: dict[str, dict[str, _Seen]] = {}
         self._last_up: dict[str, float] = {}
         # sites whose uplinks were tried and never worked (persisted, so a restart keeps the gap)
         self._tried: dict[str, float] = {}
         self._state: dict[str, str] = {s.id: "unknown" for s in inventory}
+        self._reason: dict[str, str] = {
+            s.id: REASON_NO_RESULT if s.uplinks else REASON_NO_UPLINKS for s in inventory
+        }
+        self._since: dict[str, float] = {}  # when the current state began
+        self._failing: dict[str, tuple[tuple[str, str], ...]] = {}
+        # Until the first round is in, a site without a fresh result keeps the state it had when the
+        # agent stopped (``load``), rather than turning ``unknown`` for a few seconds.
+        self._warming = True
+        self._saved: set[str] = set()
         self._up_since: dict[str, float] = {}  # newest state change to up, by result time
         self._fail_since: dict[str, float] = {}  # first failing result of the current failure
         self._dirty = False
@@ -80,11 +127,15 @@ class SiteTracker:
         self._saved_at = 0.0
         self._uplinks = frozenset(u for s in inventory for u in s.uplinks)
         self._order = _parents_first(inventory)
-        self._families_cache: tuple[tuple[str, ...], tuple[Metric, Metric, Metric, Metric]] | None = None
+        self._families_cache: (
+            tuple[tuple[tuple[str, str, float], ...], tuple[Metric, Metric, Metric, Metric, Metric, Metric]]
+            | None
+        ) = None
         self._ancestors = {sid: inventory.ancestors(sid) for sid in inventory.sites}
         #: entries of the state file for sites not in this inventory, written back unchanged.
         self._kept_last_up: dict[str, float] = {}
         self._kept_tried: dict[str, float] = {}
+        self._kept_states: dict[str, dict[str, Any]] = {}
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -108,15 +159,24 @@ class SiteTracker:
                     self._note(r, now)
             self._recompute(now)
 
+    def end_warmup(self) -> None:
+        """The first round is in: a site still without a fresh result is ``unknown`` from now on."""
+        with self._lock:
+            self._warming = False
+            self._recompute(time.time())
+
     def _note(self, r: JobResult, now: float) -> None:
         assert r.target is not None
-        prev = self._latest.get(r.target)
+        jobs = self._latest.setdefault(r.target, {})
+        prev = jobs.get(r.job_id)
         # A newer result replaces the one we hold; so does any result once the one we hold is dated in
         # the future, which means the wall clock has stepped back since.
-        if prev is None or r.timestamp >= prev[0] or prev[0] > now:
+        if prev is None or r.timestamp >= prev.timestamp or prev.timestamp > now:
             # as the store: a result older than a few intervals says nothing about now
             stale_after = r.timestamp + self.stale_after_intervals * r.interval + r.timeout
-            self._latest[r.target] = (r.timestamp, uplink_is_up(r), stale_after)
+            up = uplink_is_up(r)
+            reason = "" if up else (r.link.reason if r.link is not None and r.link.reason else "down")
+            jobs[r.job_id] = _Seen(r.timestamp, r.timestamp - r.duration, up, stale_after, reason)
 
     def _recompute(self, now: float) -> None:
         sites = self.inventory.sites
@@ -134,14 +194,18 @@ class SiteTracker:
                 blocked[sid] = pstate in _BLOCKING or (pstate == "unknown" and blocked[parent])
             seen = self._fresh(site.uplinks, now)
             if not seen:
-                state[sid] = "unknown"
+                self._failing.pop(sid, None)
+                if self._warming and sid in self._saved:
+                    continue  # the state saved at the last stop holds until the first result
+                self._set(sid, "unknown", REASON_NO_RESULT if site.uplinks else REASON_NO_UPLINKS, now)
                 continue
-            if any(up for _, up in seen):
-                newest = max(ts for ts, up in seen if up)
+            if any(x.up for _, x in seen):
+                newest = max(x.timestamp for _, x in seen if x.up)
                 if state[sid] != "up":
                     self._up_since[sid] = newest
-                state[sid] = "up"
+                self._set(sid, "up", "", now)
                 self._fail_since.pop(sid, None)
+                self._failing[sid] = tuple((job, x.reason) for job, x in seen if not x.up)
                 if self._last_up.get(sid, 0.0) < newest:
                     if sid not in self._last_up:
                         self._urgent = True
@@ -150,15 +214,19 @@ class SiteTracker:
                 if self._tried.pop(sid, None) is not None:
                     self._dirty = self._urgent = True
                 continue
-            first_fail = self._fail_since.setdefault(sid, min(ts for ts, _ in seen))
-            last_fail = max(ts for ts, _ in seen)
+            failing = tuple((job, x.reason) for job, x in seen)
+            self._failing[sid] = failing
+            # When the failure began: the start of the first failing run, so a parent that answered
+            # in the same round (probed at the same moment) counts as seen up during the failure.
+            first_fail = self._fail_since.setdefault(sid, min(x.started for _, x in seen))
+            last_fail = max(x.timestamp for _, x in seen)
             if sid not in self._last_up:
                 if sid not in self._tried:
                     self._tried[sid] = now
                     self._dirty = self._urgent = True
-                state[sid] = "gap"
+                self._set(sid, "gap", REASON_NEVER_UP, now)
             elif blocked[sid]:
-                state[sid] = "unreachable"
+                self._set(sid, "unreachable", REASON_UPSTREAM, now)
             elif parent is not None and state[parent] == "up" and state[sid] != "unknown":
                 # Probes of a site and of its parent run at different moments. Call the site down only
                 # once the parent has been seen up after the site started failing, and only for a
@@ -168,26 +236,45 @@ class SiteTracker:
                     last_fail >= self._up_since.get(parent, 0.0)
                     and self._last_up.get(parent, 0.0) >= first_fail
                 ):
-                    state[sid] = "down"
+                    self._set(sid, "down", failing[0][1], now)
             else:
-                state[sid] = "down"
+                self._set(sid, "down", failing[0][1], now)
         # A site that has a persisted "tried and never up" mark but no result yet stays a gap.
         for sid, st in state.items():
             if st == "unknown" and sid in self._tried and sid not in self._last_up:
-                state[sid] = "gap"
+                self._set(sid, "gap", REASON_NEVER_UP, now)
 
-    def _fresh(self, uplinks: tuple[str, ...], now: float) -> list[tuple[float, bool]]:
+    def _set(self, sid: str, new: str, reason: str, now: float) -> None:
+        if self._state[sid] != new or sid not in self._since:
+            if self._state[sid] != new:
+                self._dirty = self._urgent = True  # a state change is worth writing at once
+            self._state[sid] = new
+            self._since[sid] = now
+        self._reason[sid] = reason
+
+    def _fresh(self, uplinks: tuple[str, ...], now: float) -> list[tuple[str, _Seen]]:
         out = []
+        latest = self._latest
         for u in uplinks:
-            latest = self._latest.get(u)
-            if latest is not None and now <= latest[2]:
-                out.append((latest[0], latest[1]))
+            jobs = latest.get(u)
+            if jobs:
+                for job, seen in jobs.items():
+                    if now <= seen.stale_after:
+                        out.append((job, seen))
         return out
 
     def states(self) -> dict[str, str]:
         """Current state of every site (a copy)."""
         with self._lock:
             return dict(self._state)
+
+    def details(self) -> dict[str, SiteDetail]:
+        """Every site's state, since when, its reason and its failing uplinks (for the status page)."""
+        with self._lock:
+            return {
+                sid: SiteDetail(st, self._since.get(sid), self._reason[sid], self._failing.get(sid, ()))
+                for sid, st in self._state.items()
+            }
 
     def last_up(self, site_id: str) -> float | None:
         with self._lock:
@@ -197,6 +284,10 @@ class SiteTracker:
 
     def collect(self) -> list[Metric]:
         with self._lock:
+            key = tuple(
+                (self._state[sid], self._reason[sid], self._since.get(sid, 0.0))
+                for sid in self.inventory.sites
+            )
             state = dict(self._state)
             last_up = dict(self._last_up)
         last = GaugeMetricFamily(
@@ -208,14 +299,15 @@ class SiteTracker:
             if sid in last_up:
                 last.add_metric([sid], last_up[sid])
         # States change rarely; thousands of sites times five states are rebuilt only when they do.
-        key = tuple(state.values())
         cached = self._families_cache
         if cached is None or cached[0] != key:
-            cached = self._families_cache = (key, self._state_families(state))
-        up, one_hot, gap, sites_fam = cached[1]
-        return [up, one_hot, last, gap, sites_fam]
+            cached = self._families_cache = (key, self._state_families(state, key))
+        up, one_hot, gap, sites_fam, since, reason = cached[1]
+        return [up, one_hot, since, reason, last, gap, sites_fam]
 
-    def _state_families(self, state: dict[str, str]) -> tuple[Metric, Metric, Metric, Metric]:
+    def _state_families(
+        self, state: dict[str, str], key: tuple[tuple[str, str, float], ...]
+    ) -> tuple[Metric, Metric, Metric, Metric, Metric, Metric]:
         up = GaugeMetricFamily(
             "giamsat_site_up",
             "Whether any uplink of the site works (1) or none does (0); absent while the state is unknown.",
@@ -226,18 +318,32 @@ class SiteTracker:
             "Site state, one-hot: up, down, unreachable (outage upstream), gap (never up), unknown.",
             labels=["site", "state"],
         )
+        since = GaugeMetricFamily(
+            "giamsat_site_state_change_timestamp_seconds",
+            "Unix time the site entered its current state (persisted across restarts).",
+            labels=["site"],
+        )
+        reason = GaugeMetricFamily(
+            "giamsat_site_state_reason",
+            "Why a site is not up (1): its failing uplinks' reason when down, upstream, never_up, "
+            "no_result or no_uplinks.",
+            labels=["site", "state", "reason"],
+        )
         gap = GaugeMetricFamily(
             "giamsat_site_coverage_gap",
             "1 if the site has uplinks configured and none has ever succeeded.",
             labels=["site"],
         )
         counts: dict[tuple[str, str], dict[str, int]] = {}
-        for sid, site in self.inventory.sites.items():
-            st = state[sid]
+        for (sid, site), (st, why, changed) in zip(self.inventory.sites.items(), key, strict=True):
             if st != "unknown":
                 up.add_metric([sid], 1.0 if st == "up" else 0.0)
             for s in STATES:
                 one_hot.add_metric([sid, s], 1.0 if s == st else 0.0)
+            if changed:
+                since.add_metric([sid], changed)
+            if st != "up":
+                reason.add_metric([sid, st, why], 1.0)
             if site.uplinks:
                 gap.add_metric([sid], 1.0 if st == "gap" else 0.0)
             for anc in self._ancestors[sid]:
@@ -251,7 +357,7 @@ class SiteTracker:
         for (anc, level), bucket in sorted(counts.items(), key=lambda kv: (kv[0][0], Level[kv[0][1]])):
             for s in STATES:
                 sites_fam.add_metric([anc, level, s], float(bucket[s]))
-        return up, one_hot, gap, sites_fam
+        return up, one_hot, gap, sites_fam, since, reason
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -268,6 +374,7 @@ class SiteTracker:
         try:
             data = json.loads(raw.decode("utf-8"))
             last_up, tried = _parse_state(data)
+            saved_states = _parse_states(data)
         except (ValueError, TypeError) as exc:
             log.warning(
                 "saved site state is corrupt; starting without it",
@@ -288,6 +395,13 @@ class SiteTracker:
                     self._tried.setdefault(sid, ts)
             for sid in self._last_up:
                 self._tried.pop(sid, None)
+            self._kept_states = {sid: v for sid, v in saved_states.items() if sid not in known}
+            for sid, v in saved_states.items():
+                if sid in known and v["state"] in _RESTORED and (v["state"] != "gap" or sid in self._tried):
+                    self._state[sid] = v["state"]
+                    self._since[sid] = v["since"]
+                    self._reason[sid] = v["reason"]
+                    self._saved.add(sid)
             self._recompute(time.time())
 
     def save(self, force: bool = False, now: float | None = None) -> bool:
@@ -305,6 +419,18 @@ class SiteTracker:
                 "version": _FORMAT_VERSION,
                 "last_up": dict(sorted({**self._kept_last_up, **self._last_up}.items())),
                 "tried_never_up": dict(sorted({**self._kept_tried, **self._tried}.items())),
+                "states": dict(
+                    sorted(
+                        {
+                            **self._kept_states,
+                            **{
+                                sid: {"state": st, "since": self._since[sid], "reason": self._reason[sid]}
+                                for sid, st in self._state.items()
+                                if st != "unknown" and sid in self._since
+                            },
+                        }.items()
+                    )
+                ),
             }
             self._dirty = self._urgent = False
             self._saved_at = now
@@ -333,6 +459,25 @@ def _parse_state(data: Any) -> tuple[dict[str, float], dict[str, float]]:
             parsed[str(sid)] = float(ts)
         out.append(parsed)
     return out[0], out[1]
+
+
+def _parse_states(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``states`` section (absent in files written before it existed): site -> state, since, reason."""
+    section = data.get("states", {})
+    if not isinstance(section, dict):
+        raise ValueError("states must be a mapping")
+    out: dict[str, dict[str, Any]] = {}
+    for sid, v in section.items():
+        if (
+            not isinstance(v, dict)
+            or v.get("state") not in STATES
+            or isinstance(v.get("since"), bool)
+            or not isinstance(v.get("since"), int | float)
+            or not isinstance(v.get("reason", ""), str)
+        ):
+            raise ValueError(f"states.{sid}: expected state, since and reason")
+        out[str(sid)] = {"state": v["state"], "since": float(v["since"]), "reason": v.get("reason", "")[:64]}
+    return out
 
 
 def _atomic_write(path: Path, text: str) -> None:

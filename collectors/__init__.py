@@ -34,12 +34,16 @@ class Kind:
 
 _TABLE = (
     Kind("host", "collectors.host:HostCollector", default_on=True),
+    Kind("textfile", "collectors.textfile:TextfileCollector", default_on=True),
     Kind("snmp", "collectors.snmp:SnmpCollector"),
     Kind("ssh", "collectors.ssh:SSHCollector"),
+    # before the native probe kinds: its /probe handler passes on their configured targets
+    Kind("blackbox", "collectors.probes.blackbox:BlackboxCollector"),
     Kind("icmp", "collectors.probes.icmp:IcmpCollector", site_key="links"),
     Kind("tcp", "collectors.probes.tcp:TcpCollector"),
     Kind("http", "collectors.probes.http:HttpCollector"),
     Kind("dns", "collectors.probes.dns:DnsCollector"),
+    Kind("ntp", "collectors.ntp:NtpCollector"),
 )
 
 

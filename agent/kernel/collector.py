@@ -187,11 +187,13 @@ COMMON_FIXES: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class RouteRequest:
     """A GET request on a collector's route: its path, query parameters (last value of each) and headers
-    (names in lower case)."""
+    (names in lower case); ``query_all`` has every value of each parameter, in order (snmp_exporter
+    takes ``module`` repeated and refuses a repeated ``target``)."""
 
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str] = field(default_factory=dict)
+    query_all: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ class Reply:
     status: int
     text: str = ""
     families: Sequence[Metric] | None = None
+    #: of ``text`` (a page the agent itself serves, such as ``/report``, is HTML)
+    content_type: str = "text/plain; charset=utf-8"
 
 
 class RouteContext(Protocol):
@@ -295,6 +299,10 @@ class Collector(abc.ABC):
     #: the reason when it did not (``{reason="..."} 1``): read by the default ``link_status``.
     link_metric: ClassVar[str | None] = None
     link_reason_metric: ClassVar[str | None] = None
+    #: A run that finds the link down right after it was up is retried at once, and only a failed
+    #: retry is recorded: one lost round never turns a site down. A kind that confirms failures itself
+    #: (ICMP: a burst of further echoes within the same run) sets this to False.
+    confirm_failures: ClassVar[bool] = True
     #: (reason substring, fix) for this kind's own failure reasons, tried before ``COMMON_FIXES``.
     doctor_fixes: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: The inventory key this kind expands into targets, if any (its table line names the key too).
@@ -320,6 +328,11 @@ class Collector(abc.ABC):
         return []
 
     # -- what a result means --------------------------------------------------------------------------
+
+    @property
+    def health_families(self) -> frozenset[str]:
+        """Families a series cap never drops besides the ``*_up``-style ones: the declared link metrics."""
+        return frozenset(n for n in (self.link_metric, self.link_reason_metric) if n is not None)
 
     def link_status(self, families: Sequence[Metric]) -> LinkStatus | None:
         """Whether the target of a successful run answered, read from the run's families; None for a

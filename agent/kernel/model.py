@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from agent.kernel.redact import register_secret
+
 log = logging.getLogger("giamsat.config")
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+\s*$")
@@ -63,6 +65,23 @@ class Model(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Any:
+        # Text from outside (a receiver's error body, a device's answer) may quote a secret back: the
+        # redactor knows each one before it can be used. A ``password`` beside a ``username`` is also
+        # registered as the pair HTTP basic auth sends.
+        user = getattr(self, "username", None)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            values = (
+                value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+            )
+            for v in values:
+                if isinstance(v, SecretStr):
+                    pair = user if name == "password" and isinstance(user, str) else None
+                    register_secret(v.get_secret_value(), pair)
+        return self
 
     @model_validator(mode="before")
     @classmethod

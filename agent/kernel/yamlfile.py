@@ -6,6 +6,7 @@ names the file, the line and the key path, as ``check-config`` prints them.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,14 @@ def loc_of(key: str) -> tuple[int | str, ...]:
 def problem_at(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
     """A problem at a key path, with the line of the deepest node of that path that exists."""
     return ConfigProblem(file, format_loc(loc), msg, line_of(root, loc))
+
+
+#: The directory of the configuration file being validated, so a model that names another file (a module
+#: file) reads it relative to that directory, as ``sites_file`` is read. Unset: the working directory.
+config_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_dir", default=None)
+
+
+def relative_to_config(path: Path) -> Path:
+    """``path`` as written in the configuration: absolute as is, relative from the file's directory."""
+    base = config_dir.get()
+    return path if path.is_absolute() or base is None else base / path

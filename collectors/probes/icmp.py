@@ -40,14 +40,22 @@ from collectors.probes.common import (
     ProbeCollector,
     ProbeTarget,
     ResolveError,
-    add,
     current_probe,
-    gauge,
+    ip_hash,
     resolve,
-    result_metrics,
+    resolve_failed,
+)
+from collectors.probes.common import (
+    family as new_family,
 )
 from collectors.probes.icmp_engine import REASONS, EchoResult, IcmpEngine
 from collectors.probes.links import LINKS
+
+#: A target is reported down only after this many echoes in a row were lost: at 20 % independent loss
+#: per echo a working link is then declared down with a chance of 0.2**9 = 5e-7 per round.
+CONFIRM_ECHOES = 9
+#: Spacing of the confirmation burst's echoes: 8 of them go out in 1.4 s.
+CONFIRM_INTERVAL = 0.2
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
 DEFAULT_BUCKETS = [0.00005 * 2**i for i in range(20)]
@@ -65,6 +73,13 @@ class IcmpSettings(CollectorSettings):
         default=0.0, ge=0, description="cap on echoes sent per second across all targets (0: no cap)"
     )
     histogram_buckets: list[float] = Field(default_factory=lambda: list(DEFAULT_BUCKETS), min_length=1)
+    confirm_echoes: int = Field(
+        default=CONFIRM_ECHOES,
+        ge=0,
+        le=100,
+        description="echoes that must all be lost before a target is reported down: a round that lost "
+        "all of its own is followed at once by a burst of the rest (0: no confirmation)",
+    )
 
     @model_validator(mode="after")
     def _sorted_buckets(self) -> IcmpSettings:
@@ -115,6 +130,7 @@ _GroupKey = tuple[int, float, float, int, bool, "int | None"]
 
 _PROBE = {"probe": "icmp"}
 _RESOLVE_LABELS = {"phase": "resolve", "probe": "icmp"}
+_SETUP_LABELS = {"phase": "setup", "probe": "icmp"}
 _RTT_LABELS = {"phase": "rtt", "probe": "icmp"}
 _HISTOGRAM = "probe_icmp_response_duration_seconds"
 _new_tuple = tuple.__new__
@@ -166,8 +182,12 @@ _RttStddev = _value_family(
     "probe_icmp_rtt_stddev_seconds", "Standard deviation of the round-trip times of this probe (jitter)"
 )
 _HopLimit = _value_family("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)")
+_IpHash = _value_family(
+    "probe_ip_addr_hash", "Specifies the hash of IP address. It's useful to detect if the IP address changes."
+)
 
 _SHARED_MAX = 4096
+_HASHES_MAX = 65536
 _shared: dict[tuple[type[_Value], float], _Value] = {}
 
 
@@ -197,21 +217,23 @@ def _shared_families(
 
 
 class _Phases(Metric):
-    """``probe_icmp_duration_seconds{phase}``: resolve and rtt."""
+    """``probe_icmp_duration_seconds{phase}``: resolve, setup (from the end of resolution to the echoes
+    being handed to the shared engine: its sockets are opened once, at start) and rtt."""
 
-    __slots__ = ("resolve", "rtt")
+    __slots__ = ("resolve", "rtt", "setup")
     name = "probe_icmp_duration_seconds"
     documentation = "Duration of icmp request by phase"
     type = "gauge"
     unit = ""
 
-    def __init__(self, resolve: float, rtt: float) -> None:
-        self.resolve, self.rtt = resolve, rtt
+    def __init__(self, resolve: float, setup: float, rtt: float) -> None:
+        self.resolve, self.setup, self.rtt = resolve, setup, rtt
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [
             _new_tuple(Sample, (self.name, _RESOLVE_LABELS, self.resolve, None, None)),
+            _new_tuple(Sample, (self.name, _SETUP_LABELS, self.setup, None, None)),
             _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, None, None)),
         ]
 
@@ -261,6 +283,7 @@ class IcmpCollector(ProbeCollector):
     target_model = IcmpTarget
     batched = True
     site_shorthand = LINKS
+    confirm_failures = False  # confirmed within the run: a burst of further echoes (``_confirm``)
 
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         super().__init__(settings, ctx)
@@ -271,7 +294,8 @@ class IcmpCollector(ProbeCollector):
         self._bucket_labels = [
             {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
         ]
-        self._literals: dict[tuple[str, str], tuple[str, int]] = {}
+        self._literals: dict[tuple[str, str, bool], tuple[str, int]] = {}
+        self._hashes: dict[str, _Value] = {}  # address -> its probe_ip_addr_hash family
         self._reasons: dict[str, Metric] = {}
         # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
         self._shared: dict[
@@ -325,9 +349,9 @@ class IcmpCollector(ProbeCollector):
         return [check_icmp_permission(needed=bool(targets))]
 
     def max_series(self) -> int:
-        # success, duration, lookup, ip protocol, failure reason; 2 phases; sent, received, loss;
+        # success, duration, lookup, ip protocol, ip hash, failure reason; 3 phases; sent, received, loss;
         # min/avg/max/stddev; hop limit; errors by reason; histogram buckets, +Inf, count and sum
-        return 5 + 2 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
+        return 6 + 3 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
 
     async def start(self) -> None:
         s = self.settings
@@ -389,7 +413,7 @@ class IcmpCollector(ProbeCollector):
         families: list[int] = []
         names: list[int] = []
         for i, t in enumerate(targets):
-            hit = self._literals.get((t.address, t.ip_protocol))
+            hit = self._literals.get((t.address, t.ip_protocol, t.ip_protocol_fallback))
             if hit is None:
                 names.append(i)
                 continue
@@ -400,42 +424,68 @@ class IcmpCollector(ProbeCollector):
         if names:
             resolved = await asyncio.gather(
                 *(
-                    resolve(self.resolver, targets[i].address, targets[i].ip_protocol, deadline.left(0.2))
+                    resolve(
+                        self.resolver,
+                        targets[i].address,
+                        targets[i].ip_protocol,
+                        deadline.left(0.2),
+                        targets[i].ip_protocol_fallback,
+                    )
                     for i in names
                 ),
                 return_exceptions=True,
             )
             for i, r in zip(names, resolved, strict=True):
                 if isinstance(r, ResolveError):
-                    report(slots[i], result_metrics(False, time.perf_counter() - start, "resolve"))
+                    elapsed = time.perf_counter() - start
+                    report(slots[i], [*resolve_failed(elapsed, elapsed), _Phases(elapsed, 0.0, 0.0)])
                 elif isinstance(r, BaseException):
                     report(slots[i], r)
                 else:
                     ip, family, lookup = r
                     if _is_literal(targets[i].address):  # nothing to look up next time
-                        self._literals[(targets[i].address, targets[i].ip_protocol)] = (ip, family)
+                        t = targets[i]
+                        self._literals[(t.address, t.ip_protocol, t.ip_protocol_fallback)] = (ip, family)
                     live.append(i)
                     addrs.append(ip)
                     families.append(family)
                     lookups.append(lookup)
         if not live:
             return
+        setup_start = time.perf_counter()
         t0 = targets[0]
         # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
         sending = (t0.count - 1) * t0.packet_interval
         window = min(t0.packet_timeout, deadline.left(0.2) - sending)
+        settings = self.settings
+        assert isinstance(settings, IcmpSettings)
+        burst = max(0, settings.confirm_echoes - t0.count)
+        unconfirmed: list[tuple[int, EchoResult]] = []
 
         def done(j: int, result: EchoResult) -> None:
+            if burst and not result.rtts:
+                unconfirmed.append((j, result))  # every echo lost: confirmed (or not) below
+                return
+            report_one(j, result)
+
+        def report_one(j: int, result: EchoResult) -> None:
             i = live[j]
             try:
                 fams = self._metrics(
-                    targets[i].name, result, time.perf_counter() - start, lookups[j], families[j]
+                    targets[i].name,
+                    result,
+                    time.perf_counter() - start,
+                    lookups[j],
+                    families[j],
+                    addrs[j],
+                    setup,
                 )
             except Exception as exc:  # a bug here must not lose the other targets' results
                 report(slots[i], exc)
                 return
             report(slots[i], fams)
 
+        setup = time.perf_counter() - setup_start
         await self.engine.ping_many(
             addrs,
             count=t0.count,
@@ -446,8 +496,53 @@ class IcmpCollector(ProbeCollector):
             ttl=t0.ttl,
             on_result=done,
         )
+        if unconfirmed:
+            await self._confirm(
+                t0, burst, [addrs[j] for j, _ in unconfirmed], unconfirmed, report_one, deadline
+            )
 
-    def _metrics(self, name: str, r: EchoResult, duration: float, lookup: float, family: int) -> list[Metric]:
+    async def _confirm(
+        self,
+        t0: IcmpTarget,
+        burst: int,
+        addrs: list[str],
+        first: list[tuple[int, EchoResult]],
+        report_one: Callable[[int, EchoResult], None],
+        deadline: Deadline,
+    ) -> None:
+        """A round that lost every echo is not yet an outage: send ``burst`` more echoes at once, quickly,
+        to the targets that lost theirs. One reply and the link works (recovery needs no confirmation);
+        the result a target reports counts the echoes of both."""
+        assert self.engine is not None
+        sending = (burst - 1) * CONFIRM_INTERVAL
+        window = min(t0.packet_timeout, deadline.left(0.2) - sending)
+        if window < 0.05:  # no time left before the deadline: report what the round saw
+            for j, r in first:
+                report_one(j, r)
+            return
+
+        def merged(k: int, second: EchoResult) -> None:
+            j, r = first[k]
+            errors = dict(r.errors)
+            for reason, n in second.errors.items():
+                errors[reason] = errors.get(reason, 0) + n
+            hop = second.hop_limit if second.hop_limit is not None else r.hop_limit
+            report_one(j, EchoResult(r.sent + second.sent, r.rtts + second.rtts, errors, hop))
+
+        await self.engine.ping_many(
+            addrs,
+            count=burst,
+            interval=CONFIRM_INTERVAL,
+            timeout=window,
+            payload_size=t0.payload_size,
+            dont_fragment=t0.dont_fragment,
+            ttl=t0.ttl,
+            on_result=merged,
+        )
+
+    def _metrics(
+        self, name: str, r: EchoResult, duration: float, lookup: float, family: int, ip: str, setup: float
+    ) -> list[Metric]:
         """Every family of one target's result (blackbox names first, then the ICMP ones)."""
         rtts = r.rtts
         n = len(rtts)
@@ -460,6 +555,11 @@ class IcmpCollector(ProbeCollector):
                 self._shared[key] = shared
         success, proto, sent, received, loss, hop_limit = shared
         lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
+        ip_hash_fam = self._hashes.get(ip)
+        if ip_hash_fam is None:
+            ip_hash_fam = _IpHash(ip_hash(ip))
+            if len(self._hashes) < _HASHES_MAX:
+                self._hashes[ip] = ip_hash_fam
         if n:
             avg = sum(rtts) / n
             stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
@@ -468,7 +568,8 @@ class IcmpCollector(ProbeCollector):
                 _Duration(duration),
                 lookup_fam,
                 proto,
-                _Phases(lookup, avg),
+                ip_hash_fam,
+                _Phases(lookup, setup, avg),
                 sent,
                 received,
                 loss,
@@ -484,8 +585,9 @@ class IcmpCollector(ProbeCollector):
                 _Duration(duration),
                 lookup_fam,
                 proto,
+                ip_hash_fam,
                 reason,
-                _Phases(lookup, 0.0),
+                _Phases(lookup, setup, 0.0),
                 sent,
                 received,
                 loss,
@@ -493,9 +595,10 @@ class IcmpCollector(ProbeCollector):
         if hop_limit is not None:
             out.append(hop_limit)
         if r.errors:
-            errs = gauge("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
+            # Built in the engine's reader callback, outside the batch's context: labels given here.
+            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
             for reason_, count in sorted(r.errors.items()):
-                add(errs, count, reason=reason_)
+                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
             out.append(errs)
         out.append(self._histogram(name, rtts))
         return out
@@ -503,11 +606,11 @@ class IcmpCollector(ProbeCollector):
     def _failure_reason(self, reason: str) -> Metric:
         fam = self._reasons.get(reason)  # bounded: REASONS
         if fam is None:
-            fam = self._reasons[reason] = gauge(
+            fam = self._reasons[reason] = new_family(
                 "probe_failure_reason",
                 "Why the probe failed, from a bounded set of reasons (1 while failing; absent on success)",
             )
-            add(fam, 1.0, reason=reason)
+            fam.samples.append(Sample(fam.name, {"reason": reason, "probe": "icmp"}, 1.0))
         return fam
 
     def _histogram(self, name: str, rtts: list[float]) -> Metric:

@@ -96,6 +96,9 @@ class SnmpEndpoint:
     retries: int = 3
     max_repetitions: int = 25
     max_varbinds: int = 100_000
+    #: snmp_exporter walk_params ``allow_nonincreasing_oids``: accept agents whose walks go backwards
+    #: (the walk still ends at ``max_varbinds``)
+    allow_nonincreasing_oids: bool = False
     #: looks the host name up (the collector's, so lookups of one name share a thread)
     resolver: Resolver = field(default_factory=Resolver, compare=False, repr=False)
 
@@ -103,8 +106,18 @@ class SnmpEndpoint:
         return f"{self.host}:{self.port}"
 
 
+@dataclass
+class PacketStats:
+    """Requests sent (retries included) and retried, for snmp_exporter's ``snmp_scrape_packets_*``."""
+
+    sent: int = 0
+    retried: int = 0
+
+
 class SnmpClient(Protocol):
     """What the collector needs from an SNMP engine."""
+
+    stats: PacketStats
 
     async def get(self, oids: Sequence[str]) -> dict[str, Value]:
         """GET; OIDs the agent has no value for (noSuchObject/noSuchInstance) are left out."""
@@ -127,7 +140,8 @@ class WalkGuard:
     varbinds.
     """
 
-    def __init__(self, root: str, limit: int) -> None:
+    def __init__(self, root: str, limit: int, allow_nonincreasing: bool = False) -> None:
+        self.allow_nonincreasing = allow_nonincreasing
         self.root = root
         self.prefix = root + "."
         self.cut = len(self.prefix)
@@ -147,7 +161,7 @@ class WalkGuard:
             increasing = n > self.last_arc
         else:
             increasing = not self.last_oid or self._key(oid) > self._key(self.last_oid)
-        if not increasing:
+        if not increasing and not self.allow_nonincreasing:
             raise SnmpClientError("oid_loop", f"agent returned {oid} after {self.last_oid}")
         self.last_oid, self.last_head, self.last_arc = oid, head, n
         self.count += 1
@@ -192,6 +206,7 @@ class GufoClient:
         if ep.auth.version == 3 and ep.auth.context_name:
             raise SnmpClientError("config", "gufo-snmp has no SNMPv3 context support; use engine: pysnmp")
         self.ep = ep
+        self.stats = PacketStats()
         self._session: Any = None
         self._last_used = 0.0
 
@@ -248,7 +263,8 @@ class GufoClient:
                 raise SnmpClientError(
                     "network", f"cannot open a socket to {ep}: {type(exc).__name__}"
                 ) from None
-            await self._retry(session.refresh)  # v3: engine discovery and time sync; no-op on v1/v2c
+            if ep.auth.version == 3:  # engine discovery and time sync (nothing to send on v1/v2c)
+                await self._retry(session.refresh)
             self._session = session
         elif ep.auth.version == 3 and time.monotonic() - self._last_used > 100:
             # gufo: "should be resent manually if over 150 seconds left from the last request"
@@ -257,7 +273,9 @@ class GufoClient:
         return self._session
 
     async def _retry(self, fn: Callable[[], Awaitable[T]]) -> T:
-        for _ in range(self.ep.retries + 1):
+        for attempt in range(self.ep.retries + 1):
+            self.stats.sent += 1
+            self.stats.retried += attempt > 0
             try:
                 return await fn()
             except TimeoutError:
@@ -326,7 +344,7 @@ class GufoClient:
     async def walk_many(self, oids: Sequence[str]) -> list[list[tuple[str, Value]]]:
         session = await self._open()
         if self.ep.auth.version != 1 and _can_drive(session):
-            walk = _SocketWalk(session._sock, session._fd, oids, self.ep)
+            walk = _SocketWalk(session._sock, session._fd, oids, self.ep, self.stats)
             try:
                 await walk.start()
             finally:
@@ -337,7 +355,10 @@ class GufoClient:
             results = walk.results
         else:
             results = [
-                await self._iter_walk(session, oid, WalkGuard(oid, self.ep.max_varbinds)) for oid in oids
+                await self._iter_walk(
+                    session, oid, WalkGuard(oid, self.ep.max_varbinds, self.ep.allow_nonincreasing_oids)
+                )
+                for oid in oids
             ]
         if self.ep.auth.version == 3 and not all(results):
             # https://github.com/gufolabs/gufo_snmp: GETBULK hides a v3 report (e.g. usmStatsUnsupported
@@ -361,6 +382,8 @@ class GufoClient:
         out: list[tuple[str, Value]] = []
         attempts = 0
         while True:
+            self.stats.sent += 1
+            self.stats.retried += attempts > 0
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -417,7 +440,11 @@ class _SocketWalk:
     undecodable answer used to keep a socket open until then.
     """
 
-    def __init__(self, sock: Any, fd: int, roots: Sequence[str], ep: SnmpEndpoint) -> None:
+    def __init__(
+        self, sock: Any, fd: int, roots: Sequence[str], ep: SnmpEndpoint, stats: PacketStats | None = None
+    ) -> None:
+        self.stats = stats if stats is not None else PacketStats()
+        self.allow_nonincreasing = ep.allow_nonincreasing_oids
         self.loop = asyncio.get_running_loop()
         self.sock, self.fd, self.roots = sock, fd, roots
         self.timeout, self.retries = ep.timeout, ep.retries
@@ -468,7 +495,7 @@ class _SocketWalk:
         root = self.roots[len(self.results)]
         self.out: list[tuple[str, Value]] = []
         self.results.append(self.out)
-        self.guard = WalkGuard(root, self.max_varbinds)
+        self.guard = WalkGuard(root, self.max_varbinds, self.allow_nonincreasing)
         self.ctx = _GetIter(root, self.max_repetitions)
         self.attempts = 0
         self._send()
@@ -477,6 +504,8 @@ class _SocketWalk:
         self.deadline = self.loop.time() + self.timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.deadline, self._expired)
+        self.stats.sent += 1
+        self.stats.retried += self.attempts > 0
         try:
             self.sock.send_get_bulk(self.ctx)
         except BlockingIOError:
@@ -668,6 +697,7 @@ class PysnmpClient:
 
     def __init__(self, ep: SnmpEndpoint, engine: Any) -> None:
         self.ep = ep
+        self.stats = PacketStats()  # pysnmp retries inside: only first sends are seen
         self.engine = engine
         self._auth = pysnmp_auth_data(ep.auth, ep.auth_name)
         self._target: Any = None
@@ -737,6 +767,7 @@ class PysnmpClient:
                     if exc.reason != "error_status":
                         raise
             return out
+        self.stats.sent += 1
         ei, es, ex, vbs = await self._call(
             get_cmd(
                 self.engine,
@@ -760,11 +791,12 @@ class PysnmpClient:
         from pysnmp.proto.rfc1905 import EndOfMibView
 
         tt = await self._transport()
-        guard = WalkGuard(oid, self.ep.max_varbinds)
+        guard = WalkGuard(oid, self.ep.max_varbinds, self.ep.allow_nonincreasing_oids)
         out: list[tuple[str, Value]] = []
         cur = oid
         while True:
             vb = ObjectType(ObjectIdentity(cur))
+            self.stats.sent += 1
             if self.ep.auth.version == 1:
                 ei, es, ex, vbs = await self._call(
                     next_cmd(self.engine, self._auth, tt, self._context(), vb, lookupMib=False)

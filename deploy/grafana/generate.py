@@ -37,6 +37,18 @@ STATE_MAPPINGS = [
 ]
 
 
+# the ``state`` label of the current-outages table -> text and colour
+OUTAGE_STATE_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "down": {"text": "mất kết nối / down", "color": "red", "index": 0},
+            "unreachable": {"text": "không tới được / unreachable", "color": "orange", "index": 1},
+        },
+    }
+]
+
+
 class Board:
     """A dashboard under construction: panels are laid out left to right, wrapping at 24 columns."""
 
@@ -194,9 +206,22 @@ def timeseries(title: str, targets: list[tuple[str, str]], *, unit: str = "short
 
 def table(title: str, expr: str, *, columns: dict[str, str], value_name: str, unit: str,
           description: str = "", sort_by: str | None = None,
-          mappings: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
-    """An instant query shown as a table; ``columns`` maps label -> header (others are hidden)."""
+          mappings: list[dict[str, Any]] | None = None,
+          label_mappings: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """An instant query shown as a table; ``columns`` maps label -> header (the usual extra labels are
+    hidden unless named there); ``label_mappings`` gives a label column value mappings (text, colour)."""
     exclude = {"Time": True, "__name__": True, "job": True, "instance": True}
+    exclude |= {k: True for k in ("level", "parent", "state") if k not in columns}
+    label_overrides = [
+        {
+            "matcher": {"id": "byName", "options": label},
+            "properties": [
+                {"id": "mappings", "value": maps},
+                {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+            ],
+        }
+        for label, maps in (label_mappings or {}).items()
+    ]
     order = {label: i for i, label in enumerate([*columns, "Value"])}
     return {
         "type": "table",
@@ -213,7 +238,8 @@ def table(title: str, expr: str, *, columns: dict[str, str], value_name: str, un
                         {"id": "mappings", "value": mappings or []},
                         {"id": "custom.cellOptions", "value": {"type": "color-text"}},
                     ],
-                }
+                },
+                *label_overrides,
             ],
         },
         "options": {
@@ -226,7 +252,7 @@ def table(title: str, expr: str, *, columns: dict[str, str], value_name: str, un
             {
                 "id": "organize",
                 "options": {
-                    "excludeByName": {**exclude, **{k: True for k in ("level", "parent", "state")}},
+                    "excludeByName": exclude,
                     "indexByName": order,
                     "renameByName": {**columns, "Value": value_name},
                 },
@@ -367,11 +393,18 @@ def province_overview() -> Board:
             " * on (site) group_left (site_name, district, state) ("
             'label_replace(clamp_max(site:giamsat_site_state:code == 2, 1), "state", "down", "", "")'
             ' or label_replace(clamp_max(site:giamsat_site_state:code == 3, 1), "state", "unreachable", "", ""))',
-            columns={"site": "Mã / id", "site_name": "Tên / name", "district": "Huyện / district"},
+            columns={
+                "site": "Mã / id",
+                "site_name": "Tên / name",
+                "district": "Huyện / district",
+                "state": "Trạng thái / state",
+            },
             value_name="Thời gian / for",
             unit="dtdurations",
-            description="Sites that are down or unreachable now, with the time since their last working "
-            "uplink result.",
+            description="Sites that are down (their own link failed: call them) or unreachable (cut off "
+            "by an outage upstream: find the down site above them), with the time since their last "
+            "working uplink result.",
+            label_mappings={"state": OUTAGE_STATE_MAPPINGS},
         ),
         12,
         9,
@@ -397,6 +430,8 @@ def province_overview() -> Board:
             columns={"site": "Mã / id", "site_name": "Tên / name", "district": "Huyện / district"},
             value_name="30d",
             unit="percentunit",
+            description="Share of time up while the site's state was known. Sites that have never been "
+            "connected are not listed here (no availability to speak of): see the coverage gaps.",
         ),
         24,
         9,

@@ -72,4 +72,4 @@ def test_agent_serves_site_state_and_survives_a_corrupt_state_file(tmp_path: Pat
     assert proc.returncode == 0
     assert "saved site state is corrupt" in log.read_text(encoding="utf-8")
     saved = json.loads((state / "sites.json").read_text(encoding="utf-8"))
-    assert saved == {"version": 1, "last_up": {}, "tried_never_up": {}}
+    assert saved == {"version": 1, "last_up": {}, "tried_never_up": {}, "states": {}}

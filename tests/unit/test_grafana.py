@@ -70,3 +70,34 @@ def test_provisioning_files_point_at_the_dashboards() -> None:
     assert prov["apiVersion"] == 1 and prov["providers"][0]["type"] == "file"
     ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "giamsat.yml").read_text())
     assert ds["datasources"][0]["type"] == "prometheus"
+
+
+def _panel(board: dict, title_start: str) -> dict:  # type: ignore[type-arg]
+    return next(p for p in board["panels"] if p["title"].startswith(title_start))
+
+
+def test_current_outages_table_shows_the_state_of_each_site() -> None:
+    """A sysadmin must tell the failed district (down) from the communes cut off behind it
+    (unreachable): the state column is shown, with a text and colour per state."""
+    board = json.loads((GRAFANA / "dashboards" / "province-overview.json").read_text(encoding="utf-8"))
+    panel = _panel(board, "Đang mất kết nối")
+    organize = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]
+    assert not organize["excludeByName"].get("state")
+    assert organize["renameByName"]["state"] == "Trạng thái / state"
+    (override,) = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "state"]
+    mapped = override["properties"][0]["value"][0]["options"]
+    assert set(mapped) == {"down", "unreachable"}
+    # the other tables still hide the labels they do not name
+    gaps = next(t for t in _panel(board, "Chưa từng kết nối")["transformations"] if t["id"] == "organize")
+    assert gaps["options"]["excludeByName"]["level"] is True
+
+
+def test_availability_table_leaves_never_connected_sites_out() -> None:
+    """Its series comes from site:giamsat_site_up:max, which the rules leave empty for coverage gaps
+    (deploy/prometheus/tests checks the value); the table reads that series and nothing else."""
+    board = json.loads((GRAFANA / "dashboards" / "province-overview.json").read_text(encoding="utf-8"))
+    expr = _panel(board, "Sẵn sàng 30 ngày")["targets"][0]["expr"]
+    assert "site:giamsat_site_availability:ratio_30d" in expr
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "giamsat.rules.yml").read_text())
+    up = next(r for g in rules["groups"] for r in g["rules"] if r.get("record") == "site:giamsat_site_up:max")
+    assert "giamsat_site_coverage_gap" in up["expr"] and "unless" in up["expr"]

@@ -58,3 +58,53 @@ def test_alertmanager_config_is_valid() -> None:
     r = _run("amtool", "check-config", "alertmanager.yml")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 inhibit rules" in r.stdout
+
+
+def _duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    total = 0.0
+    for n, unit in re.findall(r"(\d+)(ms|s|m|h)", text):
+        total += int(n) * units[unit]
+    return total
+
+
+def test_shipped_timings_are_the_ones_the_outage_budget_is_worked_out_for() -> None:
+    """docs/alerts.md works cut -> page and restore -> resolved out from these numbers; a change here
+    must change that page (and be measured again with `make drill`)."""
+    prom = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    assert prom["global"]["scrape_interval"] == prom["global"]["evaluation_interval"] == "10s"
+    agent_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "giamsat")
+    assert agent_job.get("scrape_interval", "10s") == "10s"
+    datasource = yaml.safe_load(
+        (DEPLOY.parent / "grafana" / "provisioning" / "datasources" / "giamsat.yml").read_text(
+            encoding="utf-8"
+        )
+    )
+    assert datasource["datasources"][0]["jsonData"]["timeInterval"] == prom["global"]["scrape_interval"]
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert _duration(alerts["SiteDown"]["for"]) <= 10
+    # one or two failed scrapes (an agent restarting) do not resolve a site alert
+    for name in ("SiteDown", "SiteUnreachable"):
+        assert 10 < _duration(alerts[name]["keep_firing_for"]) <= 20, name
+
+
+def test_pages_warnings_and_inventory_go_to_separate_receivers_on_this_machine() -> None:
+    am = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text(encoding="utf-8"))
+    routes = {tuple(r["matchers"]): r for r in am["route"]["routes"]}
+    page = routes[('severity="critical"',)]
+    info = routes[('severity="info"',)]
+    default = am["route"]["receiver"]
+    assert len({page["receiver"], info["receiver"], default}) == 3
+    assert _duration(page["group_wait"]) <= 10 and _duration(page["group_interval"]) <= 20
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    severity = {
+        r["alert"]: r["labels"]["severity"] for g in rules["groups"] for r in g["rules"] if "alert" in r
+    }
+    assert severity["SiteCoverageGap"] == "info"  # coverage gaps never page
+    assert severity["SiteUnreachable"] == severity["LinkDegraded"] == "warning"
+    assert severity["SiteDown"] == "critical"
+    for receiver in am["receivers"]:
+        assert set(receiver) == {"name", "webhook_configs"}, receiver  # no SMTP server that is not there
+        for hook in receiver["webhook_configs"]:
+            assert hook["url"].startswith("http://127.0.0.1:") and hook["send_resolved"]

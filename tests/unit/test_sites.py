@@ -407,3 +407,81 @@ def test_exposition_is_promtool_clean(tracker: SiteTracker) -> None:
         ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_uplinks_of_different_kinds_with_one_name_are_two_uplinks(tmp_path: Path) -> None:
+    """An ICMP target and a TCP target both named ``wan``: the newer TCP failure must not overwrite the
+    working ICMP link (they were one key), and the site is down only when both fail."""
+    inv = Inventory([Site("D", "D", Level.district, None, ("wan",))])
+    t = SiteTracker(inv, tmp_path)
+    t.update([_probe("wan", True, 10, kind="icmp"), _probe("wan", False, 11, kind="tcp")], now=11)
+    assert t.states()["D"] == "up"
+    assert t.details()["D"].failing == (("tcp/wan", "down"),)
+    t.update([_probe("wan", False, 20, kind="tcp")], now=20)
+    assert t.states()["D"] == "up"  # the ICMP result of t=10 is still fresh and up
+    t.update([_probe("wan", False, 21, kind="icmp")], now=21)
+    assert t.states()["D"] == "down"
+    assert {job for job, _ in t.details()["D"].failing} == {"icmp/wan", "tcp/wan"}
+
+
+def test_state_reason_and_change_time_are_exported(tracker: SiteTracker) -> None:
+    tracker.update(_round(100), now=100)
+    tracker.update([_result("icmp", "d1-wan", (), 110, success=False, reason="timeout")], now=110.5)
+    tracker.update(_round(111, down={"d1-wan", "c1-wan", "c2-wan"}, ok=["c1-wan", "c2-wan"]), now=111)
+    g = _registry(tracker).get_sample_value
+    assert g("giamsat_site_state_change_timestamp_seconds", {"site": "D1"}) == 110.5
+    assert g("giamsat_site_state_change_timestamp_seconds", {"site": "D2"}) == 100
+    assert g("giamsat_site_state_reason", {"site": "D1", "state": "down", "reason": "timeout"}) == 1
+    assert g("giamsat_site_state_reason", {"site": "C1", "state": "unreachable", "reason": "upstream"}) == 1
+    assert g("giamsat_site_state_reason", {"site": "C5", "state": "gap", "reason": "never_up"}) == 1
+    assert g("giamsat_site_state_reason", {"site": "C6", "state": "unknown", "reason": "no_uplinks"}) == 1
+    assert g("giamsat_site_state_reason", {"site": "D2", "state": "up", "reason": ""}) is None
+    d = tracker.details()["D1"]
+    assert (d.state, d.since, d.reason, d.failing) == (
+        "down",
+        110.5,
+        "timeout",
+        (("icmp/d1-wan", "timeout"),),
+    )
+    # unchanged state keeps its since-time; recovery sets a new one
+    tracker.update([_probe("d1-wan", False, 120)], now=120)
+    assert tracker.details()["D1"].since == 110.5
+    tracker.update([_probe("d1-wan", True, 130)], now=130)
+    assert tracker.details()["D1"] == tracker.details()["D1"].__class__("up", 130, "", ())
+
+
+def test_restart_serves_the_saved_state_until_the_first_round(tmp_path: Path) -> None:
+    """An agent restarted during an outage: until its uplinks have a first result, the site is still
+    down (since the original time), never unknown, so a scrape then cannot resolve the alert."""
+    t = SiteTracker(_inventory(), tmp_path)
+    t.update(_round(100), now=100)
+    t.update(_round(110, down={"d1-wan", "c1-wan", "c2-wan"}), now=110)
+    t.save(force=True)
+
+    t2 = SiteTracker(_inventory(), tmp_path)
+    t2.load()
+    before = t2.details()
+    assert (before["D1"].state, before["D1"].since) == ("down", 110)
+    assert before["C1"].state == "unreachable" and before["D2"].state == "up" and before["C5"].state == "gap"
+    assert before["C6"].state == "unknown"  # never known: nothing to carry over
+    g = _registry(t2).get_sample_value
+    assert g("giamsat_site_state", {"site": "D1", "state": "down"}) == 1
+    assert g("giamsat_site_state", {"site": "D1", "state": "unknown"}) == 0
+    # results arrive for some uplinks: those sites follow them, the others keep their saved state
+    t2.update([_probe("d2-wan", False, 200), _probe("d2-backup", False, 200)], now=200)
+    assert t2.states()["D2"] == "down" and t2.states()["D1"] == "down"
+    # the first round is over: a site still without a result is unknown, as it would be without a file
+    t2.end_warmup()
+    assert t2.states()["D1"] == "unknown"
+
+
+def test_commune_failing_while_its_district_answered_in_the_same_round_is_down(tmp_path: Path) -> None:
+    """Both are probed at the same moment (one ICMP batch); the district's reply comes back while the
+    commune's confirmation burst is still going, so its result is recorded first. The district was
+    up while the commune failed: the commune is down at once, not one interval later."""
+    t = _chain(tmp_path)
+    d = _probe("d-wan", True, 20.05)
+    c = _probe("c-wan", False, 26.0)
+    c_run = JobResult(c.job_id, c.kind, c.target, None, c.families, 26.0, 6.0, True, link=c.link)
+    t.update([d, c_run], now=26.0)
+    assert t.states()["C"] == "down"
