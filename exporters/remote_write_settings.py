@@ -10,6 +10,18 @@ from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator
 
 from agent.kernel.model import Duration, Model
 
+#: Why samples are given up on: the ``reason`` of ``giamsat_remote_write_samples_dropped_total``, every
+#: one exported from the start at 0 (docs/remote_write.md lists the same, a test checks both).
+DROP_REASONS = (
+    "buffer_full",  # the buffer reached buffer.max_size: its oldest segments went
+    "too_old",  # older than max_sample_age, or refused by the receiver as too old
+    "rejected",  # a 4xx other than 429: the receiver will never take the batch
+    "disk_full",  # ENOSPC while appending a result to the buffer
+    "write_error",  # another error while appending to the buffer
+    "corrupt",  # the rest of a buffer segment whose record failed its checksum
+    "reload",  # results beyond the hand-over bound while a reload swapped the writers
+)
+
 REMOTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
