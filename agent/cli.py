@@ -247,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Never a traceback on the console or in the journal: what went wrong in one line, the
+        # traceback at debug level for whoever investigates.
+        log.debug("unexpected error", exc_info=True)
+        print(
+            f"giamsat: stopped by an unexpected error: {type(exc).__name__}: {str(exc)[:300]}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -264,3 +264,115 @@ targets:
         "not fit in the 2s timeout this target gets from interval (a run never outlasts its interval); "
         "every probe would time out",
     ]
+
+
+# --- every file the configuration names is opened (and parsed) by check-config, as `run` will -------
+
+
+def run_agent(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GIAMSAT, "run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def remote_write_with_tls(tmp_path: Path, tls: str) -> Path:
+    return write(
+        tmp_path,
+        f"""\
+agent:
+  state_dir: {tmp_path / "state"}
+remote_write:
+  - name: central
+    url: https://127.0.0.1:1/api/v1/write
+    tls:
+{textwrap.indent(textwrap.dedent(tls), "      ")}
+""",
+    )
+
+
+def test_missing_remote_write_ca_file_fails_check_config_and_run_alike(tmp_path: Path) -> None:
+    p = remote_write_with_tls(tmp_path, f"ca_file: {tmp_path / 'missing-ca.pem'}")
+    expected = f"{p}:7: remote_write[0].tls.ca_file: cannot read {tmp_path / 'missing-ca.pem'}: No such file or directory"
+    assert problems(p) == [expected]
+    for done in (check_config(p), run_agent(p)):
+        assert done.returncode == 2, done.stderr
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_tls_material_is_parsed_not_only_opened(tmp_path: Path) -> None:
+    from tests.pki import CA
+
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "other").mkdir()
+    ca = CA(tmp_path / "pki")
+    client = ca.issue("client", "xa-01", server=False)
+    stranger = CA(tmp_path / "other", "another CA").issue("client", "xa-01", server=False)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    p = remote_write_with_tls(tmp_path, f"ca_file: {junk}")
+    [found] = problems(p)
+    assert found.startswith(f"{p}:7: remote_write[0].tls.ca_file: {junk} holds no usable PEM certificate")
+    p = remote_write_with_tls(tmp_path, f"cert_file: {client.cert}\nkey_file: {stranger.key}")
+    [found] = problems(p)
+    assert found.startswith(
+        f"{p}:7: remote_write[0].tls: cannot load the certificate and key from {client.cert}"
+    )
+    good = remote_write_with_tls(
+        tmp_path, f"ca_file: {ca.pair.cert}\ncert_file: {client.cert}\nkey_file: {client.key}"
+    )
+    assert load_config(good).config.remote_write[0].tls.ca_file == ca.pair.cert
+
+
+def test_ssh_key_files_are_loaded(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage_key"
+    garbage.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    p = write(
+        tmp_path,
+        SITES
+        + f"""\
+collectors:
+  ssh:
+    auths:
+      missing: {{username: u, key_file: {tmp_path / "nope"}}}
+      garbage: {{username: u, key_file: {garbage}}}
+""",
+    )
+    found = problems(p)
+    assert found[0] == (
+        f"{p}:6: collectors.ssh.auths.missing: cannot read {tmp_path / 'nope'}: No such file or directory"
+    )
+    assert found[1].startswith(f"{p}:7: collectors.ssh.auths.garbage: key_file: cannot load {garbage}: ")
+    assert len(found) == 2
+
+
+@pytest.mark.parametrize("tofu", [False, True])
+def test_a_missing_known_hosts_file_is_named_unless_first_use_creates_it(tmp_path: Path, tofu: bool) -> None:
+    known = tmp_path / "known_hosts"
+    p = write(
+        tmp_path,
+        SITES
+        + f"collectors:\n  ssh:\n    known_hosts_file: {known}\n    trust_on_first_use: {str(tofu).lower()}\n",
+    )
+    if tofu:
+        load_config(p)
+        return
+    assert problems(p) == [
+        f"{p}:5: collectors.ssh.known_hosts_file: cannot read {known}: No such file or directory; "
+        "without it every host is refused (or set trust_on_first_use)"
+    ]
+    known.touch()
+    load_config(p)
+
+
+def test_a_textfile_directory_that_is_missing_is_named(tmp_path: Path) -> None:
+    p = write(tmp_path, SITES + f"collectors:\n  textfile:\n    directory: {tmp_path / 'prom'}\n")
+    assert problems(p) == [
+        f"{p}:5: collectors.textfile.directory: cannot read the directory {tmp_path / 'prom'}: "
+        "No such file or directory"
+    ]
+    (tmp_path / "prom").mkdir()
+    assert load_config(p).config.collector_settings("textfile")
