@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.kernel.collector import CollectorSettings, TargetConfig
 from agent.kernel.model import Duration, Model, key_error, readable_file, secret_value
@@ -25,6 +25,9 @@ _RESERVED_LABELS = {"site", "target", "module", "instance", "job"}
 
 class SSHAuth(Model):
     """One named credential under ``collectors.ssh.auths``: a key file, or a password."""
+
+    # The input holds the password or passphrase: never echo it in a validation error.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     username: str = Field(min_length=1)
     key_file: Path | None = None
@@ -51,7 +54,7 @@ class SSHAuth(Model):
 def _key_problem(exc: Exception) -> str:
     """What is wrong with a private key, in paramiko's words (they never carry key material)."""
     name = type(exc).__name__
-    if name == "PasswordRequiredException":
+    if name == "PasswordRequiredException" or "password-protected" in str(exc):
         return "the key is encrypted: give its passphrase (passphrase_file or passphrase_env)"
     return f"{name}: {exc}" if str(exc) else name
 
@@ -138,6 +141,8 @@ class CommandModule(Model):
 
 class SSHSettings(CollectorSettings):
     """``collectors.ssh``."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # auths hold passwords and passphrases
 
     known_hosts_file: Path | None = Field(
         default=None, description="OpenSSH known_hosts file; default <state_dir>/ssh_known_hosts"
