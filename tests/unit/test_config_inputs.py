@@ -376,3 +376,21 @@ def test_a_textfile_directory_that_is_missing_is_named(tmp_path: Path) -> None:
     ]
     (tmp_path / "prom").mkdir()
     assert load_config(p).config.collector_settings("textfile")
+
+
+def test_run_reports_an_unexpected_error_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent import cli
+    from agent.lifecycle import Agent
+
+    async def broken(self: Agent) -> int:
+        raise RuntimeError("the buffer directory vanished")
+
+    monkeypatch.setattr(Agent, "run", broken)
+    monkeypatch.setattr(cli, "setup_logging", lambda *a: None)  # the test session's logging stays as is
+    p = write(tmp_path, SITES)
+    assert cli.main(["run", "--config.file", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "giamsat: stopped by an unexpected error: RuntimeError: the buffer directory vanished\n" in err
+    assert "Traceback" not in err
