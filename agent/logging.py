@@ -55,8 +55,11 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party debug output can include credentials (pysnmp prints keys): keep it quiet.
-    for noisy in ("apscheduler", "pysnmp", "asyncio"):
+    for noisy in ("pysnmp", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # APScheduler warns on every skipped or missed run; the scheduler counts those itself
+    # (giamsat_collector_skipped_total) and logs them at debug, so a slow target is not a line per run.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
     # paramiko logs every failed handshake at ERROR with a traceback (about 20 lines for a host that
     # accepts TCP and never speaks), each run; the SSH collector reports those failures itself, as
     # reason metrics and one line per change of state.

@@ -1,13 +1,14 @@
 """The agent's endpoint under abuse: slow headers (slowloris) and header floods, against `giamsat run`.
 
-Usage: .venv/bin/python bench/http_abuse.py [--hold 60] [--connections 300] [--floods 250] [--no-tls]
+Usage: .venv/bin/python bench/http_abuse.py [--hold 60] [--connections 300] [--floods 250]
+       [--parallel 25] [--sources 1] [--no-tls]
 
 1. Slow headers: ``--connections`` connections send a request line, then one header byte each every
    ``--interval`` seconds (reopened each round once the agent closed them, as slowloris.py does), for
    ``--hold`` seconds, while a scraper polls /metrics every 250 ms on a new connection each. Printed:
    answers, answers within 1 s, p50/p99 scrape time, the agent's peak threads and RSS. Plain HTTP, then
    over TLS with basic auth (the shipped example web config with test certificates).
-2. Header flood: ``--floods`` requests of 6 MB of headers each, 25 at a time. Printed: the agent's RSS
+2. Header flood: ``--floods`` requests of 6 MB of headers each, ``--parallel`` at a time. Printed: the agent's RSS
    before, at its peak (sampled every 20 ms) and 5 s after, and the answers (431 expected).
 
 The peak threads and RSS are what the unit's TasksMax= and MemoryMax= are sized from (docs/security.md).
@@ -59,9 +60,13 @@ def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def slow_headers(agent: RunningAgent, n: int, interval: float, hold: float, label: str) -> None:
+def slow_headers(
+    agent: RunningAgent, n: int, interval: float, hold: float, label: str, sources: int = 1
+) -> None:
     sampler = Sampler(agent.proc.pid, 0.2)
-    attack = Slowloris("127.0.0.1", agent.port, n, interval=interval, tls=agent.tls).start()
+    # One source address: the scraper's own (127.0.0.1); more: 127.0.0.2.. spread over every slot.
+    addrs = tuple(f"127.0.0.{2 + i}" for i in range(sources)) if sources > 1 else ()
+    attack = Slowloris("127.0.0.1", agent.port, n, interval=interval, tls=agent.tls, sources=addrs).start()
     time.sleep(min(5.0, interval * 2))  # every connection open and trickling
     scraper = agent.scraper(period=0.25, timeout=10.0).start()
     time.sleep(hold)
@@ -72,7 +77,8 @@ def slow_headers(agent: RunningAgent, n: int, interval: float, hold: float, labe
     took = [t for t, status in log.results if status == 200]
     total = len(log.results)
     print(
-        f"slow headers [{label}]: {n} connections, 1 byte / {interval:g} s each, held {hold:g} s "
+        f"slow headers [{label}]: {n} connections from {sources} address(es), 1 byte / {interval:g} s "
+        f"each, held {hold:g} s "
         f"({held} open at the end, {attack.opened} opened, {attack.closed_by_server} closed by the agent)"
     )
     print(
@@ -86,19 +92,19 @@ def slow_headers(agent: RunningAgent, n: int, interval: float, hold: float, labe
     )
 
 
-def header_floods(agent: RunningAgent, floods: int) -> None:
+def header_floods(agent: RunningAgent, floods: int, parallel: int) -> None:
     pid = agent.proc.pid
     time.sleep(2)
     before = rss_bytes(pid)
     sampler = Sampler(pid)
-    with ThreadPoolExecutor(25) as pool:
+    with ThreadPoolExecutor(parallel) as pool:
         got = list(pool.map(lambda _: header_flood("127.0.0.1", agent.port, 6_000_000), range(floods)))
     time.sleep(5)
     after = rss_bytes(pid)
     sampler.stop()
     answers = {s: got.count(s) for s in sorted(set(got))}
     print(
-        f"header flood: {floods} requests x 6 MB of headers, 25 at a time: answers {answers} "
+        f"header flood: {floods} requests x 6 MB of headers, {parallel} at a time: answers {answers} "
         f"(0: reset while still sending, after the 431)"
     )
     print(
@@ -115,16 +121,20 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=300)
     ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--floods", type=int, default=250)
+    ap.add_argument("--parallel", type=int, default=25, help="floods at a time")
+    ap.add_argument("--sources", type=int, default=1, help="attacker source addresses (127.0.0.2..)")
     ap.add_argument("--no-tls", action="store_true")
     args = ap.parse_args()
     print(f"{load()}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="gs-bench-abuse-") as tmp:
         with running_agent(Path(tmp)) as agent:
-            header_floods(agent, args.floods)
-            slow_headers(agent, args.connections, args.interval, args.hold, "plain HTTP")
+            header_floods(agent, args.floods, args.parallel)
+            slow_headers(agent, args.connections, args.interval, args.hold, "plain HTTP", args.sources)
         if not args.no_tls:
             with running_agent(Path(tmp), tls=True) as agent:
-                slow_headers(agent, args.connections, args.interval, args.hold, "TLS + basic auth")
+                slow_headers(
+                    agent, args.connections, args.interval, args.hold, "TLS + basic auth", args.sources
+                )
 
 
 if __name__ == "__main__":

@@ -155,10 +155,19 @@ class _HeaderBudget:
     def __init__(self, rfile: io.BufferedReader[Any]) -> None:
         self.rfile = rfile
         self.left = 0
+        #: the client closed before the blank line that ends the headers (the parser takes end of file
+        #: for that line: such a request must not be served)
+        self.eof = False
+
+    def reset(self, budget: int) -> None:
+        self.left = budget
+        self.eof = False
 
     def readline(self, limit: int = -1) -> bytes:
         cap = self.left + 1 if limit < 0 else min(limit, self.left + 1)
         line = self.rfile.readline(cap)
+        if not line.endswith(b"\n"):
+            self.eof = True
         self.left -= len(line)
         if self.left < 0:
             raise HeaderTooLarge()
@@ -451,7 +460,7 @@ class ManagedConnectionHandler(BaseHTTPRequestHandler):
             return
         # The request has begun: its line and headers have HEADER_TIMEOUT and MAX_HEADER_BYTES in all.
         self._reader.deadline = time.monotonic() + server.header_timeout
-        self._budget.left = server.max_header_bytes
+        self._budget.reset(server.max_header_bytes)
         self.rfile = self._budget  # type: ignore[assignment]
         try:
             super().handle_one_request()
@@ -471,6 +480,7 @@ class ManagedConnectionHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         if code in (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, HTTPStatus.REQUEST_URI_TOO_LONG):
             self.server.requests_too_large_total += 1
+            message = message if code == HTTPStatus.REQUEST_URI_TOO_LONG else "request headers too large"
         super().send_error(code, message, explain)
 
     def _refuse(self, status: HTTPStatus, text: str) -> None:
@@ -486,7 +496,7 @@ class ManagedConnectionHandler(BaseHTTPRequestHandler):
         # Headers complete: the deadline ends, the connection is busy, and the body is checked.
         self.rfile = self._buffered
         self._reader.deadline = None
-        if not self.server.connection_busy():
+        if not self.server.connection_busy() or self._budget.eof:
             self.close_connection = True
             return False
         return self._body_allowed()

@@ -170,6 +170,7 @@ class RemoteWriter:
         self._failing = False
         self._disk_full = False
         self._write_failing = False
+        self._rejected_batches = 0  # in a row, since the last accepted batch
         self._cursor_unsynced = False
         self._cursor_failing = False
         self._ext: tuple[tuple[str, str], ...] = tuple(sorted(settings.external_labels.items()))
@@ -488,6 +489,7 @@ class RemoteWriter:
                     self._resending[lane.name] = False
                     self._finish(lane, batch, sent=batch.n_samples - too_old, dropped={"too_old": too_old})
                     self._note_success()
+                    self._note_accepted()
                     return
                 # The receiver's words are outside text: a proxy may quote our Authorization header.
                 # Masked before being cut short, so no piece of a secret survives the cut.
@@ -518,15 +520,7 @@ class RemoteWriter:
                     drop = {"too_old": too_old}
                     drop[reason] = drop.get(reason, 0) + batch.n_samples - too_old
                     self._finish(lane, batch, sent=0, dropped=drop)
-                    log.warning(
-                        "remote write: receiver rejected a batch; dropped, not retried",
-                        extra={
-                            "remote": s.name,
-                            "status": code,
-                            "samples": batch.n_samples,
-                            "body": text[:200],
-                        },
-                    )
+                    self._note_rejected(code, batch.n_samples, text)
                     self._note_success()
                     return
             attempt += 1
@@ -550,6 +544,24 @@ class RemoteWriter:
                 "remote write failing, buffering and retrying",
                 extra={"remote": self.settings.name, "error": what, "pending": self.pending},
             )
+
+    def _note_rejected(self, code: int, samples: int, text: str) -> None:
+        """A batch refused for good (4xx): logged when refusals start, then counted until one is
+        accepted (``dropped`` carries every sample), not one line per batch."""
+        self._rejected_batches += 1
+        if self._rejected_batches == 1:
+            log.warning(
+                "remote write: receiver rejects batches; dropped, not retried (logged again when one is accepted)",
+                extra={"remote": self.settings.name, "status": code, "samples": samples, "body": text[:200]},
+            )
+
+    def _note_accepted(self) -> None:
+        if self._rejected_batches:
+            log.info(
+                "remote write: receiver accepts batches again",
+                extra={"remote": self.settings.name, "rejected_batches": self._rejected_batches},
+            )
+            self._rejected_batches = 0
 
     def _note_success(self) -> None:
         self.stats.last_success = time.time()

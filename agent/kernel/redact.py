@@ -17,7 +17,8 @@ import threading
 from urllib.parse import quote
 
 MASK = "<secret>"
-#: Shorter secrets are not registered: they would mask ordinary words ("public" is 6).
+#: Shorter secrets are not registered: masking every "abc" would garble ordinary text. (A secret that
+#: is a word, the community "public", is masked wherever that word appears in outside text.)
 MIN_LENGTH = 4
 #: Credentials after an authentication scheme, whatever they are (a secret from elsewhere, too); only a
 #: token that looks random (a digit, + or /, or a capital after its first letter) so prose is kept.

@@ -20,13 +20,15 @@ or ``unknown`` (its start was not seen: the state before it was unknown).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 KNOWN = ("up", "down", "unreachable", "gap")
 """States that count as known time; ``unknown`` time is what is left of a period."""
 OUTAGE_STATES = frozenset({"down", "unreachable"})
+_STATES = frozenset({*KNOWN, "unknown"})
 CAUSES = ("own_link", "upstream", "power", "unknown")
 POWER_WINDOW = 600.0
 """A UPS reading on battery (or low) at most this many seconds before a site went down makes the cause
@@ -34,15 +36,24 @@ POWER_WINDOW = 600.0
 _VERSION = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Outage:
     site: str
     start: float
     cause: str
     end: float | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    #: known seconds of the outage by state (down, unreachable); unknown = duration - these
-    seconds: dict[str, float] = field(default_factory=lambda: {"down": 0.0, "unreachable": 0.0})
+    #: failed uplinks and their last reasons, as sorted pairs (shared between outages: the same few
+    #: combinations recur thousands of times in a month, and a dict each cost most of the book's memory)
+    links: tuple[tuple[str, str], ...] = ()
+    #: known seconds of the outage down and unreachable; unknown = duration - both
+    down: float = 0.0
+    unreachable: float = 0.0
+
+    def add(self, state: str, seconds: float) -> None:
+        if state == "down":
+            self.down += seconds
+        else:
+            self.unreachable += seconds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,8 +61,8 @@ class Outage:
             "start": self.start,
             "cause": self.cause,
             "end": self.end,
-            "links": self.links,
-            "seconds": self.seconds,
+            "links": dict(self.links),
+            "seconds": {"down": self.down, "unreachable": self.unreachable},
         }
 
     @classmethod
@@ -61,9 +72,58 @@ class Outage:
             float(d["start"]),
             str(d["cause"]),
             None if d.get("end") is None else float(d["end"]),
-            {str(k): str(v) for k, v in dict(d.get("links") or {}).items()},
-            {"down": float(d["seconds"]["down"]), "unreachable": float(d["seconds"]["unreachable"])},
+            tuple(sorted((str(k), str(v)) for k, v in dict(d.get("links") or {}).items())),
+            float(d["seconds"]["down"]),
+            float(d["seconds"]["unreachable"]),
         )
+
+
+_CODE = {s: i for i, s in enumerate(KNOWN)}
+
+
+class Spans:
+    """A site's closed spans of known state, oldest first, packed: two doubles and a byte each (a list
+    of tuples cost seven times as much, and a busy province has hundreds of thousands a month)."""
+
+    __slots__ = ("ends", "starts", "states")
+
+    def __init__(self) -> None:
+        self.starts = array("d")
+        self.ends = array("d")
+        self.states = bytearray()
+
+    def append(self, span: tuple[float, float, str]) -> None:
+        self.starts.append(span[0])
+        self.ends.append(span[1])
+        self.states.append(_CODE[span[2]])
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __iter__(self) -> Iterator[tuple[float, float, str]]:
+        known = KNOWN
+        for st, e, c in zip(self.starts, self.ends, self.states, strict=True):
+            yield st, e, known[c]
+
+    def first_end(self) -> float | None:
+        return self.ends[0] if self.states else None
+
+    def drop_before(self, before: float) -> None:
+        """Forget the spans that ended before ``before``."""
+        i = 0
+        ends = self.ends
+        while i < len(ends) and ends[i] < before:
+            i += 1
+        del self.starts[:i], self.ends[:i], self.states[:i]
+
+    def copy(self) -> Spans:
+        out = Spans()
+        out.starts, out.ends, out.states = (
+            array("d", self.starts),
+            array("d", self.ends),
+            bytearray(self.states),
+        )
+        return out
 
 
 @dataclass
@@ -78,7 +138,7 @@ class SiteBook:
     repair_seconds: dict[str, float] = field(default_factory=dict)
     open: Outage | None = None
     #: closed spans of known state, (start, end, state), oldest first
-    spans: list[tuple[float, float, str]] = field(default_factory=list)
+    spans: Spans = field(default_factory=Spans)
     history: list[Outage] = field(default_factory=list)  # every outage, closed and open, oldest first
 
     def close_span(self, ts: float) -> None:
@@ -87,7 +147,7 @@ class SiteBook:
             self.spans.append((self.since, ts, st))
             self.totals[st] += ts - self.since
             if self.open is not None and st in OUTAGE_STATES:
-                self.open.seconds[st] += ts - self.since
+                self.open.add(st, ts - self.since)
 
 
 class Book:
@@ -100,6 +160,11 @@ class Book:
         self.last_ts = 0.0
         self.running = False
         self.records = 0
+        self._interned: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+
+    def _links(self, raw: dict[Any, Any]) -> tuple[tuple[str, str], ...]:
+        key = tuple(sorted((str(k), str(v)) for k, v in raw.items()))
+        return self._interned.setdefault(key, key)
 
     def site(self, sid: str) -> SiteBook:
         b = self.sites.get(sid)
@@ -154,17 +219,21 @@ class Book:
 
     def _state(self, r: dict[str, Any], ts: float) -> None:
         sid, new = r.get("site"), r.get("st")
-        if not isinstance(sid, str) or new not in (*KNOWN, "unknown"):
+        if new not in _STATES or not isinstance(sid, str):
             return
-        b = self.site(sid)
+        b = self.sites.get(sid) or self.site(sid)
         if ts < b.since:  # the wall clock stepped back: never count negative time
             ts = b.since
-        prev = b.state
-        b.close_span(ts)
+        prev, since = b.state, b.since
+        if ts > since and prev != "unknown":  # close_span, inlined: this runs for every record
+            b.spans.append((since, ts, prev))
+            b.totals[prev] += ts - since
+            if b.open is not None and prev in OUTAGE_STATES:
+                b.open.add(prev, ts - since)
         b.state, b.since = new, ts
-        links = r.get("links")
-        links = {str(k): str(v) for k, v in links.items()} if isinstance(links, dict) else {}
         if new in OUTAGE_STATES:
+            raw = r.get("links")
+            links = self._links(raw) if isinstance(raw, dict) and raw else ()
             if b.open is None:
                 if prev == "up":
                     cause = "upstream" if new == "unreachable" else "power" if r.get("power") else "own_link"
@@ -174,7 +243,8 @@ class Book:
                 b.history.append(b.open)
                 b.outages[cause] = b.outages.get(cause, 0) + 1
             else:
-                b.open.links.update(links)
+                if links and links != b.open.links:
+                    b.open.links = self._links({**dict(b.open.links), **dict(links)})
         elif new == "up" and b.open is not None:
             o, b.open = b.open, None
             o.end = ts
@@ -188,7 +258,7 @@ class Book:
         b = self.sites.get(sid)
         if b is None:
             return []
-        out = list(b.spans)
+        out = list(b.spans)  # tuples again: a few sites at a time
         if b.state in KNOWN and until > b.since:
             out.append((b.since, until, b.state))
         return out
@@ -204,10 +274,35 @@ class Book:
     def prune(self, before: float) -> None:
         """Forget spans and closed outages that ended before ``before`` (totals stay)."""
         for b in self.sites.values():
-            if b.spans and b.spans[0][1] < before:
-                b.spans = [s for s in b.spans if s[1] >= before]
+            first = b.spans.first_end()
+            if first is not None and first < before:
+                b.spans.drop_before(before)
             if b.history and b.history[0].end is not None and b.history[0].end < before:
                 b.history = [o for o in b.history if o.end is None or o.end >= before]
+
+    def view(self) -> Book:
+        """A copy to read from while this book goes on changing (the lists and the open outages are
+        copied; closed outages never change). Milliseconds for thousands of sites."""
+        out = Book()
+        out.inventory, out.first_ts, out.last_ts = self.inventory, self.first_ts, self.last_ts
+        out.running, out.records = self.running, self.records
+        for sid, b in self.sites.items():
+            o = b.open
+            if o is not None:
+                o = Outage(o.site, o.start, o.cause, o.end, o.links, o.down, o.unreachable)
+            history = [o if h is b.open else h for h in b.history] if o is not None else list(b.history)
+            out.sites[sid] = SiteBook(
+                b.state,
+                b.since,
+                dict(b.totals),
+                b.outages,
+                b.repairs,
+                b.repair_seconds,
+                o,
+                b.spans.copy(),
+                history,
+            )
+        return out
 
     # -- snapshot ------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ _HEAD = struct.Struct("<2sII")
 MAX_RECORD = 8 << 20
 SEGMENT_BYTES = 4 << 20
 MAX_SEGMENTS = 16
+CHUNK = 2048
 _NAME = re.compile(r"^journal-(\d{8})\.log$")
 
 Record = dict[str, Any]
@@ -57,37 +58,57 @@ def frame(record: Record) -> bytes:
 
 def decode(data: bytes, stats: ReadStats) -> Iterator[Record]:
     """Every intact record of one segment's bytes, in order; damaged frames are counted and skipped."""
+    payloads = _frames(data, stats)
+    # One JSON parse per chunk of records (the CRCs are checked already): several times faster than one
+    # per record, and a chunk's dicts are few enough not to leave the heap fragmented. A payload that is
+    # not a JSON object (never written so) makes its chunk fall back to one by one.
+    for i in range(0, len(payloads), CHUNK):
+        chunk = payloads[i : i + CHUNK]
+        try:
+            records = json.loads(b"[" + b",".join(chunk) + b"]")
+        except ValueError:
+            records = []
+            for p in chunk:
+                try:
+                    records.append(json.loads(p))
+                except ValueError:
+                    records.append(None)
+        for r in records:
+            if isinstance(r, dict):
+                stats.records += 1
+                yield r
+            else:
+                stats.torn += 1
+
+
+def _frames(data: bytes, stats: ReadStats) -> list[bytes]:
+    out: list[bytes] = []
     pos, end = 0, len(data)
     bad_from = -1
+    head = _HEAD.size
+    crc32 = zlib.crc32
     while pos < end:
-        ok = False
-        if data.startswith(MAGIC, pos) and pos + _HEAD.size <= end:
+        if data.startswith(MAGIC, pos) and pos + head <= end:
             _, length, crc = _HEAD.unpack_from(data, pos)
-            start = pos + _HEAD.size
+            start = pos + head
             if length <= MAX_RECORD and start + length <= end:
                 payload = data[start : start + length]
-                if zlib.crc32(payload) == crc:
-                    try:
-                        record = json.loads(payload)
-                    except ValueError:
-                        record = None
-                    if isinstance(record, dict):
-                        ok = True
-                        if bad_from >= 0:
-                            stats.torn += 1
-                            stats.torn_bytes += pos - bad_from
-                            bad_from = -1
-                        stats.records += 1
-                        yield record
-                        pos = start + length
-        if not ok:
-            if bad_from < 0:
-                bad_from = pos
-            nxt = data.find(MAGIC[:1], pos + 1)
-            pos = end if nxt < 0 else nxt
+                if crc32(payload) == crc:
+                    if bad_from >= 0:
+                        stats.torn += 1
+                        stats.torn_bytes += pos - bad_from
+                        bad_from = -1
+                    out.append(payload)
+                    pos = start + length
+                    continue
+        if bad_from < 0:
+            bad_from = pos
+        nxt = data.find(MAGIC[:1], pos + 1)
+        pos = end if nxt < 0 else nxt
     if bad_from >= 0:
         stats.torn += 1
         stats.torn_bytes += end - bad_from
+    return out
 
 
 def segments(directory: Path) -> list[Path]:

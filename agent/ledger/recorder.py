@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -25,22 +24,38 @@ from agent.ledger.book import CAUSES, POWER_WINDOW, Book
 from agent.ledger.journal import Journal, JournalLocked, ReadStats, read_all
 
 log = logging.getLogger("giamsat.ledger")
-T = TypeVar("T")
 
 LEDGER_DIR = "ledger"
 HEARTBEAT = 15.0
 """Seconds between ``alive`` records: after a crash, the agent's downtime starts at the last one."""
-KEEP_SPANS = 62 * 86400.0
-"""The live book keeps this much history for the ``/report`` page (the current month and the last)."""
+PRUNE_EVERY = 3600.0
+"""The live book forgets spans and outages that ended before the current month (the ``/report`` page
+shows the month so far; ``giamsat report`` replays the journal itself) this often: its memory stays
+about one month of state changes."""
 
 _ON_BATTERY = {("upsOutputSource", "battery"), ("upsBatteryStatus", "batteryLow")}
 _ON_BATTERY.add(("upsBatteryStatus", "batteryDepleted"))
 
 
-def replay(directory: Path, stats: ReadStats | None = None) -> Book:
+def replay(directory: Path, stats: ReadStats | None = None, keep_since: float | None = None) -> Book:
+    """The book of a journal; with ``keep_since``, without the detail that ended before it (the totals
+    are all there), pruned as it goes so a long journal never sits in memory whole."""
     book = Book()
-    book.apply_all(read_all(directory, stats))
+    if keep_since is None:
+        book.apply_all(read_all(directory, stats))
+        return book
+    for i, r in enumerate(read_all(directory, stats)):
+        book.apply(r)
+        if i % 50_000 == 49_999:
+            book.prune(keep_since)
+    book.prune(keep_since)
     return book
+
+
+def month_start(now: float) -> float:
+    """Local midnight starting the month ``now`` is in, less a day (the page's zone may differ)."""
+    t = time.localtime(now)
+    return time.mktime((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, -1)) - 86400
 
 
 class LedgerRecorder:
@@ -54,9 +69,12 @@ class LedgerRecorder:
         segment_bytes: int | None = None,
     ) -> None:
         self.directory = Path(state_dir) / LEDGER_DIR
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the book, against readers (scrapes, /report): held briefly
+        self._write_lock = threading.Lock()  # one writer at a time; held across the fsync
         stats = ReadStats()
-        self.book = replay(self.directory, stats)
+        now = time.time() if now is None else now
+        self.book = replay(self.directory, stats, keep_since=month_start(now))
+        self._pruned_at = now
         if stats.torn:
             log.warning(
                 "ledger: skipped damaged records",
@@ -73,7 +91,6 @@ class LedgerRecorder:
         self._inventory = inventory
         self._uplinks: dict[str, tuple[str, ...]] = {}
         self._targets: frozenset[str] = frozenset()
-        now = time.time() if now is None else now
         self._last_write = now
         self._write([{"k": "boot", "ts": now}, self._inv_record(inventory, now)])
         self._set_inventory(inventory)
@@ -108,9 +125,8 @@ class LedgerRecorder:
         if old == [(s.id, s.name, s.level, s.parent) for s in inventory]:
             self._set_inventory(inventory)
             return
-        with self._lock:
-            self._set_inventory(inventory)
-            self._write([self._inv_record(inventory, time.time() if now is None else now)])
+        self._set_inventory(inventory)
+        self._write([self._inv_record(inventory, time.time() if now is None else now)])
 
     # -- pipeline subscriber ------------------------------------------------------------------------
 
@@ -153,12 +169,23 @@ class LedgerRecorder:
             return 0
         if not records:
             records.append({"k": "alive", "ts": now})
-        with self._lock:
-            self._write(records)
+        self._write(records)
         return len(records) if records[0]["k"] == "st" else 0
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        """Journal first (a rotation snapshots the book as it was before these), then apply."""
+        """Journal first (a rotation snapshots the book as it was before these), then apply. A scrape
+        waits for the book only while records are applied, never for the disk."""
+        with self._write_lock:
+            self._journal(records)
+            with self._lock:
+                self.book.apply_all(records)
+                self._last_write = records[-1]["ts"]
+                if self._last_write - self._pruned_at > PRUNE_EVERY:
+                    self._pruned_at = self._last_write
+                    self.book.prune(month_start(self._last_write))
+
+    def _journal(self, records: list[dict[str, Any]]) -> None:
+        # Only writers (under _write_lock) change the book, so a rotation may snapshot it unlocked.
         journal = self.journal
         if journal is not None:
             try:
@@ -170,24 +197,20 @@ class LedgerRecorder:
                         "ledger: cannot write the journal; counting in memory only",
                         extra={"error": str(exc), "errors": self.write_errors},
                     )
-        self.book.apply_all(records)
-        self._last_write = records[-1]["ts"]
-        if self.book.first_ts is not None and self._last_write - self.book.first_ts > KEEP_SPANS:
-            self.book.prune(self._last_write - KEEP_SPANS)
 
     def close(self, now: float | None = None) -> None:
-        with self._lock:
-            self._write([{"k": "stop", "ts": time.time() if now is None else now}])
+        self._write([{"k": "stop", "ts": time.time() if now is None else now}])
+        with self._write_lock:
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None
 
     # -- views ----------------------------------------------------------------------------------------
 
-    def read(self, fn: Callable[[Book], T]) -> T:
-        """``fn(book)`` with the journal's writes held off (the ``/report`` page reads the live book)."""
+    def view(self) -> Book:
+        """A copy of the book to compute a report from without holding up the journal or a scrape."""
         with self._lock:
-            return fn(self.book)
+            return self.book.view()
 
     def collect(self, now: float | None = None) -> list[Metric]:
         now = time.time() if now is None else now

@@ -46,7 +46,8 @@ def write_csv(fig: Figures, t: Text, out: Path, stem: str) -> list[Path]:
         for s in fig.data.sites:
             sf = fig.sites[s.id]
             group = next((g.name for g in fig.groups if g.id == sf.group and g.id), t("direct"))
-            w.writerow([s.id, s.name, s.level, group, sf.state_end, *_totals(sf.totals)])
+            level = t("level." + s.level) if s.level in ("province", "district", "commune") else s.level
+            w.writerow([s.id, s.name, level, group, t("state." + sf.state_end), *_totals(sf.totals)])
     paths.append(sites)
     districts = out / f"{stem}-districts.csv"
     with districts.open("w", encoding="utf-8-sig", newline="") as f:
@@ -76,8 +77,8 @@ def write_csv(fig: Figures, t: Text, out: Path, stem: str) -> list[Path]:
                     round(end - o.start),
                     t("cause." + o.cause),
                     "; ".join(f"{k}: {v}" for k, v in sorted(o.links.items())),
-                    round(o.down),
-                    round(o.unreachable),
+                    round(o.down) if o.exact else "",
+                    round(o.unreachable) if o.exact else "",
                 ]
             )
     paths.append(outages)

@@ -55,21 +55,28 @@ def from_book(book: Book, period: Period, until: float, source: str) -> ReportDa
         spans = book.spans(s.id, until)
         closed_up = sum(e - st for st, e, state in sb.spans if state == "up")
         sd.ever_up = sb.totals["up"] - closed_up > 0.5  # up time from before the kept history
+        seconds, day_bins, days, n_days = sd.seconds, sd.days, period.days, len(period.days)
         for st, e, state in spans:
-            if state == "up" and st < b:
-                sd.ever_up = True
-            if st < b <= e:
-                sd.state_end = state
-            lo, hi = max(st, a), min(e, b)
+            if st < b:
+                if state == "up":
+                    sd.ever_up = True
+                if b <= e:
+                    sd.state_end = state
+            lo = st if st > a else a
+            hi = e if e < b else b
             if hi <= lo:
                 continue
-            sd.seconds[state] += hi - lo
-            i = max(0, bisect.bisect_right(day_starts, lo) - 1)
-            while i < len(period.days) and period.days[i][0] < hi:
-                d0, d1 = period.days[i]
-                part = min(hi, d1) - max(lo, d0)
+            seconds[state] += hi - lo
+            i = bisect.bisect_right(day_starts, lo) - 1
+            if i < 0:
+                i = 0
+            while i < n_days:
+                d0, d1 = days[i]
+                if d0 >= hi:
+                    break
+                part = (hi if hi < d1 else d1) - (lo if lo > d0 else d0)
                 if part > 0:
-                    sd.days[i][state] += part
+                    day_bins[i][state] += part
                 i += 1
         for o in sb.history:
             if a < o.start <= b:
@@ -79,11 +86,9 @@ def from_book(book: Book, period: Period, until: float, source: str) -> ReportDa
                 sd.repair_seconds[o.cause] = sd.repair_seconds.get(o.cause, 0.0) + o.end - o.start
             if o.start < b and (o.end is None or o.end > a):
                 end = o.end if o.end is not None and o.end <= b else None
-                o_hi = o.end if o.end is not None else until
-                secs = dict.fromkeys(OUTAGE_STATES, 0.0)
-                for st, e, state in spans:
-                    if state in OUTAGE_STATES:
-                        secs[state] += max(0.0, min(e, o_hi) - max(st, o.start))
+                secs = {"down": o.down, "unreachable": o.unreachable}
+                if o is sb.open and sb.state in OUTAGE_STATES and until > sb.since:
+                    secs[sb.state] += until - sb.since  # the part of the current span so far
                 rows.append(
                     OutageRow(s.id, o.start, end, o.cause, dict(o.links), secs["down"], secs["unreachable"])
                 )

@@ -140,11 +140,14 @@ def render(fig: Figures, lang: str = "vi", generated: float | None = None) -> st
             links = ", ".join(f"{k}: {v}" for k, v in sorted(o.links.items()))
             out.append(
                 f"<tr><td>{e(o.site)}</td><td>{e(fig.sites[o.site].name if o.site in fig.sites else '')}</td>"
-                f"<td>{e(t.time(o.start))}{'' if o.exact else ' ~'}</td><td>{e(t.time(o.end))}</td>"
+                f"<td>{'~' if not o.exact else ''}{e(t.time(o.start))}</td>"
+                f"<td>{'~' if not o.exact and o.end is not None else ''}{e(t.time(o.end))}</td>"
                 f"<td class='n'>{e(t.dur(end - o.start))}</td><td>{e(t('cause.' + o.cause))}</td>"
                 f"<td>{e(links)}</td></tr>"
             )
         out.append("</table>")
+        if not all(o.exact for o in fig.long_outages):
+            out.append(f'<p class="note">{e(t("approx_times"))}</p>')
     else:
         out.append(f"<p>{e(t('none'))}</p>")
     out.append("</section>")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import time
 
-from agent.ledger.book import Book
 from agent.ledger.recorder import LedgerRecorder
-from agent.report.data import ReportData, ReportError, make_period
+from agent.report.data import ReportError, make_period
 from agent.report.figures import compute
 from agent.report.from_ledger import from_book
 from agent.report.html import render
@@ -21,11 +21,8 @@ def render_current_month(ledger: LedgerRecorder, lang: str, now: float | None = 
     month = time.strftime("%Y-%m", time.localtime(now))
     period = make_period(month, None, None, None, now)
 
-    def figures(book: Book) -> ReportData:
-        return from_book(book, period, now, "ledger (live)")
-
     try:
-        data = ledger.read(figures)
+        data = from_book(ledger.view(), period, now, "ledger (live)")
     except ReportError as exc:
-        return 503, f"<!doctype html><meta charset='utf-8'><p>{exc}</p>"
+        return 503, f"<!doctype html><meta charset='utf-8'><p>{html.escape(str(exc))}</p>"
     return 200, render(compute(data), lang, now)

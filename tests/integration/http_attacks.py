@@ -65,10 +65,15 @@ class Slowloris:
         src = self.sources[i % len(self.sources)] if self.sources else None
         try:
             s = _open(self.host, self.port, self.tls, src, timeout=5.0)
+        except OSError:
+            self.open_failed += 1
+            return
+        try:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
             s.settimeout(0.0)
         except OSError:
             self.open_failed += 1
+            s.close()
             return
         self.opened += 1
         self._socks[i] = s
@@ -81,6 +86,8 @@ class Slowloris:
                 if s.recv(4096) == b"":
                     raise ConnectionResetError  # closed by the server
             s.send(b"X")  # one more byte of an endless header name
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            pass  # its send buffer is full: still open, try again next round
         except (OSError, ssl.SSLError):
             self.closed_by_server += 1
             s.close()
@@ -171,10 +178,11 @@ class Scraper:
 
 
 def header_flood(
-    host: str, port: int, header_bytes: int, tls: ssl.SSLContext | None = None, line: int = 60000
+    host: str, port: int, header_bytes: int, tls: ssl.SSLContext | None = None, line: int = 63000
 ) -> int:
-    """One request whose headers total ``header_bytes`` (lines of ``line`` bytes); the status the
-    server answered (0: none, the connection was closed or reset while sending)."""
+    """One request whose headers total ``header_bytes`` (lines of ``line`` bytes: 6 MB is 96 lines, under
+    the standard library's own limits of 100 lines of 64 KiB); the status the server answered (0: none,
+    the connection was closed or reset while sending)."""
     try:
         s = _open(host, port, tls)
     except OSError:
@@ -246,19 +254,27 @@ class RunningAgent:
         return Scraper("127.0.0.1", self.port, period, timeout, self.tls, self.auth)
 
     def metrics(self) -> dict[str, float]:
+        """/metrics, parsed (tried again while the agent answers 503: its scrape limit is shared with
+        a test's own scraper)."""
         from tests.helpers import parse_exposition
 
-        s = self.scraper()
-        conn: http.client.HTTPConnection
-        if self.tls is not None:
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/metrics", headers=s.headers)
-            return parse_exposition(conn.getresponse().read().decode())
-        finally:
-            conn.close()
+        headers = self.scraper().headers
+        for _ in range(50):
+            conn: http.client.HTTPConnection
+            if self.tls is not None:
+                conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                conn.request("GET", "/metrics", headers=headers)
+                r = conn.getresponse()
+                body = r.read().decode()
+                if r.status == 200:
+                    return parse_exposition(body)
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise AssertionError(f"/metrics answered {r.status}: {body[:200]}")
 
 
 def web_config_from_example(dir: Path) -> tuple[Path, ssl.SSLContext]:

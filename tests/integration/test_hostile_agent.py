@@ -74,7 +74,11 @@ def log_problems(text: str) -> list[str]:
     return [
         ln
         for ln in text.splitlines()
-        if "Traceback" in ln or "level=error" in ln or "logger=paramiko" in ln or not ln.startswith("ts=")
+        if "Traceback" in ln
+        or "level=error" in ln
+        or "logger=paramiko" in ln
+        or "logger=apscheduler" in ln
+        or not ln.startswith("ts=")
     ]
 
 

@@ -187,6 +187,26 @@ def test_connections_stuck_in_their_headers_make_room_for_a_scrape() -> None:
                 s.close()
 
 
+def test_a_request_whose_headers_end_in_a_close_is_not_served() -> None:
+    """End of file is not the blank line that ends the headers: a client that sent part of its headers
+    and closed (or was evicted) gets no answer, and nothing is rendered for it."""
+    agent = StaticAgent()
+    with serve(agent) as server:
+        for partial in (
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: abc",
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
+        ):
+            s = connect(server.server_address[1])
+            try:
+                s.sendall(partial)
+                s.shutdown(socket.SHUT_WR)
+                assert read_to_end(s) == b""
+            finally:
+                s.close()
+        assert agent.scrapes == []
+        assert http_get(url(server) + "/metrics")[0] == 200
+
+
 def test_one_address_holds_at_most_a_quarter_of_the_slots() -> None:
     """Beyond its share an address makes room among its own waiting connections, and when all of its
     share is busy its new connections are refused, while other addresses are still served."""
@@ -302,13 +322,13 @@ ACCEPT_UNDER_EMFILE = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     from tests.integration.static_agent import StaticAgent, serve
     with serve(StaticAgent()) as server:
-        print(server.server_address[1], flush=True)
         fds = []
         try:
             while True:
                 fds.append(os.open("/dev/null", os.O_RDONLY))
         except OSError:
             pass
+        print(server.server_address[1], flush=True)  # only now: a connection before would get in
         sys.stdin.readline()  # the test has connected: a connection waits in the backlog
         time.sleep(2)
         print(server.accept_errors_total, flush=True)

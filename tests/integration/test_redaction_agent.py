@@ -71,6 +71,8 @@ remote_write:
             text = agent.metrics()
     log = agent.log.read_text()
     assert "denied: you sent Authorization: Bearer <secret>" in log  # the echo is logged, masked
+    # once per remote when refusals start, not once per refused batch
+    assert log.count("receiver rejects batches") == 2, log
     pair = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     for leak in (TOKEN, PASSWORD, pair, base64.b64encode(TOKEN.encode()).decode()):
         assert leak not in log, leak

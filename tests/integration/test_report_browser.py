@@ -5,15 +5,14 @@ diacritics are in the DOM and drawn; the CSV files are UTF-8 with a BOM."""
 from __future__ import annotations
 
 import re
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import pytest
 
 from agent.report.html import SCALE, UNKNOWN_COLOUR
 from tests.helpers import GIAMSAT
+from tests.pngread import read_rgb
 from tests.unit.test_ledger_figures import build
 
 SECTIONS = ("summary", "coverage", "availability", "heatmap", "causes", "worst", "outages", "sites")
@@ -41,59 +40,17 @@ def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read_png(path: Path) -> tuple[int, int, list[bytes]]:
-    """Width, height and RGB rows of an 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat = 8, b""
-    width = height = ctype = 0
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and interlace == 0 and ctype in (2, 6)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    bpp = 4 if ctype == 6 else 3
-    raw = zlib.decompress(idat)
-    stride = width * bpp
-    rows: list[bytes] = []
-    prev = bytearray(stride)
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        prev = line
-        rows.append(bytes(line[j] for j in range(stride) if j % bpp < 3))
-    return width, height, rows
+def pixels(path: Path) -> list[tuple[int, int, int]]:
+    _, _, it = read_rgb(path)
+    return list(it)
 
 
-def count(rows: list[bytes], colours: set[tuple[int, int, int]]) -> int:
-    n = 0
-    for row in rows:
-        for x in range(0, len(row), 3):
-            if (row[x], row[x + 1], row[x + 2]) in colours:
-                n += 1
-    return n
+def count(px: list[tuple[int, int, int]], colours: set[tuple[int, int, int]]) -> int:
+    return sum(1 for p in px if p in colours)
 
 
-def dark(rows: list[bytes]) -> int:
-    return sum(1 for row in rows for x in range(0, len(row), 3) if row[x] + row[x + 1] + row[x + 2] < 300)
+def dark(px: list[tuple[int, int, int]]) -> int:
+    return sum(1 for r, g, b in px if r + g + b < 300)
 
 
 def rgb(hexcolour: str) -> tuple[int, int, int]:
@@ -155,12 +112,12 @@ def test_every_section_is_drawn(report: Path, tmp_path: Path) -> None:
         png = tmp_path / f"{sid}.png"
         r = chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,900", one.as_uri())
         assert r.returncode == 0 and png.exists(), r.stderr[-2000:]
-        _, _, rows = read_png(png)
-        assert dark(rows) > 2000, f"section {sid}: no text drawn"
+        px = pixels(png)
+        assert dark(px) > 2000, f"section {sid}: no text drawn"
         if sid in ("availability", "heatmap"):
-            assert count(rows, chart_colours) > 2000, f"section {sid}: empty chart"
+            assert count(px, chart_colours) > 2000, f"section {sid}: empty chart"
         if sid == "heatmap":
-            assert count(rows, {rgb(UNKNOWN_COLOUR)}) > 2000  # the days without data are drawn as such
+            assert count(px, {rgb(UNKNOWN_COLOUR)}) > 2000  # the days without data are drawn as such
 
 
 def test_diacritics_are_drawn(tmp_path: Path) -> None:
@@ -178,10 +135,8 @@ def test_diacritics_are_drawn(tmp_path: Path) -> None:
         assert (
             chromium(tmp_path, f"--screenshot={png}", "--window-size=300,300", page.as_uri()).returncode == 0
         )
-        _, _, rows = read_png(png)
-        return {
-            y for y, row in enumerate(rows) if any(sum(row[x : x + 3]) < 300 for x in range(0, len(row), 3))
-        }
+        width, _, it = read_rgb(png)
+        return {i // width for i, (r, g, b) in enumerate(it) if r + g + b < 300}
 
     e, e_marks = ink_rows("e"), ink_rows("ệ")
     assert e and min(e_marks) < min(e) - 10 and max(e_marks) > max(e) + 5
@@ -195,3 +150,17 @@ def test_csv_is_utf8_with_bom(report: Path) -> None:
         assert raw.startswith(b"\xef\xbb\xbf"), f
         raw.decode("utf-8")
     assert "Xã Đạo Đức" in (report / "giamsat-report-2026-11-sites.csv").read_text(encoding="utf-8-sig")
+
+
+def test_prints_to_pdf(report: Path, tmp_path: Path) -> None:
+    """Printing from the browser gives a PDF of several pages (the long sections start on their own)."""
+    pdf = tmp_path / "report.pdf"
+    page = report / "giamsat-report-2026-11.html"
+    r = chromium(tmp_path, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri())
+    assert r.returncode == 0 and pdf.exists(), r.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert pages >= 4, (
+        pages
+    )  # summary..., the heatmap, the outage list and the site table each from a new page

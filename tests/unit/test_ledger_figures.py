@@ -192,3 +192,30 @@ def test_counters_survive_restarts(ledger: Path) -> None:
     rec.close(T + 3 * DAY)
     book = replay(ledger / "ledger")
     assert book.sites["p"].totals["up"] == KNOWN_S + 3600
+
+
+def test_live_view_gives_the_figures_of_the_disk(ledger: Path) -> None:
+    """The agent's /report reads a copy of its live book: the same figures as the journal on disk,
+    and the copy does not move while the book goes on."""
+    from agent.report.live import render_current_month
+
+    rec = LedgerRecorder(ledger, INVENTORY, now=T + 3 * DAY)
+    rec.observe(states(c5="down"), T + 3 * DAY + 10)
+    view = rec.view()
+    rec.observe(states(), T + 3 * DAY + 70)  # after the copy: not in it
+    period = make_period(None, "2026-11-01", "2026-11-04", "UTC", now=T + 40 * DAY)
+    live = compute(from_book(view, period, T + 3 * DAY + 40, "live"))
+    assert (
+        live.sites["c5"].totals.seconds["down"] == 3000 - 1000 + 30
+    )  # the old outage's, and 30 s of this one
+    assert live.sites["c5"].state_end == "unknown"  # the period ends after the last known moment
+    rec.close(T + 3 * DAY + 100)
+    disk, _, _ = load_state_dir(ledger)
+    again = compute(from_book(disk, period, disk.last_ts, "disk"))
+    assert again.sites["c5"].totals.seconds["down"] == 2000 + 60
+    # c5 was down in the first states after the agent started: its start was not seen, so "unknown"
+    assert again.province.totals.outages == {"own_link": 4, "upstream": 3, "power": 1, "unknown": 1}
+    status, page = render_current_month(rec, "vi", now=T + 3 * DAY + 100)
+    assert status == 200 and "Xã Minh Ngọc" in page and "Tỉnh Hà Giang" in page
+    status, page = render_current_month(rec, "en", now=T + 3 * DAY + 100)
+    assert status == 200 and "Network availability and coverage report" in page

@@ -3,6 +3,7 @@ keeps the totals through its snapshots, one writer per directory."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,22 @@ def test_rotation_bounds_size_and_keeps_totals(tmp_path: Path) -> None:
     assert book.sites["p"].outages == {"own_link": 200}
     assert book.sites["p"].repair_seconds == {"own_link": 2000.0}
     assert book.first_ts is not None and 1000.0 < book.first_ts < t  # history before it: unknown
+
+
+def test_a_failing_disk_is_counted_and_the_counters_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = LedgerRecorder(tmp_path, INV, now=1000.0)
+    rec.observe({"p": "up"}, 1000.0)
+    assert rec.journal is not None
+    os.close(rec.journal._fd)  # the disk goes away under the journal
+    rec.journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    rec.observe({"p": "down"}, 1100.0)
+    rec.observe({"p": "up"}, 1200.0)
+    fams = {f.name: f for f in rec.collect(now=1300.0)}
+    assert fams["giamsat_ledger_write_errors"].samples[0].value == 2
+    assert {s.labels["site"]: s.value for s in fams["giamsat_site_down_seconds"].samples} == {"p": 100.0}
+    assert [r.getMessage() for r in caplog.records] == [
+        "ledger: cannot write the journal; counting in memory only"
+    ]
+    rec.close(1300.0)

@@ -53,3 +53,13 @@ def test_short_or_plain_text_is_left_alone() -> None:
     register_secret("abc")  # too short to mask without masking words
     for text in ("abc abcd public", "remote=basic url=http://x/y", "basic authentication failed"):
         assert redact(text) == text
+
+
+def test_label_values_from_devices_are_masked_before_being_cut_short() -> None:
+    from exporters.exposition import clean_label_value
+
+    community = "canary-community-5521"
+    register_secret(community)
+    assert clean_label_value(f"Cisco IOS, snmp-server community {community} RO", 256).endswith(f"{MASK} RO")
+    # cut after masking: no prefix of the secret survives the length bound
+    assert community[:10] not in clean_label_value(f"x{community}", 12)
