@@ -24,6 +24,12 @@ from agent.logging import setup_logging
 from collectors import COLLECTORS
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+ONCE_EXIT_CODES = """exit status:
+  0  every job ran (a target that is down is data: probe_success 0, snmp_up 0)
+  1  a collector failed or could not start (each named on stderr)
+  2  the configuration is invalid, or a --collector is unknown, disabled or has no targets"""
 
 log = logging.getLogger("giamsat")
 
@@ -56,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run)
 
-    once = sub.add_parser("once", help="collect once, print the exposition, exit 1 if a collector failed")
+    once = sub.add_parser(
+        "once",
+        help="collect once, print the exposition, exit 1 if a collector failed",
+        description="Run every configured job once (or only those of --collector) and print the exposition.",
+        epilog=ONCE_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     once.add_argument("--config.file", dest="config_file", required=True, type=Path)
     once.add_argument(
         "--collector", action="append", default=None, help="only this collector kind (repeatable)"
@@ -111,10 +123,24 @@ async def _once(config_file: Path, kinds: list[str] | None) -> int:
                 f"unknown collector(s): {', '.join(unknown)}; known: {', '.join(COLLECTORS)}", file=sys.stderr
             )
             return EXIT_CONFIG
+        cfg = loaded.config
+        for kind in dict.fromkeys(kinds):
+            why = None
+            if not cfg.collector_settings(kind).enabled:
+                why = f"collectors.{kind}.enabled is false"
+            elif COLLECTORS[kind].target_model is not None and not cfg.targets_of(kind):
+                why = f"it has no targets (targets.{kind} is empty or missing)"
+            if why:
+                print(f"{config_file}: nothing to collect for {kind}: {why}", file=sys.stderr)
+                return EXIT_CONFIG
     agent = Agent(config_file)
     runner = Runner(loaded, agent.pipeline)
     agent.loaded, agent.runner = loaded, runner
-    await runner.open(set(kinds) if kinds else None)
+    try:
+        await runner.open(set(kinds) if kinds else None)
+    except Exception as exc:  # a collector that cannot start (a socket it may not open)
+        print(f"a collector could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         results = await runner.run_once()
     finally:
@@ -126,7 +152,7 @@ async def _once(config_file: Path, kinds: list[str] | None) -> int:
     failed = [r for r in results if not r.success]
     for r in failed:
         print(f"collector {r.job_id} failed: {r.reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else 0
 
 
 def run_until_done(main: Coroutine[Any, Any, int], grace: float = 2.0) -> int:
@@ -221,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Never a traceback on the console or in the journal: what went wrong in one line, the
+        # traceback at debug level for whoever investigates.
+        log.debug("unexpected error", exc_info=True)
+        print(
+            f"giamsat: stopped by an unexpected error: {type(exc).__name__}: {str(exc)[:300]}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

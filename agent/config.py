@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +86,18 @@ class SiteConfig(Model):
     # Python also matches before a final newline.
     model_config = ConfigDict(regex_engine="python-re")
 
-    id: str = Field(pattern=SITE_ID_PATTERN)
+    id: str
     name: str = Field(min_length=1, max_length=200)
     level: Level
     parent: str | None = None
     uplinks: list[str] = Field(
         default_factory=list, description="names of targets that are this site's links"
     )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_site_id(v)
 
     @field_validator("level", mode="before")
     @classmethod
@@ -110,6 +117,38 @@ class SiteConfig(Model):
         if isinstance(v, str):  # the CSV column holds "wan;backup"
             return [p.strip() for p in v.replace(",", ";").split(";") if p.strip()]
         return v if v is not None else []
+
+
+_SITE_ID = re.compile(SITE_ID_PATTERN)
+
+
+def check_site_id(value: str) -> str:
+    """A site id as it goes into labels and file names: ASCII, as the error explains with a suggestion.
+
+    Sheets are typed with the commune's Vietnamese name (``xã-an-bình``); the id suggested is that
+    name without its diacritics (``xa-an-binh``).
+    """
+    if _SITE_ID.match(value):
+        return value
+    if not value:
+        raise ValueError("a site id cannot be empty")
+    suggestion = ascii_site_id(value)
+    if any(ord(c) > 127 for c in value):
+        why = "has letters with diacritics or other non-ASCII characters"
+    elif len(value) > 64:
+        why = "is longer than 64 characters"
+    else:
+        why = "has characters other than ASCII letters, digits, '-', '_' and '.' (or does not start with a letter or digit)"
+    hint = f"; use {suggestion!r}" if suggestion and _SITE_ID.match(suggestion) else ""
+    raise ValueError(f"site id {value!r} {why}: ids go into labels and file names{hint}")
+
+
+def ascii_site_id(value: str) -> str:
+    """``Xã An Bình`` -> ``xa-an-binh``: diacritics dropped (đ -> d), other characters to '-'."""
+    text = unicodedata.normalize("NFKD", value.replace("đ", "d").replace("Đ", "D"))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = re.sub(r"[^a-z0-9_.-]+", "-", text).strip("-_.")
+    return re.sub(r"-{2,}", "-", text)[:64]
 
 
 @functools.lru_cache(maxsize=16)
@@ -298,8 +337,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             with contextlib.suppress(ValidationError):  # already reported above with its key path
                 yaml_sites.append((i, SiteConfig.model_validate(raw)))
     sites: list[SiteConfig] = [s for _, s in yaml_sites]
-    key_of = {s.id: f"sites[{i}]" for i, s in yaml_sites}
-    file_of = {s.id: file for _, s in yaml_sites}
+    keys = [f"sites[{i}]" for i, _ in yaml_sites]
     for row in csv_rows:
         rowno = row.pop("_row")
         key = f"row {rowno}"
@@ -311,19 +349,17 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
                 problems.append(ConfigProblem(csv_file, f"{key}.{format_loc(tuple(err['loc']))}", msg))
             continue
         sites.append(site)
-        key_of.setdefault(site.id, key)
-        file_of.setdefault(site.id, csv_file)
+        keys.append(key)
     # A site whose shorthand generated targets but that names no uplinks: those targets are its uplinks.
     site_objs = [
         Site(s.id, s.name, s.level, s.parent, tuple(s.uplinks) or tuple(generated.get(s.id, ())))
         for s in sites
     ]
-    for p in validate_sites(site_objs, file, key_of):
-        site_id = next((sid for sid, k in key_of.items() if p.key.startswith(k + ".")), None)
-        where = file_of.get(site_id, file) if site_id else file
-        problems.append(
-            ConfigProblem(where, p.key, p.message, line_of(root, loc_of(p.key)) if where == file else None)
-        )
+    for p in validate_sites(site_objs, file, keys):
+        if p.key.startswith("row "):
+            problems.append(ConfigProblem(csv_file, p.key, p.message))
+        else:
+            problems.append(ConfigProblem(file, p.key, p.message, line_of(root, loc_of(p.key))))
     if config is None:
         # Sites named by the agent and by targets are checked from the raw file too, so a run that
         # found schema errors still shows them (keys the schema already reported are not repeated).
@@ -372,7 +408,15 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             seen.add(target.name)
         names_by_kind[kind] = seen
         cls = COLLECTORS[kind]
-        for i, key, msg in cls.check_targets(config.collector_settings(kind), config.targets_of(kind)):
+        settings = config.collector_settings(kind)
+        # the defaults a target inherits, as the scheduler applies them
+        effective = settings.model_copy(
+            update={
+                "interval": settings.interval or config.agent.interval,
+                "timeout": settings.timeout or config.agent.timeout,
+            }
+        )
+        for i, key, msg in cls.check_targets(effective, config.targets_of(kind)):
             problems.append(problem_at(file, root, ("targets", kind, i, key), msg))
     all_names = set().union(*names_by_kind.values()) if names_by_kind else set()
     for i, s in enumerate(config.sites):

@@ -71,19 +71,25 @@ class Inventory:
         return out
 
 
-def validate_sites(sites: list[Site], file: str, key_of: dict[str, str]) -> list[ConfigProblem]:
+def validate_sites(sites: list[Site], file: str, keys: list[str]) -> list[ConfigProblem]:
     """Every problem with a list of sites: duplicate ids, unknown parents, level order, cycles.
 
-    ``key_of`` maps a site id to where it was defined (``sites[3]`` or ``sites.csv:row 5``).
+    ``keys[i]`` says where ``sites[i]`` was defined (``sites[3]`` or ``row 5`` of the CSV). A duplicate
+    id is reported where it is repeated, naming where it was first defined.
     """
     problems: list[ConfigProblem] = []
     seen: dict[str, Site] = {}
-    for s in sites:
-        key = key_of.get(s.id, "sites")
+    key_of: dict[str, str] = {}
+    for s, key in zip(sites, keys, strict=True):
         if s.id in seen:
-            problems.append(ConfigProblem(file, f"{key}.id", f"duplicate site id {s.id!r}"))
+            problems.append(
+                ConfigProblem(
+                    file, f"{key}.id", f"duplicate site id {s.id!r}: first defined at {key_of[s.id]}"
+                )
+            )
             continue
         seen[s.id] = s
+        key_of[s.id] = key
     for s in seen.values():
         key = key_of.get(s.id, "sites")
         if s.parent is None:
@@ -159,12 +165,39 @@ def read_sites_csv(path: Path) -> tuple[list[dict[str, str | None]], list[Config
     if unknown:
         return [], [ConfigProblem(file, "header", f"unknown column(s) {', '.join(unknown)}")]
     rows: list[dict[str, str | None]] = []
-    for lineno, raw in enumerate(reader, start=2):
+    problems: list[ConfigProblem] = []
+    columns = ",".join(header)
+    for raw in reader:
+        rowno = reader.line_num  # the line the row ends on (a quoted value may span lines)
+        extra = [v for v in raw.get(None) or [] if v.strip()]
+        short = [k.strip().lower() for k, v in raw.items() if k is not None and v is None]
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-        if not any(row.values()):
+        if not any(row.values()) and not extra:
             continue
-        out: dict[str, str | None] = {"_row": str(lineno)}
+        if extra:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"row {rowno}",
+                    f"more values than the {len(header)} columns ({columns}): extra "
+                    f"{', '.join(repr(v) for v in extra)}; a name with a {delimiter!r} in it must be "
+                    'quoted ("...")',
+                )
+            )
+            continue
+        missing = [c for c in short if c in CSV_COLUMNS[:3]]
+        if missing:
+            given = len(header) - len(short)
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"row {rowno}",
+                    f"only {given} of the {len(header)} columns ({columns}): {', '.join(missing)} missing",
+                )
+            )
+            continue
+        out: dict[str, str | None] = {"_row": str(rowno)}
         for k, v in row.items():
             out[k] = v if v != "" else None
         rows.append(out)
-    return rows, []
+    return rows, problems

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -116,21 +117,47 @@ CLOCK_STEP_THRESHOLD = 2.0
 CLOCK_CHECK_INTERVAL = 1.0
 
 
-class SkippingIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
-    """APScheduler's interval trigger that skips whole missed periods at once.
+_GRID_SLACK = 2e-6  # seconds: more than datetime's rounding to the microsecond
+
+
+class PhasedIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
+    """Fires at ``origin + k * interval``: the job's jitter is a phase fixed when it is scheduled.
+
+    APScheduler's own ``jitter`` is added to each fire time and the next one is computed from that
+    jittered time, so the delays add up: a 5 s job ran every 5.125 s on average, a 60 s one every
+    ~61.5 s. Here every fire time is on the job's grid, so the mean period is the interval; jobs
+    still start spread out, each at its own phase.
 
     APScheduler asks the trigger for every missed fire time in turn (``Job._get_run_times``): after the
-    wall clock jumps forward a month, a 30 s job costs 86 400 calls on the event loop before anything
-    runs. Runs are coalesced anyway, so past two missed periods the next fire time is simply soon after
-    ``now``.
+    wall clock jumps forward a month, a 30 s job would cost 86 400 calls on the event loop before
+    anything runs. Runs are coalesced anyway, so past two missed periods the next fire time is the
+    first grid point after ``now``.
     """
 
+    def __init__(self, interval: float, origin: float) -> None:
+        super().__init__(seconds=interval, start_date=_dt(origin))
+        self.origin = origin
+
+    def fire_time_after(self, t: float) -> float:
+        """The first fire time strictly after ``t`` (epoch seconds)."""
+        # A time already on the grid (previous fire times are) must give the next point, not itself;
+        # APScheduler hands fire times back as datetimes, rounded to the microsecond: a grid point
+        # rounded down must still count as on the grid (else the same time again, forever).
+        interval = float(self.interval_length)
+        k = math.floor((t - self.origin + _GRID_SLACK) / interval) + 1
+        return self.origin + k * interval
+
     def get_next_fire_time(self, previous_fire_time: Any, now: Any) -> Any:
-        if previous_fire_time is not None:
-            behind = now.timestamp() - previous_fire_time.timestamp()
-            if behind > 2 * self.interval_length:
-                return _dt(now.timestamp() + random.uniform(0, min(1.0, self.interval_length / 10)))
-        return super().get_next_fire_time(previous_fire_time, now)
+        ref = now.timestamp() if previous_fire_time is None else previous_fire_time.timestamp()
+        if now.timestamp() - ref > 2 * self.interval_length:
+            ref = now.timestamp()
+        return _dt(self.fire_time_after(ref))
+
+
+def job_trigger(interval: float, now: float) -> PhasedIntervalTrigger:
+    """The trigger of a job scheduled at ``now``: a random phase of up to 5 % of the interval (5 s at
+    most), so thousands of targets with one interval do not fire in the same millisecond."""
+    return PhasedIntervalTrigger(interval, now + random.uniform(0, min(interval * 0.05, 5.0)))
 
 
 class Runner:
@@ -220,7 +247,7 @@ class Runner:
             first = now + random.uniform(0, min(1.0, interval / 10))
             sched.add_job(
                 fn,
-                SkippingIntervalTrigger(seconds=interval, jitter=min(interval * 0.05, 5.0)),
+                job_trigger(interval, now),
                 args=[arg],
                 id=job_id,
                 name=job_id,

@@ -46,6 +46,7 @@ from agent.kernel.results import JobResult
 from agent.kernel.version import __version__
 from exporters import remote_write_pb as pb
 from exporters.remote_write_settings import (  # noqa: F401 - re-exported for callers
+    DROP_REASONS,
     REMOTE_NAME_PATTERN,
     BasicAuth,
     BufferSettings,
@@ -643,11 +644,11 @@ class RemoteWriter:
 
         dropped = CounterMetricFamily(
             "giamsat_remote_write_samples_dropped",
-            "Samples given up on, by reason (buffer_full, too_old, rejected, disk_full, write_error, reload).",
+            f"Samples given up on, by reason ({', '.join(DROP_REASONS)}).",
             labels=["remote", "reason"],
         )
         drops = self.dropped()
-        for reason in sorted({"buffer_full", "too_old", "rejected", "disk_full", *drops}):
+        for reason in sorted({*DROP_REASONS, *drops}):
             dropped.add_metric([name, reason], drops.get(reason, 0))
         oldest = self.buffer.oldest_pending_ts() if self._started else None
         age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0

@@ -3,12 +3,23 @@ configuration does not import the HTTP client."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agent.kernel.model import Duration, Model
+from agent.kernel.model import CertificateBundle, Duration, Model, ReadableFile, certificate_and_key
+
+#: Why samples are given up on: the ``reason`` of ``giamsat_remote_write_samples_dropped_total``, every
+#: one exported from the start at 0 (docs/remote_write.md lists the same, a test checks both).
+DROP_REASONS = (
+    "buffer_full",  # the buffer reached buffer.max_size: its oldest segments went
+    "too_old",  # older than max_sample_age, or refused by the receiver as too old
+    "rejected",  # a 4xx other than 429: the receiver will never take the batch
+    "disk_full",  # ENOSPC while appending a result to the buffer
+    "write_error",  # another error while appending to the buffer
+    "corrupt",  # the rest of a buffer segment whose record failed its checksum
+    "reload",  # results beyond the hand-over bound while a reload swapped the writers
+)
 
 REMOTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
@@ -22,11 +33,20 @@ class BasicAuth(Model):
 class TLSSettings(Model):
     """TLS to the receiver. Without ``ca_file`` the system trust store is used."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: CertificateBundle | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
     server_name: str | None = Field(default=None, description="name to verify instead of the URL's host")
     insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> TLSSettings:
+        # loaded here as the sender will load it, so check-config fails where `run` would
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate it belongs to)")
+        if self.cert_file is not None:
+            certificate_and_key(self.cert_file, self.key_file)
+        return self
 
 
 class BufferSettings(Model):

@@ -9,11 +9,20 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 import stat
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.kernel.redact import register_secret
@@ -42,6 +51,71 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in YAML as ``30s``, ``5m``, ``1h30m``, ``250ms`` or a number of seconds."""
+
+
+def readable_file(path: Path) -> Path:
+    """``path`` can be opened and read by this process, as the agent will open it; else a ValueError
+    naming the path (check-config reports it at its key)."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:  # a NUL in the name
+        raise ValueError("cannot read the file: its name contains a NUL character") from None
+    return path
+
+
+def certificate_bundle(path: Path) -> Path:
+    """``path`` is readable and holds PEM certificates (a CA bundle) that OpenSSL loads."""
+    readable_file(path)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{path} holds no usable PEM certificate ({_ssl_reason(exc)})") from None
+    return path
+
+
+def certificate_and_key(cert: Path, key: Path | None) -> None:
+    """The certificate (and its key, if apart) load as a client or server certificate."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(cert), str(key) if key else None)
+    except (ssl.SSLError, OSError) as exc:
+        what = f"{cert} and {key}" if key else str(cert)
+        raise ValueError(
+            f"cannot load the certificate and key from {what} ({_ssl_reason(exc)}); "
+            "they must be PEM, the key unencrypted and matching the certificate"
+        ) from None
+
+
+def readable_directory(path: Path) -> Path:
+    """``path`` is a directory whose entries this process can list."""
+    try:
+        with os.scandir(path) as it:
+            next(it, None)
+    except NotADirectoryError:
+        raise ValueError(f"{path} is not a directory") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read the directory {path}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:
+        raise ValueError("cannot read the directory: its name contains a NUL character") from None
+    return path
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__)
+
+
+ReadableFile = Annotated[Path, AfterValidator(readable_file)]
+"""A path to a file the agent reads: check-config opens it (and names it when it cannot)."""
+
+CertificateBundle = Annotated[Path, AfterValidator(certificate_bundle)]
+"""A PEM CA bundle: check-config loads it as the TLS code will."""
+
+ReadableDirectory = Annotated[Path, AfterValidator(readable_directory)]
+"""A directory a collector reads: check-config lists it."""
 
 
 def _warn_if_world_readable(path: Path, key: str) -> None:
@@ -134,6 +208,12 @@ def _secret_sources(cls: type[BaseModel]) -> dict[str, str]:
         if _is_secret_annotation(field.annotation):
             out.update({name: name, f"{name}_file": name, f"{name}_env": name})
     return out
+
+
+def key_error(model: type[BaseModel], key: str, message: str) -> ValidationError:
+    """A validation error at ``key`` of ``model``, raised from a model validator (which would otherwise
+    report it at the model's own key path and line)."""
+    return ValidationError.from_exception_data(model.__name__, [_secret_error(key, message)])
 
 
 def _secret_error(key: str, message: str) -> InitErrorDetails:

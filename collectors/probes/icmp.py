@@ -311,6 +311,39 @@ class IcmpCollector(ProbeCollector):
         return super().link_status(families)
 
     @classmethod
+    def check_targets(
+        cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
+    ) -> list[tuple[int, str, str]]:
+        """The echoes must fit in the timeout the target gets, wherever it comes from: its own, the
+        collector's, ``agent.timeout``, each capped at the interval (the target's own is also checked
+        by its model). ``settings`` carries the effective defaults (agent.config fills them in)."""
+        problems: list[tuple[int, str, str]] = []
+        for i, t in enumerate(targets):
+            assert isinstance(t, IcmpTarget)
+            needed = (t.count - 1) * t.packet_interval + t.packet_timeout
+            timeout, source = (t.timeout, "timeout") if t.timeout is not None else (settings.timeout, "")
+            interval = t.interval or settings.interval
+            if timeout is None:
+                continue
+            if interval is not None and interval < timeout:
+                timeout, source = interval, "interval (a run never outlasts its interval)"
+            elif not source:
+                source = "collectors.icmp.timeout or agent.timeout"
+            if t.timeout is not None and source == "timeout":
+                continue  # the target's own timeout: IcmpTarget reports it
+            if needed >= timeout:
+                problems.append(
+                    (
+                        i,
+                        "timeout",
+                        f"count, packet_interval and packet_timeout need {needed:g}s, which does not fit "
+                        f"in the {timeout:g}s timeout this target gets from {source}; every probe would "
+                        "time out",
+                    )
+                )
+        return problems
+
+    @classmethod
     def doctor_checks(cls, settings: CollectorSettings, targets: Sequence[TargetConfig]) -> list[DoctorCheck]:
         """Can this process send ICMP echo (a failure only when ICMP targets are configured)?"""
         return [check_icmp_permission(needed=bool(targets))]

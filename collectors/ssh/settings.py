@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.kernel.collector import CollectorSettings, TargetConfig
-from agent.kernel.model import Duration, Model
+from agent.kernel.model import Duration, Model, key_error, readable_file, secret_value
 from collectors.host.options import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
 from collectors.host.options import NETDEV_DEVICE_EXCLUDE as DEVICE_EXCLUDE
 
@@ -26,6 +26,9 @@ _RESERVED_LABELS = {"site", "target", "module", "instance", "job"}
 class SSHAuth(Model):
     """One named credential under ``collectors.ssh.auths``: a key file, or a password."""
 
+    # The input holds the password or passphrase: never echo it in a validation error.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     username: str = Field(min_length=1)
     key_file: Path | None = None
     passphrase: SecretStr | None = Field(default=None, description="passphrase of key_file")
@@ -37,7 +40,23 @@ class SSHAuth(Model):
             raise ValueError("give exactly one of key_file or password (password_file, password_env)")
         if self.passphrase is not None and self.key_file is None:
             raise ValueError("passphrase is only used with key_file")
+        if self.key_file is not None:  # parsed as the collector will, so check-config fails where it would
+            from collectors.ssh.client import load_private_key
+
+            readable_file(self.key_file)
+            try:
+                load_private_key(self.key_file, secret_value(self.passphrase))
+            except Exception as exc:
+                raise ValueError(f"key_file: cannot load {self.key_file}: {_key_problem(exc)}") from None
         return self
+
+
+def _key_problem(exc: Exception) -> str:
+    """What is wrong with a private key, in paramiko's words (they never carry key material)."""
+    name = type(exc).__name__
+    if name == "PasswordRequiredException" or "password-protected" in str(exc):
+        return "the key is encrypted: give its passphrase (passphrase_file or passphrase_env)"
+    return f"{name}: {exc}" if str(exc) else name
 
 
 class CommandMetric(Model):
@@ -123,6 +142,8 @@ class CommandModule(Model):
 class SSHSettings(CollectorSettings):
     """``collectors.ssh``."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # auths hold passwords and passphrases
+
     known_hosts_file: Path | None = Field(
         default=None, description="OpenSSH known_hosts file; default <state_dir>/ssh_known_hosts"
     )
@@ -172,6 +193,30 @@ class SSHSettings(CollectorSettings):
                     raise ValueError(f"metric {m.name} is defined by both {seen[m.name]} and {name}")
                 seen[m.name] = name
         return v
+
+    @model_validator(mode="after")
+    def _known_hosts(self) -> SSHSettings:
+        # Without trust_on_first_use a known_hosts file that cannot be read refuses every host: say so now.
+        path = self.known_hosts_file
+        if path is None:
+            return self  # <state_dir>/ssh_known_hosts, which the state directory's owner provides
+        if self.trust_on_first_use and not path.exists():
+            if not path.parent.is_dir():
+                raise key_error(
+                    type(self),
+                    "known_hosts_file",
+                    f"{path.parent} is not a directory (the file is created there)",
+                )
+            return self
+        try:
+            readable_file(path)
+        except ValueError as exc:
+            raise key_error(
+                type(self),
+                "known_hosts_file",
+                f"{exc}; without it every host is refused (or set trust_on_first_use)",
+            ) from None
+        return self
 
 
 class SSHTarget(TargetConfig):

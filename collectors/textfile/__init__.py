@@ -17,10 +17,11 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.kernel.collector import Collector, CollectorSettings, Deadline, TargetConfig
 from agent.kernel.errors import CollectError
+from agent.kernel.model import readable_directory
 
 #: a .prom file larger than this is refused (a runaway script must not exhaust the agent's memory)
 MAX_FILE_BYTES = 16 * 2**20
@@ -33,6 +34,13 @@ class TextfileSettings(CollectorSettings):
         default=None,
         description="directory of *.prom files (like --collector.textfile.directory); unset: off",
     )
+
+    @field_validator("directory")
+    @classmethod
+    def _listable(cls, v: str | None) -> str | None:
+        if v:  # listed now as each collection will, so check-config names a missing directory
+            readable_directory(Path(v))
+        return v
 
 
 @dataclass

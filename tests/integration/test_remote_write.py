@@ -29,6 +29,7 @@ from tests.integration.rwservers import (
     kill9,
     stop_pid,
 )
+from tests.pki import CA
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3600_000
@@ -651,8 +652,14 @@ def test_failed_start_releases_the_buffer_so_the_old_writer_restarts(
         await old.start()
         old.append(_rows("rwtest_reload", 2, 0, now - 1000))
         await old.close()
-        tls = {bad_tls: str(tmp_path / "no-such.pem")}
+        # The file was fine when the configuration was checked and is gone when the writer starts.
+        pem = tmp_path / "gone.pem"
+        pki = CA(tmp_path)
+        client = pki.issue("client", "xa-01", server=False)
+        pem.write_bytes(pki.pair.cert.read_bytes() if bad_tls == "ca_file" else client.cert.read_bytes())
+        tls = {bad_tls: str(pem)} | ({"key_file": str(client.key)} if bad_tls == "cert_file" else {})
         new = RemoteWriter(_settings(vm.write_url.replace("http:", "https:"), tls=tls), tmp_path)
+        pem.unlink()
         with pytest.raises((ValueError, OSError)) as err:
             await new.start()
         await new.close()  # safe after a failed start, and twice

@@ -442,21 +442,41 @@ def test_key_with_passphrase_from_file(tmp_path: Path, sshd: Sshd, keys: dict[st
     assert value(fams, "ssh_up") == 1
 
 
-def test_unreadable_key_is_a_collector_error_not_target_data(
+def test_unreadable_key_is_a_config_error_naming_it(tmp_path: Path, keys: dict[str, Path]) -> None:
+    from pydantic import ValidationError
+
+    for auth, problem in (
+        ({"username": "root", "key_file": str(tmp_path / "missing-key")}, "No such file or directory"),
+        ({"username": "root", "key_file": str(keys["locked"])}, "the key is encrypted: give its passphrase"),
+        ({"username": "root", "key_file": str(keys["locked"]), "passphrase": "wrong"}, "cannot load"),
+    ):
+        settings = default_settings(tmp_path, [], keys)
+        settings["auths"]["root"] = auth
+        with pytest.raises(ValidationError) as err:
+            SSHSettings.model_validate(settings)
+        [e] = err.value.errors()
+        assert e["loc"] == ("auths", "root") and problem in e["msg"], e
+        assert "wrong" not in str(err.value)
+
+
+def test_a_key_that_goes_bad_after_the_check_is_a_collector_error_not_target_data(
     tmp_path: Path, sshd: Sshd, keys: dict[str, Path]
 ) -> None:
-    for auth in (
-        {"username": "root", "key_file": str(tmp_path / "missing-key")},
-        {"username": "root", "key_file": str(keys["locked"])},  # encrypted, no passphrase given
-        {"username": "root", "key_file": str(keys["locked"]), "passphrase": "wrong"},
-    ):
+    """The file changed between the config check and the collector's start: refused at collection."""
+    for replace in (None, keys["locked"]):  # removed; an encrypted key without its passphrase
+        key = tmp_path / "key"
+        key.write_bytes(keys["client"].read_bytes())
+        key.chmod(0o600)
         settings = default_settings(tmp_path, [sshd], keys)
-        settings["auths"]["root"] = auth
+        settings["auths"]["root"] = {"username": "root", "key_file": str(key)}
         collector = make_collector(tmp_path, **settings)
+        if replace is None:
+            key.unlink()
+        else:
+            key.write_bytes(replace.read_bytes())
         with pytest.raises(CollectError) as err:
             asyncio.run(collect_all(collector, target(sshd)))
-        assert err.value.reason == "key_error", auth
-        assert "wrong" not in err.value.message
+        assert err.value.reason == "key_error", replace
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -994,8 +1014,10 @@ def test_unreadable_known_hosts_is_a_collector_error(
     (no host key can be checked), raised as CollectError("known_hosts"), not an OSError escaping
     connect() with the freshly opened socket left open."""
     kh = tmp_path / "known_hosts"
-    kh.mkdir()  # root reads any file; a directory cannot be read as one
+    kh.touch()  # readable when the configuration is checked (check-config refuses an unreadable one)
     collector = make_collector(tmp_path, **default_settings(tmp_path, [sshd], keys))
+    kh.unlink()
+    kh.mkdir()  # root reads any file; a directory cannot be read as one
     with pytest.raises(CollectError) as caught:
         asyncio.run(collect_all(collector, target(sshd)))
     assert caught.value.reason == "known_hosts"

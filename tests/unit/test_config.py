@@ -101,12 +101,12 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         ),
         pytest.param(
             "sites:\n  - {id: 'bad id!', name: A, level: province}\n",
-            ["sites[0].id: String should match pattern"],
+            ["sites[0].id: site id 'bad id!' has characters other than ASCII letters"],
             id="bad-id",
         ),
         pytest.param(
             'sites:\n  - {id: "tinh\\n", name: A, level: province}\n',
-            ["sites[0].id: String should match pattern"],
+            ["sites[0].id: site id 'tinh\\n' has characters other than ASCII letters"],
             id="id-with-trailing-newline",
         ),
         pytest.param(

@@ -173,3 +173,224 @@ collectors:
         )
         assert done.returncode == 2
         assert [line.strip() for line in done.stderr.splitlines()[1:]] == expected
+
+
+def csv_problems(tmp_path: Path, csv_text: str, yaml_text: str = "sites_file: sites.csv\n") -> list[str]:
+    (tmp_path / "sites.csv").write_text(csv_text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, yaml_text))
+    return [str(p).removeprefix(f"{tmp_path / 'sites.csv'}: ") for p in exc.value.problems]
+
+
+def test_csv_short_row_says_which_columns_are_missing(tmp_path: Path) -> None:
+    found = csv_problems(tmp_path, "id,name,level,parent\ntinh,Tỉnh,province\nhuyen-a,Huyện A\n")
+    # a row without its optional last column (parent) is fine; one without level is not
+    assert found == ["row 3: only 2 of the 4 columns (id,name,level,parent): level missing"]
+
+
+def test_csv_extra_values_are_an_error_naming_them(tmp_path: Path) -> None:
+    found = csv_problems(tmp_path, "id;name;level;parent\ntinh;Tỉnh;province;\nxa-1;Xã A; B;commune;tinh\n")
+    assert found == [
+        "row 3: more values than the 4 columns (id,name,level,parent): extra 'tinh'; "
+        "a name with a ';' in it must be quoted (\"...\")"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("site_id", "suggestion"),
+    [("xã-an-bình", "xa-an-binh"), ("Đồng Văn", "dong-van"), ("phường đông kinh", "phuong-dong-kinh")],
+)
+def test_csv_id_with_diacritics_suggests_the_ascii_id(tmp_path: Path, site_id: str, suggestion: str) -> None:
+    found = csv_problems(tmp_path, f"id,name,level,parent\ntinh,Tỉnh,province,\n{site_id},X,commune,tinh\n")
+    assert found == [
+        f"row 3.id: site id {site_id!r} has letters with diacritics or other non-ASCII characters: "
+        f"ids go into labels and file names; use {suggestion!r}"
+    ]
+
+
+def test_yaml_site_id_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    p = write(tmp_path, 'sites:\n  - {id: "tỉnh lào cai", name: T, level: province}\n')
+    assert problems(p) == [
+        f"{p}:2: sites[0].id: site id 'tỉnh lào cai' has letters with diacritics or other non-ASCII "
+        "characters: ids go into labels and file names; use 'tinh-lao-cai'"
+    ]
+
+
+def test_csv_duplicate_id_is_reported_at_the_duplicate_naming_the_first(tmp_path: Path) -> None:
+    found = csv_problems(
+        tmp_path,
+        "id,name,level,parent\ntinh,Tỉnh,province,\nxa-1,Xã 1,commune,tinh\nxa-2,Xã 2,commune,tinh\n"
+        "xa-1,Xã 1 bis,commune,tinh\n",
+    )
+    assert found == ["row 5.id: duplicate site id 'xa-1': first defined at row 3"]
+
+
+def test_yaml_duplicate_id_is_reported_at_the_duplicate(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        """\
+sites:
+  - {id: tinh, name: T, level: province}
+  - {id: xa-1, name: A, level: commune, parent: tinh}
+  - {id: xa-1, name: B, level: commune, parent: tinh}
+""",
+    )
+    assert problems(p) == [f"{p}:4: sites[2].id: duplicate site id 'xa-1': first defined at sites[1]"]
+
+
+def test_icmp_echoes_must_fit_the_timeout_the_target_inherits(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        SITES
+        + """\
+agent:
+  timeout: 3s
+collectors:
+  icmp:
+    interval: 10s
+targets:
+  icmp:
+    - {name: a, site: tinh, address: 127.0.0.1, count: 5}
+    - {name: b, site: tinh, address: 127.0.0.1, count: 2, interval: 2s}
+    - {name: fits, site: tinh, address: 127.0.0.1, count: 7, timeout: 9s}
+    - {name: fits-too, site: tinh, address: 127.0.0.1, count: 1}
+""",
+    )
+    assert problems(p) == [
+        f"{p}:10: targets.icmp[0].timeout: count, packet_interval and packet_timeout need 6s, which does "
+        "not fit in the 3s timeout this target gets from collectors.icmp.timeout or agent.timeout; every "
+        "probe would time out",
+        f"{p}:11: targets.icmp[1].timeout: count, packet_interval and packet_timeout need 3s, which does "
+        "not fit in the 2s timeout this target gets from interval (a run never outlasts its interval); "
+        "every probe would time out",
+    ]
+
+
+# --- every file the configuration names is opened (and parsed) by check-config, as `run` will -------
+
+
+def run_agent(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GIAMSAT, "run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def remote_write_with_tls(tmp_path: Path, tls: str) -> Path:
+    return write(
+        tmp_path,
+        f"""\
+agent:
+  state_dir: {tmp_path / "state"}
+remote_write:
+  - name: central
+    url: https://127.0.0.1:1/api/v1/write
+    tls:
+{textwrap.indent(textwrap.dedent(tls), "      ")}
+""",
+    )
+
+
+def test_missing_remote_write_ca_file_fails_check_config_and_run_alike(tmp_path: Path) -> None:
+    p = remote_write_with_tls(tmp_path, f"ca_file: {tmp_path / 'missing-ca.pem'}")
+    expected = f"{p}:7: remote_write[0].tls.ca_file: cannot read {tmp_path / 'missing-ca.pem'}: No such file or directory"
+    assert problems(p) == [expected]
+    for done in (check_config(p), run_agent(p)):
+        assert done.returncode == 2, done.stderr
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_tls_material_is_parsed_not_only_opened(tmp_path: Path) -> None:
+    from tests.pki import CA
+
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "other").mkdir()
+    ca = CA(tmp_path / "pki")
+    client = ca.issue("client", "xa-01", server=False)
+    stranger = CA(tmp_path / "other", "another CA").issue("client", "xa-01", server=False)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    p = remote_write_with_tls(tmp_path, f"ca_file: {junk}")
+    [found] = problems(p)
+    assert found.startswith(f"{p}:7: remote_write[0].tls.ca_file: {junk} holds no usable PEM certificate")
+    p = remote_write_with_tls(tmp_path, f"cert_file: {client.cert}\nkey_file: {stranger.key}")
+    [found] = problems(p)
+    assert found.startswith(
+        f"{p}:7: remote_write[0].tls: cannot load the certificate and key from {client.cert}"
+    )
+    good = remote_write_with_tls(
+        tmp_path, f"ca_file: {ca.pair.cert}\ncert_file: {client.cert}\nkey_file: {client.key}"
+    )
+    assert load_config(good).config.remote_write[0].tls.ca_file == ca.pair.cert
+
+
+def test_ssh_key_files_are_loaded(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage_key"
+    garbage.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    p = write(
+        tmp_path,
+        SITES
+        + f"""\
+collectors:
+  ssh:
+    auths:
+      missing: {{username: u, key_file: {tmp_path / "nope"}}}
+      garbage: {{username: u, key_file: {garbage}}}
+""",
+    )
+    found = problems(p)
+    assert found[0] == (
+        f"{p}:6: collectors.ssh.auths.missing: cannot read {tmp_path / 'nope'}: No such file or directory"
+    )
+    assert found[1].startswith(f"{p}:7: collectors.ssh.auths.garbage: key_file: cannot load {garbage}: ")
+    assert len(found) == 2
+
+
+@pytest.mark.parametrize("tofu", [False, True])
+def test_a_missing_known_hosts_file_is_named_unless_first_use_creates_it(tmp_path: Path, tofu: bool) -> None:
+    known = tmp_path / "known_hosts"
+    p = write(
+        tmp_path,
+        SITES
+        + f"collectors:\n  ssh:\n    known_hosts_file: {known}\n    trust_on_first_use: {str(tofu).lower()}\n",
+    )
+    if tofu:
+        load_config(p)
+        return
+    assert problems(p) == [
+        f"{p}:5: collectors.ssh.known_hosts_file: cannot read {known}: No such file or directory; "
+        "without it every host is refused (or set trust_on_first_use)"
+    ]
+    known.touch()
+    load_config(p)
+
+
+def test_a_textfile_directory_that_is_missing_is_named(tmp_path: Path) -> None:
+    p = write(tmp_path, SITES + f"collectors:\n  textfile:\n    directory: {tmp_path / 'prom'}\n")
+    assert problems(p) == [
+        f"{p}:5: collectors.textfile.directory: cannot read the directory {tmp_path / 'prom'}: "
+        "No such file or directory"
+    ]
+    (tmp_path / "prom").mkdir()
+    assert load_config(p).config.collector_settings("textfile")
+
+
+def test_run_reports_an_unexpected_error_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent import cli
+    from agent.lifecycle import Agent
+
+    async def broken(self: Agent) -> int:
+        raise RuntimeError("the buffer directory vanished")
+
+    monkeypatch.setattr(Agent, "run", broken)
+    monkeypatch.setattr(cli, "setup_logging", lambda *a: None)  # the test session's logging stays as is
+    p = write(tmp_path, SITES)
+    assert cli.main(["run", "--config.file", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "giamsat: stopped by an unexpected error: RuntimeError: the buffer directory vanished\n" in err
+    assert "Traceback" not in err

@@ -83,7 +83,12 @@ async def test_inconsistent_files_are_rejected_with_one_log_line(
 
 
 async def test_missing_directory_is_an_error_metric(tmp_path: Path) -> None:
-    out = flat(await make(tmp_path, str(tmp_path / "nope")).collect(None, Deadline.after(5)))
+    # a missing directory is a config error; one that goes away while the agent runs is data
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    c = make(tmp_path, str(gone))
+    gone.rmdir()
+    out = flat(await c.collect(None, Deadline.after(5)))
     assert out == {("node_textfile_scrape_error", frozenset()): 1.0}
 
 

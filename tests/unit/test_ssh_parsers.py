@@ -323,20 +323,41 @@ def test_settings_and_target_validation() -> None:
         SSHTarget.model_validate({**base, "port": 70000})
 
 
-def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def write_ed25519_key(path: Path) -> Path:
+    """An unencrypted OpenSSH private key, as ssh-keygen -t ed25519 -N '' writes it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from agent.config import load_config
 
+    # what the example's header has made first, in the directory it is checked from
+    write_ed25519_key(tmp_path / "state" / "id_ed25519")
+    (tmp_path / "state" / "ssh_known_hosts").touch()
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIAMSAT_ROUTER_PASSWORD", "x")
     loaded = load_config(Path(__file__).resolve().parents[2] / "config" / "ssh.example.yml")
     assert [t.name for t in loaded.config.targets_of("ssh")] == ["huyen-a-web", "huyen-a-mail"]
 
 
-def test_targets_are_checked_against_auths_and_modules() -> None:
+def test_targets_are_checked_against_auths_and_modules(tmp_path: Path) -> None:
     from collectors.ssh.collector import SSHCollector
 
+    key = write_ed25519_key(tmp_path / "k")
     settings = SSHSettings.model_validate(
         {
-            "auths": {"monitor": {"username": "u", "key_file": "/k"}},
+            "auths": {"monitor": {"username": "u", "key_file": str(key)}},
             "commands": {"ntp": {"command": ["x"], "parser": "number", "metrics": [{"name": "a"}]}},
         }
     )
