@@ -647,7 +647,7 @@ def main() -> int:
     )
     p.add_argument("--loss-minutes", type=float, default=30.0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/giamsat-drill"))  # noqa: S108
-    p.add_argument("--prefix", default="gsdrl")
+    p.add_argument("--prefix", default=f"gsd{os.getpid()}", help="of namespace and interface names")
     args = p.parse_args()
     if args.cmd == "webhook":
         serve_webhook(args.listen, args.out)
