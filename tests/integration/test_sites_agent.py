@@ -149,7 +149,9 @@ def test_restarted_agent_serves_the_saved_state_until_its_first_round(tmp_path: 
         wait_for(lambda: http_get(url + "/-/ready")[0] == 200, 30, what="first round")
         after = scrape()
         assert after is not None
-        assert after['giamsat_site_state{site="c",state="down"}'] == 1, {k: v for k, v in after.items() if "site_state" in k}
+        assert after['giamsat_site_state{site="c",state="down"}'] == 1, {
+            k: v for k, v in after.items() if "site_state" in k
+        }
         assert after['giamsat_site_state_change_timestamp_seconds{site="c"}'] == 1700
     finally:
         stop_process(proc)
