@@ -27,6 +27,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -444,6 +445,8 @@ def outage_cycle(
     prov = stack.prov
     cyc = Cycle(district, commune)
     behind = [n.site for n in prov.children(district) if n.connected]
+    # A cut comes at any moment of the probe round, not in step with the drill's previous wait.
+    time.sleep(random.uniform(0, _seconds(stack.interval)))
     log(f"cut {district} and {commune}")
     cut_at = time.time()
     prov.cut(district)
@@ -568,7 +571,7 @@ def _fmt(values: list[float | None]) -> str:
 
 def table(cycles: list[Cycle], loss: LossPhase | None, gaps: tuple[int, int], load: str) -> str:
     """The drill's result, as the issue's table."""
-    d = [c.district for c in cycles][:1]
+    d = [c.district for c in cycles]
     rows = [
         "| measured | district | commune | goal |",
         "|---|---|---|---|",
@@ -587,7 +590,7 @@ def table(cycles: list[Cycle], loss: LossPhase | None, gaps: tuple[int, int], lo
     behind = [st for c in cycles for st in c.behind.values()]
     paged = sum(len(c.behind_paged) for c in cycles)
     rows.append(
-        f"| communes behind a cut district ({', '.join(d)}) | {behind.count('unreachable')}/{len(behind)} "
+        f"| communes behind the cut districts ({', '.join(d)}) | {behind.count('unreachable')}/{len(behind)} "
         f"unreachable, {paged} paged | - | 100 % unreachable, 0 pages |"
     )
     rows.append(f"| coverage gaps counted | {gaps[0]} (inventory has {gaps[1]}) | - | exact |")
