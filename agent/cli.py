@@ -1,4 +1,4 @@
-"""``giamsat`` command line: run, once, check-config, --version.
+"""``giamsat`` command line: run, once, check-config, report, --version.
 
 Flags follow the Prometheus exporters' spelling (``--config.file``, ``--web.listen-address``,
 ``--log.level``, ``--log.format``) so operators reuse what they know.
@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus.url", dest="prometheus_url", default=None, help="check clock skew against it"
     )
     _common(doctor)
+
+    report = sub.add_parser(
+        "report", help="availability and coverage report for a period (HTML and CSV, vi or en)"
+    )
+    from agent.report.main import add_arguments
+
+    add_arguments(report)
+    _common(report)
 
     check = sub.add_parser("check-config", help="validate a configuration file; print every problem")
     check.add_argument("file", type=Path)
@@ -195,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             from agent.doctor import run_doctor
 
             return run_doctor(load_config(args.config_file), args.prometheus_url)
+        if args.command == "report":
+            from agent.report.main import run as run_report
+
+            return run_report(args)
         if args.command == "once":
             return run_until_done(_once(args.config_file, args.collector))
         if args.command == "run":

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
@@ -28,6 +28,7 @@ from agent.kernel.collector import CollectorSettings, SiteShorthand, TargetConfi
 from agent.kernel.errors import ConfigError, ConfigProblem
 from agent.kernel.model import Duration, Model
 from agent.kernel.yamlfile import (
+    config_dir,
     format_loc,
     line_of,
     loc_of,
@@ -55,6 +56,9 @@ class AgentSettings(Model):
         default=10_000, ge=10, le=10_000_000, description="samples kept per job result; health families first"
     )
     web_config_file: Path | None = None
+    status_page_language: Literal["auto", "vi", "en"] = Field(
+        default="auto", description="language of the status page at /; auto follows the browser"
+    )
 
     @field_validator("listen_address")
     @classmethod
@@ -266,6 +270,7 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
         problems += csv_problems
     config: Config | None = None
     generated: dict[str, list[str]] = {}  # site id -> names of the targets its shorthand expanded to
+    dir_token = config_dir.set(path.parent)  # files named in the configuration are read from its directory
     try:
         model = config_model(sections_used(data))
         config = model.model_validate(data)
@@ -281,6 +286,8 @@ def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None
             config = model.model_validate({**data, "targets": targets})
     except ValidationError as exc:
         problems += problems_from_validation(exc, file, root, _reword)
+    finally:
+        config_dir.reset(dir_token)
 
     # The site tree is checked even when other sections are invalid, so one run shows every problem.
     yaml_sites: list[tuple[int, SiteConfig]] = []

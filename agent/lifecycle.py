@@ -15,24 +15,28 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from agent.config import LoadedConfig, load_config, parse_listen_address
-from agent.kernel.collector import RouteHandler
+from agent.kernel.collector import Reply, RouteContext, RouteHandler, RouteRequest
 from agent.kernel.errors import ConfigError, StartupError
 from agent.kernel.pipeline import Pipeline
 from agent.kernel.registry import SelfMetrics
 from agent.kernel.results import JobResult
 from agent.kernel.store import Store
+from agent.ledger.recorder import LedgerRecorder
 from agent.scheduler import Runner
 from agent.selfmetrics import ReloadStatus, ScrapeStats, self_metrics
-from agent.sites import SiteTracker
-from exporters.prometheus import ExporterServer, format_age
+from agent.sites import SiteDetail, SiteTracker
+from agent.statusview import agent_health, site_tree
+from exporters.prometheus import ExporterServer
+from exporters.status import SiteTree, StatusSnapshot
 from exporters.webconfig import WebConfig
 
 if TYPE_CHECKING:
@@ -86,9 +90,12 @@ class Agent:
         self.remote_write: RemoteWriteSet | None = None
         self._remote_write_key: object = None
         self.sites: SiteTracker | None = None
+        self.ledger: LedgerRecorder | None = None
         self._routes: dict[str, tuple[RouteHandler, ...]] = {}
         self._clock_steps = 0  # seen by the runners of earlier configurations
         self._ready = False
+        self._status_tree: tuple[object, SiteTree] | None = None
+        self._status_details: tuple[SiteTracker, float, Mapping[str, SiteDetail]] | None = None
         self._warmups: set[asyncio.Task[None]] = set()
         #: the agent's own metrics, in the order they are exposed (the HTTP server adds its own last)
         self.self_metrics = SelfMetrics()
@@ -97,9 +104,11 @@ class Agent:
             self._site_metrics,
             self._clock_metrics,
             self._remote_write_metrics,
+            self._ledger_metrics,
         ):
             self.self_metrics.register(source)
         self.pipeline.subscribe(self._site_result)
+        self.pipeline.subscribe(self._ledger_result)
 
     # --- own metrics --------------------------------------------------------------------------------
     def _core_metrics(self) -> list[Metric]:
@@ -133,6 +142,10 @@ class Agent:
         rws = self.remote_write
         return rws.collect() if rws is not None else []
 
+    def _ledger_metrics(self) -> list[Metric]:
+        ledger = self.ledger
+        return ledger.collect() if ledger is not None else []
+
     # --- AgentView ----------------------------------------------------------------------------------
     def is_ready(self) -> bool:
         """Ready once a first collection round has finished; a reload does not take that back (the
@@ -144,7 +157,19 @@ class Agent:
 
     def routes(self, path: str) -> tuple[RouteHandler, ...]:
         """The handlers the current configuration's collectors serve ``path`` with, in table order."""
+        if path == "/report":
+            return (self._report_page,)
         return self._routes.get(path, ())
+
+    def _report_page(self, request: RouteRequest, ctx: RouteContext) -> Reply:
+        """The current month so far, from the live ledger (``?lang=en`` for English)."""
+        from agent.report.live import render_current_month
+
+        ledger = self.ledger
+        if ledger is None:
+            return Reply(503, "the outage ledger is not running (see the log)")
+        status, page = render_current_month(ledger, request.query.get("lang", "vi"))
+        return Reply(status, page, content_type="text/html; charset=utf-8")
 
     def result(self, job_id: str) -> JobResult | None:
         return self.store.get(job_id)
@@ -153,32 +178,34 @@ class Agent:
         runner = self.runner
         return runner is not None and runner.has_job(job_id)
 
-    def landing(self) -> dict[str, Any]:
-        health = self.store.health_snapshot()
-        jobs = []
-        runner = self.runner
-        for job in runner.jobs if runner else []:
-            h = health.get(job.job_id)
-            jobs.append(
-                {
-                    "collector": job.kind,
-                    "target": job.target_name or "(this host)",
-                    "site": job.site or "",
-                    "success": h.last_success if h else None,
-                    "reason": h.last_reason if h else "",
-                    "age": format_age(h.last_success_timestamp) if h else "never",
-                }
-            )
-        sites = [
-            {"id": s.id, "name": s.name, "level": s.level.name, "parent": s.parent or ""}
-            for s in (self.loaded.inventory if self.loaded else [])
-        ]
-        return {
-            "jobs": jobs,
-            "sites": sites,
-            "config": str(self.config_path),
-            "reload_ok": self.reload_status.successful,
-        }
+    def status(self) -> StatusSnapshot:
+        """A snapshot for the status page: the tree (built once per inventory), every site's state and
+        the collectors' health; read from the HTTP threads, so nothing here waits on the event loop."""
+        loaded, runner, sites = self.loaded, self.runner, self.sites
+        inventory = loaded.inventory if loaded else None
+        cached = self._status_tree
+        if cached is None or cached[0] is not inventory:
+            cached = self._status_tree = (inventory, site_tree(inventory) if inventory else SiteTree([]))
+        health = agent_health(
+            runner.jobs if runner else (),
+            self.store.health_snapshot(),
+            self.reload_status,
+            str(self.config_path),
+            self.is_ready(),
+        )
+        language = loaded.config.agent.status_page_language if loaded else "auto"
+        return StatusSnapshot(cached[1], self._site_details(sites), health, language)
+
+    def _site_details(self, sites: SiteTracker | None) -> Mapping[str, SiteDetail]:
+        """Every site's detail, copied at most once per SITE_TICK (states change only on a tick): the
+        copy holds the tracker's lock, which a scrape takes too, so a crowd of browsers cannot add to it."""
+        if sites is None:
+            return {}
+        held = self._status_details
+        now = time.monotonic()
+        if held is None or held[0] is not sites or now - held[1] >= SITE_TICK:
+            held = self._status_details = (sites, now, sites.details())
+        return held[2]
 
     def request_reload(self) -> tuple[bool, str]:
         """Thread-safe reload for the HTTP endpoint; waits for the outcome."""
@@ -204,6 +231,11 @@ class Agent:
         if sites is not None:
             sites.on_result(result)
 
+    def _ledger_result(self, result: JobResult) -> None:
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.on_result(result)
+
     # --- lifecycle ----------------------------------------------------------------------------------
     async def _apply(self, loaded: LoadedConfig) -> None:
         """Start collectors for ``loaded``; on success stop the old ones and switch over."""
@@ -227,6 +259,7 @@ class Agent:
         if self.sites is not None:
             await asyncio.to_thread(self.sites.save, True)
         tracker = SiteTracker(loaded.inventory, cfg.agent.state_dir, cfg.agent.stale_after_intervals)
+        await self._apply_ledger(loaded)
         await asyncio.to_thread(tracker.load)
         now = time.time()
         tracker.update(self.store.snapshot(now), now)  # the results the new inventory's uplinks have
@@ -266,6 +299,16 @@ class Agent:
             if task is not None:
                 self._warmups.discard(task)
         tracker.end_warmup()
+
+    async def _apply_ledger(self, loaded: LoadedConfig) -> None:
+        """One recorder per state directory, kept across reloads; a new inventory is journaled."""
+        ledger, state_dir = self.ledger, loaded.config.agent.state_dir
+        if ledger is not None and ledger.directory.parent == state_dir:
+            ledger.set_inventory(loaded.inventory)
+            return
+        if ledger is not None:
+            await asyncio.to_thread(ledger.close)
+        self.ledger = await asyncio.to_thread(LedgerRecorder.open, state_dir, loaded.inventory)
 
     async def _apply_remote_write(self, loaded: LoadedConfig) -> None:
         """(Re)start remote write only when its settings changed; the buffers carry over restarts.
@@ -430,6 +473,8 @@ class Agent:
                 log.warning("remote write did not close within 3s; its buffer is crash-safe")
         if self.sites is not None:
             self.sites.save(force=True)
+        if self.ledger is not None:
+            self.ledger.close()
         return 0
 
     def stop(self) -> None:
@@ -444,7 +489,12 @@ class Agent:
             sites = self.sites
             if sites is None:
                 continue
-            sites.tick()
+            now = time.time()
+            sites.tick(now)
+            ledger = self.ledger
+            if ledger is not None:
+                # off the loop: a state change is journaled with an fsync
+                await asyncio.to_thread(ledger.observe, sites.states(), now)
             ticks += 1
             if ticks % SITE_SAVE_TICKS == 0:
                 await asyncio.to_thread(sites.save)

@@ -16,11 +16,13 @@ both formats, so what Prometheus stores does not depend on the ``Accept`` header
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
+from agent.kernel.redact import redact_value
 from agent.kernel.results import JobResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,7 +30,8 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 
 
 def clean_label_value(value: object, max_len: int) -> str:
-    s = str(value)
+    # A device may echo a configured secret (a community in sysDescr...): masked before it is cut short.
+    s = redact_value(str(value))
     if len(s) > max_len:
         s = s[:max_len]
     # Strings decoded from devices may carry lone surrogates; they cannot be encoded as UTF-8.
@@ -106,6 +109,8 @@ class RenderedFamily:
     om_lines: list[str] | None = None
     #: type, OpenMetrics type and name: families merge under one name only if these agree
     signature: str = ""
+    #: a clock gauge whose lines end in ``SCRAPE_TIME``, replaced by the time of each scrape
+    scrape_time: bool = False
 
     def __post_init__(self) -> None:
         self.signature = f"{self.type} {self.om_type} {self.om_name}"
@@ -114,6 +119,10 @@ class RenderedFamily:
 #: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id;
 #: the entry keeps the dict so an id is never reused while it is in the map.
 LabelMemo = dict[int, tuple[dict[str, str], str, frozenset[str]]]
+
+
+#: the value written for a scrape-time gauge (``agent.kernel.scrapetime``) until it is served
+SCRAPE_TIME = "\x00now"
 
 
 def render_families(
@@ -138,6 +147,7 @@ def render_families(
         name, typ = exposed_name_and_type(fam)
         rf = RenderedFamily(name, fam.documentation, typ, om_name=fam.name, om_type=openmetrics_type(fam))
         rf.unit = fam.unit or ""
+        rf.scrape_time = scrape_time = getattr(fam, "scrape_time", False) is True
         lines, key_lens = rf.lines, rf.key_lens
         om_lines: list[str] | None = None
         seen: set[str] = set()
@@ -163,7 +173,7 @@ def render_families(
             if key in seen:
                 continue
             seen.add(key)
-            line = f"{key} {format_value(s.value)}"
+            line = f"{key} {SCRAPE_TIME if scrape_time else format_value(s.value)}"
             if s.timestamp is not None or om_lines is not None:
                 if om_lines is None:
                     om_lines = list(lines)
@@ -260,6 +270,8 @@ class _Merged:
     lines: list[str]
     #: the OpenMetrics lines, kept only once a contributor's differ from its text lines (timestamps)
     om_lines: list[str] | None
+    #: some lines hold ``SCRAPE_TIME``
+    scrape_time: bool = False
 
 
 def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
@@ -281,12 +293,13 @@ def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
                     conflicts += len(rf.lines)
                     continue
                 om = None if rf.om_lines is None else list(rf.om_lines)
-                merged[rf.name] = _Merged(rf, list(rf.lines), om)
+                merged[rf.name] = _Merged(rf, list(rf.lines), om, rf.scrape_time)
                 continue
             first = cur.first
             if first.signature != rf.signature:
                 conflicts += len(rf.lines)
                 continue
+            cur.scrape_time = cur.scrape_time or rf.scrape_time
             keys = seen_keys.get(rf.name)
             if keys is None:  # the second contributor: cur.lines are still the first one's
                 keys = seen_keys[rf.name] = {
@@ -342,6 +355,7 @@ def _groups(
 
 def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
     out: list[str] = []
+    now = format_value(time.time())
     for m in merged:
         if not m.lines:  # no family without samples, and no blank line (OpenMetrics forbids them)
             continue
@@ -353,6 +367,8 @@ def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
         else:
             out.append(f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n")
         lines = m.om_lines if openmetrics and m.om_lines is not None else m.lines
+        if m.scrape_time:
+            lines = [line.replace(SCRAPE_TIME, now) for line in lines]
         out.append("\n".join(lines))
         out.append("\n")
     if openmetrics:

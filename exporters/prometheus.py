@@ -31,7 +31,7 @@ from exporters.exposition import (
     render_openmetrics,
     render_text,
 )
-from exporters.status_page import render_landing
+from exporters.status import StatusPage, StatusSnapshot
 from exporters.webconfig import WWW_AUTHENTICATE, WebConfig
 
 log = logging.getLogger("giamsat.web")
@@ -50,7 +50,7 @@ class AgentView(Protocol):
     def routes(self, path: str) -> tuple[RouteHandler, ...]: ...
     def result(self, job_id: str) -> JobResult | None: ...
     def has_job(self, job_id: str) -> bool: ...
-    def landing(self) -> dict[str, Any]: ...
+    def status(self) -> StatusSnapshot: ...
     def request_reload(self) -> tuple[bool, str]: ...
     def note_scrape(self, rejected: bool, conflicts: int) -> None: ...
 
@@ -70,6 +70,7 @@ class ExporterServer(ConnectionManagedServer):
         self.scrape_slots = threading.BoundedSemaphore(max_concurrent)
         self.own_cache = OwnFamilyCache()
         self.result_cache = ResultRenderCache()
+        self.status_page = StatusPage()
         super().__init__(address, Handler, web_config, max_connections)
 
     def set_scrape_limit(self, max_concurrent: int) -> None:
@@ -152,9 +153,7 @@ class Handler(ManagedConnectionHandler):
                     "Ready" if ready else "Not ready",
                 )
             elif path == "/":
-                self._send(
-                    HTTPStatus.OK, render_landing(self.server.agent.landing()), "text/html; charset=utf-8"
-                )
+                self._status_page()
             elif path == "/-/reload":
                 self._text(HTTPStatus.METHOD_NOT_ALLOWED, "use POST to reload")
             else:
@@ -167,19 +166,11 @@ class Handler(ManagedConnectionHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        raw = (self.headers.get("Content-Length") or "0").strip()
-        # isdigit() alone accepts "²" and other digits int() refuses.
-        if (
-            not (raw.isascii() and raw.isdigit())
-            or int(raw) > 65536
-            or "chunked" in self.headers.get("Transfer-Encoding", "")
-        ):
-            # An unread body would be parsed as the next request on this keep-alive connection.
-            self.close_connection = True
-            self._text(HTTPStatus.BAD_REQUEST, "a body, if any, must have a Content-Length of at most 65536")
-            return
-        if int(raw):
-            self.rfile.read(int(raw))
+        # The body's size was checked with the headers (exporters.connections): read it, so that it is
+        # not parsed as the next request on this kept-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
         if not self._authorized():
             return
         if path == "/-/reload":
@@ -212,6 +203,19 @@ class Handler(ManagedConnectionHandler):
         finally:
             slots.release()
 
+    def _status_page(self) -> None:
+        q = self._query()
+        if q is None:
+            return
+        body, lang = self.server.status_page.render(
+            self.server.agent.status(),
+            self.headers.get("Accept-Language"),
+            q.get("lang"),
+            open_site=q.get("open"),
+        )
+        extra = {"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": "no-store"}
+        self._send(HTTPStatus.OK, body, "text/html; charset=utf-8", extra)
+
     def _route(self, path: str) -> None:
         """A route a collector registered (``/probe``, ``/snmp``): each handler is asked in turn."""
         agent = self.server.agent
@@ -222,7 +226,8 @@ class Handler(ManagedConnectionHandler):
         q = self._query()
         if q is None:
             return
-        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()})
+        every = parse_qs(urlsplit(self.path).query, keep_blank_values=True)  # already checked by _query
+        request = RouteRequest(path, q, {k.lower(): v for k, v in self.headers.items()}, every)
         reply: Reply | None = None
         for handler in handlers:
             reply = handler(request, agent)
@@ -233,7 +238,10 @@ class Handler(ManagedConnectionHandler):
                 HTTPStatus.NOT_FOUND, f"nothing on {path} serves module {q.get('module', '')[:50]!r}"
             )
         if reply.families is None:
-            self._text(reply.status, reply.text)
+            if reply.content_type.startswith("text/plain"):
+                self._text(reply.status, reply.text)
+            else:
+                self._send(reply.status, reply.text.encode("utf-8"), reply.content_type)
             return
         # As the peer exporters serve one target: its families without site/target labels.
         single = JobResult("", "", None, None, tuple(reply.families), time.time(), 0.0, True)
@@ -243,9 +251,3 @@ class Handler(ManagedConnectionHandler):
         else:
             body, _ = render_text([single], [], agent.max_label_length)
             self._send(reply.status, body, TEXT_CONTENT_TYPE)
-
-
-def format_age(ts: float, now: float | None = None) -> str:
-    if not ts:
-        return "never"
-    return f"{max(0.0, (now or time.time()) - ts):.1f}s ago"

@@ -29,6 +29,7 @@ import contextlib
 import errno
 import logging
 import math
+import os
 import random
 import ssl
 import time
@@ -40,6 +41,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.kernel.model import secret_value
+from agent.kernel.redact import redact
 from agent.kernel.results import JobResult
 from agent.kernel.version import __version__
 from exporters import remote_write_pb as pb
@@ -166,6 +168,8 @@ class RemoteWriter:
         self._resending: dict[str, bool] = {"live": False, "backfill": False}
         self._failing = False
         self._disk_full = False
+        self._write_failing = False
+        self._rejected_batches = 0  # in a row, since the last accepted batch
         self._cursor_unsynced = False
         self._cursor_failing = False
         self._ext: tuple[tuple[str, str], ...] = tuple(sorted(settings.external_labels.items()))
@@ -310,18 +314,32 @@ class RemoteWriter:
             return 0
         except Exception as exc:
             self._drop("write_error", n)
-            log.error(
-                "remote-write buffer: write failed, samples dropped",
-                extra={"remote": self.settings.name, "error": repr(exc)},
-            )
+            if not self._write_failing:
+                self._write_failing = True
+                log.error(
+                    "remote-write buffer: write failed, samples dropped until a write succeeds",
+                    extra={"remote": self.settings.name, "error": repr(exc)},
+                )
             return 0
-        if self._disk_full:
+        if self._write_failing:
+            self._write_failing = False
+            log.info("remote-write buffer: writing again", extra={"remote": self.settings.name})
+        # A small result may fit where a big one did not: the disk counts as free again only once a
+        # whole segment fits, or the log would flap between error and info on every append.
+        if self._disk_full and self._room_for_a_segment():
             self._disk_full = False
             log.info(
                 "remote-write buffer: writing again after disk full", extra={"remote": self.settings.name}
             )
         self._data.set()
         return n
+
+    def _room_for_a_segment(self) -> bool:
+        try:
+            st = os.statvfs(self.buffer.dir)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize >= self.buffer.segment_bytes
 
     def note_dropped(self, reason: str, n: int) -> None:
         """Count ``n`` samples that never reached this writer (e.g. lost in a reload) as appended and
@@ -470,8 +488,11 @@ class RemoteWriter:
                     self._resending[lane.name] = False
                     self._finish(lane, batch, sent=batch.n_samples - too_old, dropped={"too_old": too_old})
                     self._note_success()
+                    self._note_accepted()
                     return
-                text = resp.text[:512]
+                # The receiver's words are outside text: a proxy may quote our Authorization header.
+                # Masked before being cut short, so no piece of a secret survives the cut.
+                text = redact(resp.text[:4096])[:512]
                 low = text.lower()
                 if code == 429 or code >= 500:
                     if "too old" in low or "out of bounds" in low:
@@ -498,15 +519,7 @@ class RemoteWriter:
                     drop = {"too_old": too_old}
                     drop[reason] = drop.get(reason, 0) + batch.n_samples - too_old
                     self._finish(lane, batch, sent=0, dropped=drop)
-                    log.warning(
-                        "remote write: receiver rejected a batch; dropped, not retried",
-                        extra={
-                            "remote": s.name,
-                            "status": code,
-                            "samples": batch.n_samples,
-                            "body": text[:200],
-                        },
-                    )
+                    self._note_rejected(code, batch.n_samples, text)
                     self._note_success()
                     return
             attempt += 1
@@ -530,6 +543,24 @@ class RemoteWriter:
                 "remote write failing, buffering and retrying",
                 extra={"remote": self.settings.name, "error": what, "pending": self.pending},
             )
+
+    def _note_rejected(self, code: int, samples: int, text: str) -> None:
+        """A batch refused for good (4xx): logged when refusals start, then counted until one is
+        accepted (``dropped`` carries every sample), not one line per batch."""
+        self._rejected_batches += 1
+        if self._rejected_batches == 1:
+            log.warning(
+                "remote write: receiver rejects batches; dropped, not retried (logged again when one is accepted)",
+                extra={"remote": self.settings.name, "status": code, "samples": samples, "body": text[:200]},
+            )
+
+    def _note_accepted(self) -> None:
+        if self._rejected_batches:
+            log.info(
+                "remote write: receiver accepts batches again",
+                extra={"remote": self.settings.name, "rejected_batches": self._rejected_batches},
+            )
+            self._rejected_batches = 0
 
     def _note_success(self) -> None:
         self.stats.last_success = time.time()

@@ -137,7 +137,7 @@ class CheckedWebConfig:
 def read_web_config(path: Path) -> CheckedWebConfig:
     """Read and check a web config file; every problem is reported with file, line and key."""
     file = str(path)
-    data, root = read_yaml_mapping(path)
+    data, root = read_yaml_mapping(path, empty_ok=True)  # as exporter-toolkit: no TLS, no auth
     try:
         model = WebConfigFile.model_validate(data)
     except ValidationError as exc:

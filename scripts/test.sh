@@ -23,6 +23,8 @@ DEB_PACKAGES=(
   faketime                        # libfaketime: step the wall clock of one agent process (clock tests)
   binutils lintian                # make deb (readelf, strip) and the package check
   debootstrap systemd-container   # the system test: a Debian 12 root booted with systemd-nspawn
+  chrony                          # a real NTP server for the ntp collector (replaces systemd-timesyncd)
+  chromium fonts-dejavu-core      # headless browser: the report and the status page in a real browser, Vietnamese glyphs
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

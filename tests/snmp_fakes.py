@@ -1,5 +1,7 @@
 """Misbehaving SNMP agents for tests: one that never answers, one that answers garbage, one whose walks
-loop (non-increasing OIDs). Each runs an asyncio UDP server in its own thread on a free loopback port.
+loop (non-increasing OIDs), and the hostile answers of ``HOSTILE``: truncated, oversized, for another
+request id, the request echoed back, a response with broken inner types or a wrong outer tag. Each runs an asyncio UDP
+server in its own thread on a free loopback port.
 
 The looping agent speaks just enough SNMPv2c BER to be believable: GET answers every OID with
 INTEGER 1, GETNEXT/GETBULK answer ``<requested>.1``, ``<requested>.2`` and then ``<requested>.1``
@@ -68,7 +70,7 @@ def parse(b: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def loop_response(req: bytes) -> bytes | None:
+def loop_response(req: bytes, reqid_delta: int = 0) -> bytes | None:
     try:
         ((_, msg),) = parse(req)
         (_, ver), (_, community), (pdu_tag, pdu) = parse(msg)
@@ -84,6 +86,8 @@ def loop_response(req: bytes) -> bytes | None:
         if pdu_tag == 0xA1 and o.endswith(".1"):
             vbs = [(o[: -len(".1")] + ".0", 1)]  # GETNEXT: step back
     body = b"".join(tlv(0x30, enc_oid(o) + enc_int(v)) for o, v in vbs)
+    if reqid_delta:
+        reqid = enc_int(int.from_bytes(reqid, "big", signed=True) + reqid_delta)[2:]
     resp_pdu = tlv(0xA2, tlv(0x02, reqid) + enc_int(0) + enc_int(0) + tlv(0x30, body))
     return tlv(0x30, tlv(0x02, ver) + tlv(0x04, community) + resp_pdu)
 
@@ -105,14 +109,43 @@ class _Proto(asyncio.DatagramProtocol):
         if self.mode == "garbage":
             self.transport.sendto(b"\x30\x03\x02\x01" + os.urandom(24), addr)
             return
-        resp = loop_response(data)
+        resp = hostile_response(self.mode, data) if self.mode in HOSTILE else loop_response(data)
         if resp is not None:
             self.transport.sendto(resp, addr)
 
 
+#: answers a broken or hostile device (or a spoofer) may send; each must fail one poll and nothing more
+HOSTILE = ("truncated", "oversized", "wrong_reqid", "echo", "bad_types", "bad_tag")
+
+
+def hostile_response(mode: str, req: bytes) -> bytes | None:
+    if mode == "echo":
+        return req  # the request itself: a GET/GETBULK PDU where a response was expected
+    if mode == "wrong_reqid":
+        return loop_response(req, reqid_delta=1)
+    resp = loop_response(req)
+    if resp is None:
+        return None
+    if mode == "truncated":
+        return resp[: len(resp) // 2]
+    if mode == "bad_tag":  # the outer SEQUENCE tag turned into a private constructed one (pyasn1 TypeError)
+        return b"\xf8" + resp[1:]
+    if mode == "oversized":  # a well-formed envelope around 60 KB of filler where the PDU should be
+        ((_, msg),) = parse(resp)
+        (_, ver), (_, community), _ = parse(msg)
+        return tlv(0x30, tlv(0x02, ver) + tlv(0x04, community) + tlv(0xA2, b"\x04" * 60_000))
+    if mode == "bad_types":  # a response whose varbind list is an INTEGER and whose status is a string
+        ((_, msg),) = parse(resp)
+        (_, ver), (_, community), (_, pdu) = parse(msg)
+        (_, reqid), _, _, _ = parse(pdu)
+        bad = tlv(0xA2, tlv(0x02, reqid) + tlv(0x04, b"x") + enc_int(0) + enc_int(7))
+        return tlv(0x30, tlv(0x02, ver) + tlv(0x04, community) + bad)
+    raise ValueError(mode)
+
+
 @dataclass
 class FakeAgent:
-    mode: str  # silent | garbage | loop
+    mode: str  # silent | garbage | loop | one of HOSTILE
     host: str = "127.0.0.1"
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None

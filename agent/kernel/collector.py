@@ -187,11 +187,13 @@ COMMON_FIXES: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class RouteRequest:
     """A GET request on a collector's route: its path, query parameters (last value of each) and headers
-    (names in lower case)."""
+    (names in lower case); ``query_all`` has every value of each parameter, in order (snmp_exporter
+    takes ``module`` repeated and refuses a repeated ``target``)."""
 
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str] = field(default_factory=dict)
+    query_all: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ class Reply:
     status: int
     text: str = ""
     families: Sequence[Metric] | None = None
+    #: of ``text`` (a page the agent itself serves, such as ``/report``, is HTML)
+    content_type: str = "text/plain; charset=utf-8"
 
 
 class RouteContext(Protocol):
@@ -316,6 +320,12 @@ class Collector(abc.ABC):
         return cls.blocking_threads
 
     @classmethod
+    def serves_without_targets(cls, settings: CollectorSettings) -> bool:
+        """Whether the agent starts this kind even when no target of it is configured: it has requests
+        to serve (on-demand ``/probe``). A kind with targets is otherwise left out when it has none."""
+        return False
+
+    @classmethod
     def check_targets(
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:
@@ -324,6 +334,11 @@ class Collector(abc.ABC):
         return []
 
     # -- what a result means --------------------------------------------------------------------------
+
+    @property
+    def health_families(self) -> frozenset[str]:
+        """Families a series cap never drops besides the ``*_up``-style ones: the declared link metrics."""
+        return frozenset(n for n in (self.link_metric, self.link_reason_metric) if n is not None)
 
     def link_status(self, families: Sequence[Metric]) -> LinkStatus | None:
         """Whether the target of a successful run answered, read from the run's families; None for a

@@ -7,7 +7,7 @@ and ``/probe`` serve the same bounded result and a scrape pays nothing. Health f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from prometheus_client.core import Metric
 
@@ -15,16 +15,20 @@ from prometheus_client.core import Metric
 HEALTH_SUFFIXES = ("_up", "_success", "_failure_reason", "_duration_seconds")
 
 
-def is_health_family(name: str) -> bool:
-    return name.endswith(HEALTH_SUFFIXES)
+def is_health_family(name: str, keep: Collection[str] = ()) -> bool:
+    return name.endswith(HEALTH_SUFFIXES) or name in keep
 
 
 def count_series(families: Sequence[Metric]) -> int:
     return sum(len(f.samples) for f in families)
 
 
-def cap_series(families: Sequence[Metric], max_series: int) -> tuple[list[Metric], int]:
+def cap_series(
+    families: Sequence[Metric], max_series: int, keep: Collection[str] = ()
+) -> tuple[list[Metric], int]:
     """At most ``max_series`` samples, health families first; returns (families, samples dropped).
+
+    ``keep`` names more health families: a collector's declared link metrics, whatever their names.
 
     Deterministic: the other families keep their order and the first samples of each, so the same
     device gives the same series on every collection (no flapping series in Prometheus). Families left
@@ -33,10 +37,10 @@ def cap_series(families: Sequence[Metric], max_series: int) -> tuple[list[Metric
     total = count_series(families)
     if total <= max_series:
         return list(families), 0
-    budget = max_series - sum(len(f.samples) for f in families if is_health_family(f.name))
+    budget = max_series - sum(len(f.samples) for f in families if is_health_family(f.name, keep))
     out: list[Metric] = []
     for fam in families:
-        if is_health_family(fam.name):
+        if is_health_family(fam.name, keep):
             out.append(fam)
             continue
         if budget <= 0:

@@ -13,7 +13,10 @@ import stat
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from agent.kernel.redact import register_secret
 
 log = logging.getLogger("giamsat.config")
 
@@ -63,37 +66,81 @@ class Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Any:
+        # Text from outside (a receiver's error body, a device's answer) may quote a secret back: the
+        # redactor knows each one before it can be used. A ``password`` beside a ``username`` is also
+        # registered as the pair HTTP basic auth sends.
+        user = getattr(self, "username", None)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            values = (
+                value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+            )
+            for v in values:
+                if isinstance(v, SecretStr):
+                    pair = user if name == "password" and isinstance(user, str) else None
+                    register_secret(v.get_secret_value(), pair)
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _resolve_secret_sources(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        secret_fields = {
-            name for name, field in cls.model_fields.items() if _is_secret_annotation(field.annotation)
-        }
-        if not secret_fields:
+        sources = _secret_sources(cls)
+        if not sources:
             return data
         out = dict(data)
-        for name in secret_fields:
-            file_key, env_key = f"{name}_file", f"{name}_env"
-            given = [k for k in (name, file_key, env_key) if k in out]
-            if len(given) > 1:
-                raise ValueError(f"give only one of {', '.join(given)}")
-            if file_key in out:
-                raw = out.pop(file_key)
+        errors: list[InitErrorDetails] = []
+        given: dict[str, str] = {}
+        # In the file's order (a dict keeps the YAML order): every problem is reported, each at its key.
+        for key in data:
+            name = sources.get(key) if isinstance(key, str) else None
+            if name is None:
+                continue
+            if name in given:
+                errors.append(_secret_error(key, f"give only one of {given[name]}, {key}"))
+                continue
+            given[name] = key
+            if key == name:
+                continue
+            raw = out.pop(key)
+            if key.endswith("_file"):
                 # "${CREDENTIALS_DIRECTORY}/community" works with systemd's LoadCredential=.
                 path = Path(os.path.expandvars(str(raw)))
                 try:
                     out[name] = path.read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror}") from None
-                _warn_if_world_readable(path, file_key)
-            elif env_key in out:
-                var = str(out.pop(env_key))
+                except (OSError, ValueError) as exc:
+                    why = getattr(exc, "strerror", None) or "not a readable UTF-8 text file"
+                    errors.append(_secret_error(key, f"cannot read {path}: {why}"))
+                    continue
+                _warn_if_world_readable(path, key)
+            else:
+                var = str(raw)
                 if var not in os.environ:
-                    raise ValueError(f"{env_key}: environment variable {var} is not set")
+                    errors.append(_secret_error(key, f"environment variable {var} is not set"))
+                    continue
                 out[name] = os.environ[var]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
         return out
+
+
+def _secret_sources(cls: type[BaseModel]) -> dict[str, str]:
+    """``{key: secret field}`` for every way a model's secrets can be given (``x``, ``x_file``, ``x_env``)."""
+    out: dict[str, str] = {}
+    for name, field in cls.model_fields.items():
+        if _is_secret_annotation(field.annotation):
+            out.update({name: name, f"{name}_file": name, f"{name}_env": name})
+    return out
+
+
+def _secret_error(key: str, message: str) -> InitErrorDetails:
+    # The input is the key, never the value: an inline secret must not reach an error message.
+    return InitErrorDetails(
+        type=PydanticCustomError("secret_source", "{message}", {"message": message}), loc=(key,), input=key
+    )
 
 
 def _is_secret_annotation(annotation: Any) -> bool:

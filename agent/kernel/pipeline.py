@@ -74,7 +74,9 @@ class Pipeline:
         collector = job.collector
         bound = collector.max_series()
         capped, dropped = (
-            (families, 0) if bound is not None and bound <= limit else cap_series(families, limit)
+            (families, 0)
+            if bound is not None and bound <= limit
+            else cap_series(families, limit, collector.health_families)
         )
         if success:
             link = collector.link_status(capped)

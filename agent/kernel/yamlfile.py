@@ -6,6 +6,7 @@ names the file, the line and the key path, as ``check-config`` prints them.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,19 @@ def problems_from_validation(
     return problems
 
 
-def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """A YAML file's top-level mapping and its node tree (for line numbers). Raises ``ConfigError``."""
+#: Deeper nesting is refused before anything walks the document: no configuration needs a tenth of
+#: it, and PyYAML and the validators recurse (about 800 levels overflowed the interpreter's stack).
+MAX_DEPTH = 64
+
+
+def read_yaml_mapping(path: Path, empty_ok: bool = False) -> tuple[dict[str, Any], yaml.Node | None]:
+    """A YAML file's top-level mapping and its node tree (for line numbers). Raises ``ConfigError``.
+
+    Refused: a key given twice in one mapping (YAML would keep the last one silently: a second
+    ``targets:`` dropped the first one's targets), nesting deeper than ``MAX_DEPTH``, and a document
+    that is not a mapping. An empty document too unless ``empty_ok``: a truncated file must not
+    become a configuration with nothing in it.
+    """
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -87,12 +99,16 @@ def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
         raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
     except ValueError:  # a NUL in the path
         raise ConfigError([ConfigProblem(file, "", "cannot read: the file name contains a NUL")]) from None
+    too_deep = ConfigProblem(file, "", f"nested more than {MAX_DEPTH} levels deep")
     try:
         # One parse gives both the node tree (line numbers) and the data: what yaml.safe_load does,
         # keeping the tree (a large inventory took seconds parsed twice).
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
+            problems = check_tree(file, root)
+            if problems:
+                raise ConfigError(problems)
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
@@ -101,11 +117,66 @@ def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line)]) from None
+    except RecursionError:  # PyYAML's composer recursed before the depth could be checked
+        raise ConfigError([too_deep]) from None
     if data is None:
+        if not empty_ok:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        file, "", "the file is empty (or only comments): a configuration is a mapping"
+                    )
+                ]
+            )
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(file, "", "the file must be a YAML mapping (key: value)", 1)])
     return data, root
+
+
+def check_tree(file: str, root: yaml.Node | None) -> list[ConfigProblem]:
+    """Keys given twice in one mapping (each at its second line, naming the first) and nesting deeper
+    than ``MAX_DEPTH``. Iterative: the tree may be as deep as the parser allowed."""
+    problems: list[ConfigProblem] = []
+    if root is None:
+        return problems
+    stack: list[tuple[yaml.Node, tuple[int | str, ...]]] = [(root, ())]
+    seen_nodes: set[int] = set()  # aliases share nodes
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if len(loc) > MAX_DEPTH:
+            return [
+                ConfigProblem(file, format_loc(loc[:3]) + "...", f"nested more than {MAX_DEPTH} levels deep")
+            ]
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            children = []
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    line = k.start_mark.line + 1
+                    if k.value in first:
+                        problems.append(
+                            ConfigProblem(
+                                file,
+                                format_loc((*loc, k.value)),
+                                f"duplicate key: also given at line {first[k.value]}; YAML would keep "
+                                "only the last one, so give it once",
+                                line,
+                            )
+                        )
+                    else:
+                        first[k.value] = line
+                    children.append((v, (*loc, k.value)))
+                else:
+                    children.append((v, (*loc, "<<")))
+            stack.extend(reversed(children))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed([(v, (*loc, i)) for i, v in enumerate(node.value)]))
+    problems.sort(key=lambda p: p.line or 0)
+    return problems
 
 
 def loc_of(key: str) -> tuple[int | str, ...]:
@@ -124,3 +195,14 @@ def loc_of(key: str) -> tuple[int | str, ...]:
 def problem_at(file: str, root: yaml.Node | None, loc: tuple[int | str, ...], msg: str) -> ConfigProblem:
     """A problem at a key path, with the line of the deepest node of that path that exists."""
     return ConfigProblem(file, format_loc(loc), msg, line_of(root, loc))
+
+
+#: The directory of the configuration file being validated, so a model that names another file (a module
+#: file) reads it relative to that directory, as ``sites_file`` is read. Unset: the working directory.
+config_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_dir", default=None)
+
+
+def relative_to_config(path: Path) -> Path:
+    """``path`` as written in the configuration: absolute as is, relative from the file's directory."""
+    base = config_dir.get()
+    return path if path.is_absolute() or base is None else base / path

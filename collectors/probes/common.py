@@ -10,19 +10,29 @@ import abc
 import asyncio
 import contextvars
 import errno
+import functools
 import ipaddress
 import re
 import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from pydantic import Field
 
-from agent.kernel.collector import Collector, CollectorContext, CollectorSettings, Deadline, TargetConfig
+from agent.kernel.collector import (
+    Collector,
+    CollectorContext,
+    CollectorSettings,
+    Deadline,
+    Reply,
+    RouteContext,
+    RouteRequest,
+    TargetConfig,
+)
 from agent.kernel.model import Model
 from agent.kernel.resolver import ResolveError as KernelResolveError
 from agent.kernel.resolver import Resolver
@@ -50,6 +60,11 @@ class ProbeTarget(TargetConfig):
     ip_protocol: IpProtocol = Field(
         default="auto", description="ip4 or ip6 to force a family; auto takes the resolver's first answer"
     )
+    ip_protocol_fallback: bool = Field(
+        default=False,
+        description="with ip4/ip6: use the other family when the name has no address of this one "
+        "(blackbox_exporter's ip_protocol_fallback)",
+    )
 
 
 def check_regexes(patterns: list[str]) -> list[str]:
@@ -70,9 +85,13 @@ _FAMILIES = {"auto": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_I
 
 
 async def resolve(
-    resolver: Resolver, host: str, ip_protocol: IpProtocol, timeout: float
+    resolver: Resolver, host: str, ip_protocol: IpProtocol, timeout: float, fallback: bool = False
 ) -> tuple[str, int, float]:
-    """Host name or IP literal -> (ip text, address family, seconds spent resolving)."""
+    """Host name or IP literal -> (ip text, address family, seconds spent resolving).
+
+    With ``fallback`` an ip4/ip6 preference is only a preference: an address of the other family is
+    taken when there is none of this one (blackbox_exporter's ``ip_protocol_fallback``).
+    """
     start = time.perf_counter()
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
@@ -80,15 +99,31 @@ async def resolve(
         pass
     else:
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        if (ip_protocol == "ip4" and ip.version == 6) or (ip_protocol == "ip6" and ip.version == 4):
+        if not fallback and (
+            (ip_protocol == "ip4" and ip.version == 6) or (ip_protocol == "ip6" and ip.version == 4)
+        ):
             raise ResolveError(f"{host} is not an {ip_protocol} address")
         return str(ip), family, time.perf_counter() - start
     try:
-        addrs = await resolver.resolve(host, None, timeout, family=_FAMILIES[ip_protocol])
+        addrs = await resolver.resolve(
+            host, None, timeout, family=socket.AF_UNSPEC if fallback else _FAMILIES[ip_protocol]
+        )
     except KernelResolveError as exc:
         raise ResolveError(exc.message) from None
     found_family, sockaddr = addrs[0]
+    if fallback and ip_protocol != "auto":
+        want = _FAMILIES[ip_protocol]
+        found_family, sockaddr = next((a for a in addrs if a[0] == want), addrs[0])
     return str(sockaddr[0]).split("%", 1)[0], int(found_family), time.perf_counter() - start
+
+
+def ip_hash(ip: str) -> float:
+    """FNV-1a (32 bit) of the address's bytes (4 for IPv4, 16 for IPv6), as blackbox_exporter hashes it
+    for ``probe_ip_addr_hash``: a change of value means the name now resolves elsewhere."""
+    h = 0x811C9DC5
+    for b in ipaddress.ip_address(ip).packed:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return float(h)
 
 
 #: The kind of the probe being run; every sample carries it as the ``probe`` label.
@@ -132,6 +167,12 @@ def add(fam: Metric, value: float, **labels: str) -> None:
     fam.samples.append(Sample(fam.name, labels, float(value)))
 
 
+def resolve_failed(duration: float, lookup: float) -> list[Metric]:
+    """The result of a probe whose target did not resolve, with blackbox_exporter's series for it: the
+    lookup time, and an IP protocol and address hash of 0."""
+    return result_metrics(False, duration, "resolve", lookup=lookup, family=0, ip="")
+
+
 def result_metrics(
     success: bool,
     duration: float,
@@ -139,6 +180,7 @@ def result_metrics(
     *,
     lookup: float | None = None,
     family: int | None = None,
+    ip: str | None = None,
 ) -> list[Metric]:
     """The metrics every probe ends with, named as blackbox_exporter names them (plus the reason)."""
     out: list[Metric] = [
@@ -158,7 +200,15 @@ def result_metrics(
             gauge(
                 "probe_ip_protocol",
                 "Specifies whether probe ip protocol is IP4 or IP6",
-                6.0 if family == socket.AF_INET6 else 4.0,
+                {int(socket.AF_INET6): 6.0, int(socket.AF_INET): 4.0}.get(family, 0.0),  # 0: not resolved
+            )
+        )
+    if ip is not None:
+        out.append(
+            gauge(
+                "probe_ip_addr_hash",
+                "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+                ip_hash(ip) if ip else 0.0,  # "": not resolved
             )
         )
     if not success and reason:
@@ -207,6 +257,24 @@ class ProbeCollector(Collector):
     async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         """Probe one target; a down target is data (``probe_success 0``), never an exception."""
 
+    def _probe_route(self, request: RouteRequest, ctx: RouteContext) -> Reply | None:
+        # On /probe, as blackbox_exporter: no probe label (the module says it), no site/target.
+        reply = super()._probe_route(request, ctx)
+        if reply is None or reply.families is None:
+            return reply
+        return Reply(reply.status, reply.text, [strip_probe_label(f) for f in reply.families])
+
+
+def strip_probe_label(fam: Metric) -> Metric:
+    """A copy of ``fam`` without the ``probe`` label (stored families are never mutated)."""
+    copy = Metric.__new__(Metric)
+    copy.name, copy.documentation, copy.unit, copy.type = fam.name, fam.documentation, fam.unit, fam.type
+    copy.samples = [
+        Sample(s.name, {k: v for k, v in s.labels.items() if k != "probe"}, s.value, s.timestamp, s.exemplar)
+        for s in fam.samples
+    ]
+    return copy
+
 
 def connect_error_reason(exc: BaseException) -> str:
     """A bounded reason for a failed connect/read."""
@@ -250,12 +318,22 @@ class TlsOptions(Model):
         return ctx
 
 
-def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric]:
-    """``probe_ssl_earliest_cert_expiry``, ``probe_tls_version_info`` and ``probe_tls_cipher_info``."""
+#: Go's zero time as a Unix timestamp: what blackbox_exporter reports as the last chain's expiry when no
+#: chain was verified (``insecure_skip_verify``).
+GO_ZERO_TIME = -62135596800.0
+
+
+def tls_metrics(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None, opts: TlsOptions | None = None
+) -> list[Metric]:
+    """blackbox_exporter's TLS series: ``probe_ssl_earliest_cert_expiry``,
+    ``probe_ssl_last_chain_expiry_timestamp_seconds``, ``probe_ssl_last_chain_info``,
+    ``probe_tls_version_info``, and ``probe_tls_cipher_info``."""
     if ssl_object is None:
         return []
     out: list[Metric] = []
-    expiries = [_not_after(der) for der in _peer_chain(ssl_object)]
+    chain = _peer_chain(ssl_object)
+    expiries = [_not_after(der) for der in chain]
     if expiries:
         out.append(
             gauge(
@@ -264,6 +342,19 @@ def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric
                 min(expiries),
             )
         )
+    if chain:
+        verified = ssl_object.context.verify_mode != ssl.CERT_NONE
+        ca_file = opts.ca_file if opts is not None else None
+        out.append(
+            gauge(
+                "probe_ssl_last_chain_expiry_timestamp_seconds",
+                "Returns last SSL chain expiry in timestamp",
+                _verified_chain_expiry(chain[0], ca_file) if verified else GO_ZERO_TIME,
+            )
+        )
+        fam = gauge("probe_ssl_last_chain_info", "Contains SSL leaf certificate information")
+        add(fam, 1.0, **leaf_info(chain[0]))
+        out.append(fam)
     version = ssl_object.version()
     if version:
         fam = gauge("probe_tls_version_info", "Returns the TLS version used or NaN when unknown")
@@ -275,6 +366,61 @@ def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric
         add(fam, 1.0, cipher=cipher[0])
         out.append(fam)
     return out
+
+
+def leaf_info(der: bytes) -> dict[str, str]:
+    """The labels of ``probe_ssl_last_chain_info`` for the leaf certificate, as blackbox_exporter
+    writes them: SHA-256 of the DER, subject and issuer as RFC 4514 strings, DNS names joined by commas."""
+    import hashlib
+
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    return {
+        "fingerprint_sha256": hashlib.sha256(der).hexdigest(),
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "subjectalternative": ",".join(names),
+    }
+
+
+def _verified_chain_expiry(leaf_der: bytes, ca_file: Path | None) -> float:
+    """The earliest expiry along the verified chain: the leaf, then each issuer found in the trust
+    bundle (``ca_file``, else the system bundle). Python before 3.13 does not hand out the chain it
+    verified, so it is rebuilt by names from the bundle the verification used."""
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(leaf_der)
+    bundle = _trust_bundle(str(ca_file) if ca_file else ssl.get_default_verify_paths().cafile or "")
+    earliest = cert.not_valid_after_utc.timestamp()
+    seen = {cert.subject}
+    while cert.issuer != cert.subject:
+        issuer = bundle.get(cert.issuer.public_bytes())
+        if issuer is None or issuer.subject in seen:
+            break
+        seen.add(issuer.subject)
+        earliest = min(earliest, issuer.not_valid_after_utc.timestamp())
+        cert = issuer
+    return earliest
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_bundle(path: str) -> dict[bytes, Any]:
+    """Certificates of a PEM bundle by their subject (DER), read once."""
+    from cryptography import x509
+
+    if not path:
+        return {}
+    try:
+        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return {c.subject.public_bytes(): c for c in certs}
 
 
 def _peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:

@@ -9,9 +9,11 @@ which a pooled client hides; it also keeps the dependency list short. Names foll
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -20,6 +22,7 @@ from prometheus_client.core import Metric
 from pydantic import Field, field_validator
 
 from agent.kernel.collector import Deadline, TargetConfig
+from agent.kernel.model import Model
 from agent.kernel.resolver import Resolver
 from agent.kernel.version import __version__
 from collectors.probes.common import (
@@ -46,6 +49,17 @@ REASONS = (
     "body_regex",
     "too_many_redirects",
     "not_tls",  # fail_if_not_ssl and the final response came over plain HTTP
+    "tls",  # fail_if_ssl and the final response came over TLS
+    "header_regex",  # a fail_if_header_matches / fail_if_header_not_matches rule
+    "http_version",  # not one of valid_http_versions
+    "redirect_refused",  # an on-demand probe was redirected outside the allow-list
+)
+
+#: Where a redirect may lead, for probes a remote client asked for (``/probe`` on demand): None follows
+#: every redirect; otherwise a location it refuses ends the probe (``redirect_refused``), so an allowed
+#: site's redirect cannot take the agent where the configuration did not say.
+redirect_guard: contextvars.ContextVar[Callable[[str], bool] | None] = contextvars.ContextVar(
+    "redirect_guard", default=None
 )
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
@@ -54,6 +68,19 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 
 class ProtocolError(Exception):
     """The server's answer is not HTTP/1.x as we can read it."""
+
+
+class HeaderMatch(Model):
+    """A rule on a response header (blackbox_exporter's ``fail_if_header_matches`` entries)."""
+
+    header: str = Field(min_length=1)
+    regexp: str
+    allow_missing: bool = False
+
+    @field_validator("regexp")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        return check_regexes([v])[0]
 
 
 class HttpTarget(ProbeTarget):
@@ -69,6 +96,16 @@ class HttpTarget(ProbeTarget):
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=0, le=50)
     fail_if_not_ssl: bool = False
+    fail_if_ssl: bool = False
+    fail_if_header_matches: list[HeaderMatch] = Field(
+        default_factory=list, description="fail if a value of the header matches"
+    )
+    fail_if_header_not_matches: list[HeaderMatch] = Field(
+        default_factory=list, description="fail if no value of the header matches"
+    )
+    valid_http_versions: list[str] = Field(
+        default_factory=list, description='e.g. ["HTTP/1.1"]; default: any'
+    )
     tls_config: TlsOptions = Field(default_factory=TlsOptions)
     max_body_bytes: int = Field(default=1 << 20, ge=0, description="body bytes kept for the regexes")
 
@@ -91,6 +128,8 @@ class _Response:
     status: int = 0
     version: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)  # every value of each header
+    proto: str = ""
     body: bytes = b""
     body_length: int = 0
 
@@ -103,6 +142,7 @@ class _State:
     final_tls: bool = False
     family: int | None = None
     lookup: float | None = None
+    ip: str | None = None
 
 
 class HttpCollector(ProbeCollector):
@@ -129,16 +169,30 @@ class HttpCollector(ProbeCollector):
         if not reason:
             if not _status_ok(resp.status, target.valid_status_codes):
                 reason = "status_code"
+            elif _headers_fail(resp.values, target):
+                reason, regex_failed = "header_regex", True
             elif _body_fails(resp.body, target):
                 reason, regex_failed = "body_regex", True
+            elif target.valid_http_versions and resp.proto not in target.valid_http_versions:
+                reason = "http_version"
+            elif target.fail_if_ssl and st.final_tls:
+                reason = "tls"
             elif target.fail_if_not_ssl and not st.final_tls:
                 reason = "not_tls"
         duration = time.perf_counter() - start
-        out = result_metrics(not reason, duration, reason, lookup=st.lookup, family=st.family)
+        unresolved = st.ip is None and reason == "resolve"  # the first host did not resolve
+        out = result_metrics(
+            not reason,
+            duration,
+            reason,
+            lookup=st.lookup,
+            family=0 if unresolved else st.family,
+            ip="" if unresolved else st.ip,
+        )
         phases = gauge(
             "probe_http_duration_seconds", "Duration of http request by phase, summed over all redirects"
         )
-        for p in PHASES:
+        for p in ("resolve",) if unresolved else PHASES:  # as blackbox: other phases only once resolved
             add(phases, st.phases[p], phase=p)
         length = resp.headers.get("content-length", "")
         out += [
@@ -187,14 +241,21 @@ class HttpCollector(ProbeCollector):
         while True:
             resp = await _request(self.resolver, url, method, body, target, st, budget)
             location = resp.headers.get("location")
-            if not (target.follow_redirects and resp.status in _REDIRECTS and location):
+            if not (resp.status in _REDIRECTS and location):
+                return resp, ""
+            if not target.follow_redirects:
+                st.redirects += 1  # a redirect received, if not followed, counts (as in blackbox_exporter)
                 return resp, ""
             if st.redirects >= target.max_redirects:
+                st.redirects += 1
                 return resp, "too_many_redirects"
             st.redirects += 1
             url = urljoin(url, location)
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ProtocolError(f"redirect to {url!r}")
+            guard = redirect_guard.get()
+            if guard is not None and not guard(url):
+                return resp, "redirect_refused"
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
 
@@ -207,11 +268,15 @@ async def _request(
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     t0 = time.perf_counter()
-    ip, family, _ = await resolve(resolver, host, target.ip_protocol, budget)
-    t1 = time.perf_counter()
-    st.phases["resolve"] += t1 - t0
-    if st.lookup is None:
-        st.lookup, st.family = t1 - t0, family
+    try:
+        ip, family, _ = await resolve(resolver, host, target.ip_protocol, budget, target.ip_protocol_fallback)
+    finally:
+        t1 = time.perf_counter()
+        st.phases["resolve"] += t1 - t0
+        if st.lookup is None:
+            st.lookup = t1 - t0
+    if st.ip is None:
+        st.family, st.ip = family, ip
     reader, writer = await asyncio.open_connection(ip, port)
     try:
         t2 = time.perf_counter()
@@ -219,7 +284,7 @@ async def _request(
         if tls:
             opts = target.tls_config
             await writer.start_tls(opts.context(), server_hostname=opts.server_name or host)
-            st.tls = tls_metrics(writer.get_extra_info("ssl_object"))
+            st.tls = tls_metrics(writer.get_extra_info("ssl_object"), opts)
             t3 = time.perf_counter()
             st.phases["tls"] += t3 - t2
             t2 = t3
@@ -234,6 +299,7 @@ async def _request(
         if not m:
             raise ProtocolError("no HTTP/1.x status line")
         resp.version = float(f"{int(m[1])}.{int(m[2])}")
+        resp.proto = f"HTTP/{int(m[1])}.{int(m[2])}"
         resp.status = int(m[3])
         for _ in range(200):
             line = await reader.readline()
@@ -241,7 +307,9 @@ async def _request(
                 break
             name, sep, value = line.decode("latin-1").partition(":")
             if sep:
-                resp.headers[name.strip().lower()] = value.strip()
+                key = name.strip().lower()
+                resp.headers[key] = value.strip()
+                resp.values.setdefault(key, []).append(value.strip())
         else:
             raise ProtocolError("too many header lines")
         if method != "HEAD" and resp.status not in (204, 304) and not 100 <= resp.status < 200:
@@ -318,6 +386,25 @@ async def _read_body(reader: asyncio.StreamReader, resp: _Response, keep: int) -
 
 def _status_ok(status: int, valid: list[int]) -> bool:
     return status in valid if valid else 200 <= status < 300
+
+
+def _headers_fail(values: dict[str, list[str]], target: HttpTarget) -> bool:
+    """blackbox_exporter's header rules: a missing header fails unless ``allow_missing``."""
+    for rule in target.fail_if_header_matches:
+        found = values.get(rule.header.lower(), [])
+        if not found and not rule.allow_missing:
+            return True
+        if any(re.search(rule.regexp, v) for v in found):
+            return True
+    for rule in target.fail_if_header_not_matches:
+        found = values.get(rule.header.lower(), [])
+        if not found:
+            if rule.allow_missing:
+                continue
+            return True
+        if not any(re.search(rule.regexp, v) for v in found):
+            return True
+    return False
 
 
 def _body_fails(body: bytes, target: HttpTarget) -> bool:

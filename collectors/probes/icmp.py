@@ -40,11 +40,13 @@ from collectors.probes.common import (
     ProbeCollector,
     ProbeTarget,
     ResolveError,
-    add,
     current_probe,
-    gauge,
+    ip_hash,
     resolve,
-    result_metrics,
+    resolve_failed,
+)
+from collectors.probes.common import (
+    family as new_family,
 )
 from collectors.probes.icmp_engine import REASONS, EchoResult, IcmpEngine
 from collectors.probes.links import LINKS
@@ -128,6 +130,7 @@ _GroupKey = tuple[int, float, float, int, bool, "int | None"]
 
 _PROBE = {"probe": "icmp"}
 _RESOLVE_LABELS = {"phase": "resolve", "probe": "icmp"}
+_SETUP_LABELS = {"phase": "setup", "probe": "icmp"}
 _RTT_LABELS = {"phase": "rtt", "probe": "icmp"}
 _HISTOGRAM = "probe_icmp_response_duration_seconds"
 _new_tuple = tuple.__new__
@@ -179,8 +182,12 @@ _RttStddev = _value_family(
     "probe_icmp_rtt_stddev_seconds", "Standard deviation of the round-trip times of this probe (jitter)"
 )
 _HopLimit = _value_family("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)")
+_IpHash = _value_family(
+    "probe_ip_addr_hash", "Specifies the hash of IP address. It's useful to detect if the IP address changes."
+)
 
 _SHARED_MAX = 4096
+_HASHES_MAX = 65536
 _shared: dict[tuple[type[_Value], float], _Value] = {}
 
 
@@ -210,21 +217,23 @@ def _shared_families(
 
 
 class _Phases(Metric):
-    """``probe_icmp_duration_seconds{phase}``: resolve and rtt."""
+    """``probe_icmp_duration_seconds{phase}``: resolve, setup (from the end of resolution to the echoes
+    being handed to the shared engine: its sockets are opened once, at start) and rtt."""
 
-    __slots__ = ("resolve", "rtt")
+    __slots__ = ("resolve", "rtt", "setup")
     name = "probe_icmp_duration_seconds"
     documentation = "Duration of icmp request by phase"
     type = "gauge"
     unit = ""
 
-    def __init__(self, resolve: float, rtt: float) -> None:
-        self.resolve, self.rtt = resolve, rtt
+    def __init__(self, resolve: float, setup: float, rtt: float) -> None:
+        self.resolve, self.setup, self.rtt = resolve, setup, rtt
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [
             _new_tuple(Sample, (self.name, _RESOLVE_LABELS, self.resolve, None, None)),
+            _new_tuple(Sample, (self.name, _SETUP_LABELS, self.setup, None, None)),
             _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, None, None)),
         ]
 
@@ -285,7 +294,8 @@ class IcmpCollector(ProbeCollector):
         self._bucket_labels = [
             {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
         ]
-        self._literals: dict[tuple[str, str], tuple[str, int]] = {}
+        self._literals: dict[tuple[str, str, bool], tuple[str, int]] = {}
+        self._hashes: dict[str, _Value] = {}  # address -> its probe_ip_addr_hash family
         self._reasons: dict[str, Metric] = {}
         # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
         self._shared: dict[
@@ -306,9 +316,9 @@ class IcmpCollector(ProbeCollector):
         return [check_icmp_permission(needed=bool(targets))]
 
     def max_series(self) -> int:
-        # success, duration, lookup, ip protocol, failure reason; 2 phases; sent, received, loss;
+        # success, duration, lookup, ip protocol, ip hash, failure reason; 3 phases; sent, received, loss;
         # min/avg/max/stddev; hop limit; errors by reason; histogram buckets, +Inf, count and sum
-        return 5 + 2 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
+        return 6 + 3 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
 
     async def start(self) -> None:
         s = self.settings
@@ -370,7 +380,7 @@ class IcmpCollector(ProbeCollector):
         families: list[int] = []
         names: list[int] = []
         for i, t in enumerate(targets):
-            hit = self._literals.get((t.address, t.ip_protocol))
+            hit = self._literals.get((t.address, t.ip_protocol, t.ip_protocol_fallback))
             if hit is None:
                 names.append(i)
                 continue
@@ -381,26 +391,35 @@ class IcmpCollector(ProbeCollector):
         if names:
             resolved = await asyncio.gather(
                 *(
-                    resolve(self.resolver, targets[i].address, targets[i].ip_protocol, deadline.left(0.2))
+                    resolve(
+                        self.resolver,
+                        targets[i].address,
+                        targets[i].ip_protocol,
+                        deadline.left(0.2),
+                        targets[i].ip_protocol_fallback,
+                    )
                     for i in names
                 ),
                 return_exceptions=True,
             )
             for i, r in zip(names, resolved, strict=True):
                 if isinstance(r, ResolveError):
-                    report(slots[i], result_metrics(False, time.perf_counter() - start, "resolve"))
+                    elapsed = time.perf_counter() - start
+                    report(slots[i], [*resolve_failed(elapsed, elapsed), _Phases(elapsed, 0.0, 0.0)])
                 elif isinstance(r, BaseException):
                     report(slots[i], r)
                 else:
                     ip, family, lookup = r
                     if _is_literal(targets[i].address):  # nothing to look up next time
-                        self._literals[(targets[i].address, targets[i].ip_protocol)] = (ip, family)
+                        t = targets[i]
+                        self._literals[(t.address, t.ip_protocol, t.ip_protocol_fallback)] = (ip, family)
                     live.append(i)
                     addrs.append(ip)
                     families.append(family)
                     lookups.append(lookup)
         if not live:
             return
+        setup_start = time.perf_counter()
         t0 = targets[0]
         # Shrink the reply window if the job's deadline is nearer, so the result is still reported.
         sending = (t0.count - 1) * t0.packet_interval
@@ -420,13 +439,20 @@ class IcmpCollector(ProbeCollector):
             i = live[j]
             try:
                 fams = self._metrics(
-                    targets[i].name, result, time.perf_counter() - start, lookups[j], families[j]
+                    targets[i].name,
+                    result,
+                    time.perf_counter() - start,
+                    lookups[j],
+                    families[j],
+                    addrs[j],
+                    setup,
                 )
             except Exception as exc:  # a bug here must not lose the other targets' results
                 report(slots[i], exc)
                 return
             report(slots[i], fams)
 
+        setup = time.perf_counter() - setup_start
         await self.engine.ping_many(
             addrs,
             count=t0.count,
@@ -481,7 +507,9 @@ class IcmpCollector(ProbeCollector):
             on_result=merged,
         )
 
-    def _metrics(self, name: str, r: EchoResult, duration: float, lookup: float, family: int) -> list[Metric]:
+    def _metrics(
+        self, name: str, r: EchoResult, duration: float, lookup: float, family: int, ip: str, setup: float
+    ) -> list[Metric]:
         """Every family of one target's result (blackbox names first, then the ICMP ones)."""
         rtts = r.rtts
         n = len(rtts)
@@ -494,6 +522,11 @@ class IcmpCollector(ProbeCollector):
                 self._shared[key] = shared
         success, proto, sent, received, loss, hop_limit = shared
         lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
+        ip_hash_fam = self._hashes.get(ip)
+        if ip_hash_fam is None:
+            ip_hash_fam = _IpHash(ip_hash(ip))
+            if len(self._hashes) < _HASHES_MAX:
+                self._hashes[ip] = ip_hash_fam
         if n:
             avg = sum(rtts) / n
             stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
@@ -502,7 +535,8 @@ class IcmpCollector(ProbeCollector):
                 _Duration(duration),
                 lookup_fam,
                 proto,
-                _Phases(lookup, avg),
+                ip_hash_fam,
+                _Phases(lookup, setup, avg),
                 sent,
                 received,
                 loss,
@@ -518,8 +552,9 @@ class IcmpCollector(ProbeCollector):
                 _Duration(duration),
                 lookup_fam,
                 proto,
+                ip_hash_fam,
                 reason,
-                _Phases(lookup, 0.0),
+                _Phases(lookup, setup, 0.0),
                 sent,
                 received,
                 loss,
@@ -527,9 +562,10 @@ class IcmpCollector(ProbeCollector):
         if hop_limit is not None:
             out.append(hop_limit)
         if r.errors:
-            errs = gauge("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
+            # Built in the engine's reader callback, outside the batch's context: labels given here.
+            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
             for reason_, count in sorted(r.errors.items()):
-                add(errs, count, reason=reason_)
+                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
             out.append(errs)
         out.append(self._histogram(name, rtts))
         return out
@@ -537,11 +573,11 @@ class IcmpCollector(ProbeCollector):
     def _failure_reason(self, reason: str) -> Metric:
         fam = self._reasons.get(reason)  # bounded: REASONS
         if fam is None:
-            fam = self._reasons[reason] = gauge(
+            fam = self._reasons[reason] = new_family(
                 "probe_failure_reason",
                 "Why the probe failed, from a bounded set of reasons (1 while failing; absent on success)",
             )
-            add(fam, 1.0, reason=reason)
+            fam.samples.append(Sample(fam.name, {"reason": reason, "probe": "icmp"}, 1.0))
         return fam
 
     def _histogram(self, name: str, rtts: list[float]) -> Metric:

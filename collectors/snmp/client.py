@@ -14,6 +14,7 @@ never carry credentials. pysnmp's debug logging prints keys: nothing here enable
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +55,8 @@ except ImportError:  # a gufo-snmp without it: the public iterator is used
 Value = int | float | str | bytes
 T = TypeVar("T")
 
+log = logging.getLogger("giamsat.collector.snmp")
+
 #: bounded set of failure reasons (label values)
 REASONS = (
     "timeout",
@@ -93,6 +96,9 @@ class SnmpEndpoint:
     retries: int = 3
     max_repetitions: int = 25
     max_varbinds: int = 100_000
+    #: snmp_exporter walk_params ``allow_nonincreasing_oids``: accept agents whose walks go backwards
+    #: (the walk still ends at ``max_varbinds``)
+    allow_nonincreasing_oids: bool = False
     #: looks the host name up (the collector's, so lookups of one name share a thread)
     resolver: Resolver = field(default_factory=Resolver, compare=False, repr=False)
 
@@ -100,8 +106,18 @@ class SnmpEndpoint:
         return f"{self.host}:{self.port}"
 
 
+@dataclass
+class PacketStats:
+    """Requests sent (retries included) and retried, for snmp_exporter's ``snmp_scrape_packets_*``."""
+
+    sent: int = 0
+    retried: int = 0
+
+
 class SnmpClient(Protocol):
     """What the collector needs from an SNMP engine."""
+
+    stats: PacketStats
 
     async def get(self, oids: Sequence[str]) -> dict[str, Value]:
         """GET; OIDs the agent has no value for (noSuchObject/noSuchInstance) are left out."""
@@ -124,7 +140,8 @@ class WalkGuard:
     varbinds.
     """
 
-    def __init__(self, root: str, limit: int) -> None:
+    def __init__(self, root: str, limit: int, allow_nonincreasing: bool = False) -> None:
+        self.allow_nonincreasing = allow_nonincreasing
         self.root = root
         self.prefix = root + "."
         self.cut = len(self.prefix)
@@ -144,7 +161,7 @@ class WalkGuard:
             increasing = n > self.last_arc
         else:
             increasing = not self.last_oid or self._key(oid) > self._key(self.last_oid)
-        if not increasing:
+        if not increasing and not self.allow_nonincreasing:
             raise SnmpClientError("oid_loop", f"agent returned {oid} after {self.last_oid}")
         self.last_oid, self.last_head, self.last_arc = oid, head, n
         self.count += 1
@@ -189,6 +206,7 @@ class GufoClient:
         if ep.auth.version == 3 and ep.auth.context_name:
             raise SnmpClientError("config", "gufo-snmp has no SNMPv3 context support; use engine: pysnmp")
         self.ep = ep
+        self.stats = PacketStats()
         self._session: Any = None
         self._last_used = 0.0
 
@@ -245,7 +263,8 @@ class GufoClient:
                 raise SnmpClientError(
                     "network", f"cannot open a socket to {ep}: {type(exc).__name__}"
                 ) from None
-            await self._retry(session.refresh)  # v3: engine discovery and time sync; no-op on v1/v2c
+            if ep.auth.version == 3:  # engine discovery and time sync (nothing to send on v1/v2c)
+                await self._retry(session.refresh)
             self._session = session
         elif ep.auth.version == 3 and time.monotonic() - self._last_used > 100:
             # gufo: "should be resent manually if over 150 seconds left from the last request"
@@ -254,7 +273,9 @@ class GufoClient:
         return self._session
 
     async def _retry(self, fn: Callable[[], Awaitable[T]]) -> T:
-        for _ in range(self.ep.retries + 1):
+        for attempt in range(self.ep.retries + 1):
+            self.stats.sent += 1
+            self.stats.retried += attempt > 0
             try:
                 return await fn()
             except TimeoutError:
@@ -281,6 +302,17 @@ class GufoClient:
             self._session = None
             return SnmpClientError("decode_error", f"{self.ep}: undecodable response: {exc}")
         return SnmpClientError("error_status", f"{self.ep}: {type(exc).__name__}: {exc}")
+
+    def _walk_error(self, exc: BaseException) -> BaseException:
+        """What a failed ``_SocketWalk`` raises (raised outside any ``except``: nothing chains to it)."""
+        if isinstance(exc, TimeoutError):
+            return self._timeout()
+        if isinstance(exc, SnmpError):
+            return self._error(exc)
+        if isinstance(exc, OSError):
+            self._session = None
+            return SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}")
+        return exc  # WalkGuard's SnmpClientError
 
     async def get(self, oids: Sequence[str]) -> dict[str, Value]:
         session = await self._open()
@@ -312,21 +344,21 @@ class GufoClient:
     async def walk_many(self, oids: Sequence[str]) -> list[list[tuple[str, Value]]]:
         session = await self._open()
         if self.ep.auth.version != 1 and _can_drive(session):
-            walk = _SocketWalk(session._sock, session._fd, oids, self.ep)
+            walk = _SocketWalk(session._sock, session._fd, oids, self.ep, self.stats)
             try:
-                results = await walk.start()
-            except TimeoutError:
-                raise self._timeout() from None
-            except SnmpError as exc:
-                raise self._error(exc) from None
-            except OSError as exc:
-                self._session = None
-                raise SnmpClientError("network", f"{self.ep}: {exc.strerror or type(exc).__name__}") from None
+                await walk.start()
             finally:
                 walk.stop()
+            if walk.failure is not None:
+                # no local names the exception: its traceback holds this frame
+                raise self._walk_error(walk.take_failure())
+            results = walk.results
         else:
             results = [
-                await self._iter_walk(session, oid, WalkGuard(oid, self.ep.max_varbinds)) for oid in oids
+                await self._iter_walk(
+                    session, oid, WalkGuard(oid, self.ep.max_varbinds, self.ep.allow_nonincreasing_oids)
+                )
+                for oid in oids
             ]
         if self.ep.auth.version == 3 and not all(results):
             # https://github.com/gufolabs/gufo_snmp: GETBULK hides a v3 report (e.g. usmStatsUnsupported
@@ -350,6 +382,8 @@ class GufoClient:
         out: list[tuple[str, Value]] = []
         attempts = 0
         while True:
+            self.stats.sent += 1
+            self.stats.retried += attempts > 0
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -399,21 +433,31 @@ class _SocketWalk:
     Each request gets ``timeout`` seconds and is resent (the same GetIter context) up to ``retries``
     times. One timer serves all the walks: it is re-armed only when it fires before the current
     request's deadline, instead of a timer per request.
+
+    A failure is kept without its traceback and the future only says "done": an exception stored in
+    the future would hold the reader callback's frame, hence this walk and gufo's socket, in a
+    reference cycle. The agent runs the cyclic collector rarely (agent/lifecycle.py), so every
+    undecodable answer used to keep a socket open until then.
     """
 
-    def __init__(self, sock: Any, fd: int, roots: Sequence[str], ep: SnmpEndpoint) -> None:
+    def __init__(
+        self, sock: Any, fd: int, roots: Sequence[str], ep: SnmpEndpoint, stats: PacketStats | None = None
+    ) -> None:
+        self.stats = stats if stats is not None else PacketStats()
+        self.allow_nonincreasing = ep.allow_nonincreasing_oids
         self.loop = asyncio.get_running_loop()
         self.sock, self.fd, self.roots = sock, fd, roots
         self.timeout, self.retries = ep.timeout, ep.retries
         self.max_repetitions, self.max_varbinds = ep.max_repetitions, ep.max_varbinds
         self.results: list[list[tuple[str, Value]]] = []
-        self.fut: asyncio.Future[list[list[tuple[str, Value]]]] = self.loop.create_future()
+        self.failure: BaseException | None = None
+        self.fut: asyncio.Future[None] = self.loop.create_future()
         self.attempts = 0
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.reading = False
 
-    def start(self) -> asyncio.Future[list[list[tuple[str, Value]]]]:
+    def start(self) -> asyncio.Future[None]:
         self.loop.add_reader(self.fd, self._readable)
         self.reading = True
         self._next_root()
@@ -430,12 +474,17 @@ class _SocketWalk:
         if not self.fut.done():
             self.fut.cancel()
 
+    def take_failure(self) -> BaseException:
+        """The failure that ended the walks, let go here."""
+        failure, self.failure = self.failure, None
+        assert failure is not None
+        return failure
+
     def _finish(self, exc: BaseException | None = None) -> None:
         if not self.fut.done():
-            if exc is None:
-                self.fut.set_result(self.results)
-            else:
-                self.fut.set_exception(exc)
+            if exc is not None:
+                self.failure = exc.with_traceback(None)
+            self.fut.set_result(None)
         self.stop()
 
     def _next_root(self) -> None:
@@ -446,7 +495,7 @@ class _SocketWalk:
         root = self.roots[len(self.results)]
         self.out: list[tuple[str, Value]] = []
         self.results.append(self.out)
-        self.guard = WalkGuard(root, self.max_varbinds)
+        self.guard = WalkGuard(root, self.max_varbinds, self.allow_nonincreasing)
         self.ctx = _GetIter(root, self.max_repetitions)
         self.attempts = 0
         self._send()
@@ -455,6 +504,8 @@ class _SocketWalk:
         self.deadline = self.loop.time() + self.timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.deadline, self._expired)
+        self.stats.sent += 1
+        self.stats.retried += self.attempts > 0
         try:
             self.sock.send_get_bulk(self.ctx)
         except BlockingIOError:
@@ -536,6 +587,7 @@ class PysnmpEngines:
         eng = self._engines.get(auth_name)
         if eng is None:
             eng = self._engines[auth_name] = SnmpEngine()
+            _drop_undecodable(eng)
         return eng
 
     def close(self) -> None:
@@ -543,6 +595,41 @@ class PysnmpEngines:
             # closing a dispatcher that never opened raises
             eng.close_dispatcher()
         self._engines.clear()
+
+
+def _drop_undecodable(engine: Any) -> None:
+    """Make pysnmp drop a datagram it cannot decode instead of raising into the event loop.
+
+    pysnmp drops what pyasn1 reports as a parse error, but some malformed datagrams (an unexpected
+    constructed tag, for one) raise ``TypeError`` from inside pyasn1; that escapes pysnmp's receive
+    callback and asyncio logs a traceback per datagram. Dropped here the same way (the request then
+    times out, as for any answer pysnmp drops), with one debug line.
+    """
+    dispatcher = engine.message_dispatcher
+    receive = dispatcher.receive_message
+
+    def receive_message(
+        snmp_engine: Any, transport_domain: Any, transport_address: Any, whole_msg: bytes
+    ) -> Any:
+        try:
+            return receive(snmp_engine, transport_domain, transport_address, whole_msg)
+        except Exception as exc:
+            log.debug(
+                "SNMP: dropped an undecodable datagram of %d bytes from %s (%s)",
+                len(whole_msg),
+                _peer(transport_address),
+                type(exc).__name__,
+            )
+            return b""
+
+    dispatcher.receive_message = receive_message
+
+
+def _peer(address: Any) -> str:
+    try:
+        return f"{address[0]}:{address[1]}"
+    except (TypeError, IndexError):
+        return "?"
 
 
 def pysnmp_auth_data(auth: Auth, auth_name: str) -> Any:
@@ -610,6 +697,7 @@ class PysnmpClient:
 
     def __init__(self, ep: SnmpEndpoint, engine: Any) -> None:
         self.ep = ep
+        self.stats = PacketStats()  # pysnmp retries inside: only first sends are seen
         self.engine = engine
         self._auth = pysnmp_auth_data(ep.auth, ep.auth_name)
         self._target: Any = None
@@ -679,6 +767,7 @@ class PysnmpClient:
                     if exc.reason != "error_status":
                         raise
             return out
+        self.stats.sent += 1
         ei, es, ex, vbs = await self._call(
             get_cmd(
                 self.engine,
@@ -702,11 +791,12 @@ class PysnmpClient:
         from pysnmp.proto.rfc1905 import EndOfMibView
 
         tt = await self._transport()
-        guard = WalkGuard(oid, self.ep.max_varbinds)
+        guard = WalkGuard(oid, self.ep.max_varbinds, self.ep.allow_nonincreasing_oids)
         out: list[tuple[str, Value]] = []
         cur = oid
         while True:
             vb = ObjectType(ObjectIdentity(cur))
+            self.stats.sent += 1
             if self.ep.auth.version == 1:
                 ei, es, ex, vbs = await self._call(
                     next_cmd(self.engine, self._auth, tt, self._context(), vb, lookupMib=False)

@@ -7,13 +7,18 @@ user's own); a target names one auth and a list of modules.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from agent.kernel.collector import CollectorSettings, TargetConfig
+from agent.kernel.errors import ConfigError
 from agent.kernel.model import Duration, Model
+
+if TYPE_CHECKING:
+    from collectors.snmp.exporter_config import ExModule, ModuleFile
 
 _OID_RE = re.compile(r"^\.?[0-2](\.\d+)+$")
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -191,6 +196,53 @@ class Module(Model):
         return self
 
 
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+class OnDemand(Model):
+    """``collectors.snmp.on_demand``: devices not in ``targets.snmp`` that ``/snmp?target=`` may poll.
+
+    Empty by default: an open ``/snmp`` would let anyone who reaches the agent make it send SNMP
+    (with the configured credentials) anywhere.
+    """
+
+    #: CIDRs (``198.18.40.0/24``), single addresses, or host names (matched by name, case-insensitive)
+    allow: list[str] = Field(default_factory=list)
+    #: on-demand polls running at once; more are answered 503
+    max_concurrent: int = Field(default=4, ge=1, le=256)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        out = []
+        for e in v:
+            e = str(e).strip()
+            try:
+                ipaddress.ip_network(e, strict=False)
+            except ValueError:
+                if not _HOST_RE.match(e) or e.replace(".", "").isdigit():
+                    raise ValueError(f"{e!r} is neither a CIDR, an address nor a host name") from None
+                e = e.lower().rstrip(".")
+            out.append(e)
+        return out
+
+    def allows(self, host: str) -> bool:
+        """Whether ``host`` (an address literal or a name, as the request gave it) may be polled."""
+        try:
+            addr = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return host.lower().rstrip(".") in self.allow
+        for e in self.allow:
+            try:
+                if addr in ipaddress.ip_network(e, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
 class SnmpSettings(CollectorSettings):
     """``collectors.snmp``."""
 
@@ -206,16 +258,59 @@ class SnmpSettings(CollectorSettings):
     max_concurrent_devices: int = Field(default=128, ge=1, le=10000)
     #: refuse walks returning more varbinds than this (a broken agent that never ends its table)
     max_varbinds_per_walk: int = Field(default=100_000, ge=100)
+    #: snmp_exporter ``snmp.yml`` files (generator output, either layout; globs allowed): their modules
+    #: and auths are used as they are, next to the shipped ones
+    module_files: list[str] = Field(default_factory=list)
+    on_demand: OnDemand = Field(default_factory=OnDemand)
+    _files: Any = PrivateAttr(default=None)
 
     @field_validator("modules")
     @classmethod
     def _no_shadow(cls, v: dict[str, Module]) -> dict[str, Module]:
-        from collectors.snmp.modules import SHIPPED
+        from collectors.snmp.modules import SHIPPED, SHIPPED_EXPORTER
 
-        clash = sorted(set(v) & set(SHIPPED))
+        clash = sorted(set(v) & (set(SHIPPED) | set(SHIPPED_EXPORTER)))
         if clash:
             raise ValueError(f"module name(s) {clash} are shipped modules; pick other names")
         return v
+
+    @model_validator(mode="after")
+    def _load_files(self) -> SnmpSettings:
+        from collectors.snmp.exporter_config import ModuleFile, load_files
+
+        if not self.module_files:
+            self._files = ModuleFile()
+            return self
+        try:
+            files = load_files(self.module_files)
+        except ConfigError as exc:
+            raise ValueError("; ".join(str(p) for p in exc.problems)) from None
+        clash = sorted(set(files.modules) & set(self.modules))
+        if clash:
+            raise ValueError(f"modules {clash} are defined both here and in module_files")
+        clash = sorted(set(files.auths) & set(self.auths))
+        if clash:
+            raise ValueError(f"auths {clash} are defined both here and in module_files")
+        self._files = files
+        return self
+
+    @property
+    def exporter_modules(self) -> dict[str, ExModule]:
+        """snmp_exporter-format modules: the shipped ones, replaced or added to by ``module_files``."""
+        from collectors.snmp.modules import SHIPPED_EXPORTER
+
+        files: ModuleFile = self._files
+        return {**SHIPPED_EXPORTER, **(files.modules if files else {})}
+
+    @property
+    def all_auths(self) -> dict[str, Auth]:
+        files: ModuleFile = self._files
+        return {**(files.auths if files else {}), **self.auths}
+
+    def module_auth(self, module: str) -> str | None:
+        """The auth a pre-0.23 snmp.yml module carried (registered under the module's name)."""
+        files: ModuleFile = self._files
+        return files.module_auth.get(module) if files else None
 
 
 class SnmpTarget(TargetConfig):

@@ -1,7 +1,7 @@
 """SSH collector: metrics from hosts where no agent can be installed, read over SSH with fixed commands.
 
-Modules per target: ``linux`` (load, memory, CPU, network and filesystems with node_exporter's names,
-read with ``tail -n +1 /proc/...`` and ``df -P``) and user-defined ``command`` modules (argv list, a
+Modules per target: ``linux`` (the host collector's node_exporter parts, fed from the remote /proc and
+/sys read in one command, see ``collectors.ssh.linux``) and user-defined ``command`` modules (argv list, a
 parser: number, regex with named groups, key=value or JSON, and metric specs). Credentials are named
 under ``auths`` apart from targets, as snmp_exporter keeps auths apart from modules.
 
@@ -30,9 +30,10 @@ from agent.kernel.collector import (
 from agent.kernel.errors import CollectError
 from agent.kernel.model import secret_value
 from agent.kernel.resolver import Address, ResolveError, Resolver
-from collectors.ssh import parsers
+from collectors.host.options import Options
+from collectors.ssh import linux, parsers
 from collectors.ssh.errors import REASONS, KnownHostsError, SSHError
-from collectors.ssh.metrics import PROC_FILES, command_families, filesystem_families, proc_families
+from collectors.ssh.metrics import command_families, filesystem_families
 from collectors.ssh.settings import BUILTIN_MODULES, SSHSettings, SSHTarget
 
 if TYPE_CHECKING:  # paramiko is imported when the collector starts, not when the config is read
@@ -337,20 +338,33 @@ class SSHCollector(Collector):
             raise _ModuleFailed("parse_error", str(exc), []) from None
 
     async def _linux(self, conn: Connection, key: str, deadline: float) -> list[Metric]:
-        out: list[Metric] = []
+        """The host collector's parts over a snapshot of the remote /proc and /sys."""
+        opts = Options(
+            filesystem_mount_points_exclude=self.cfg.filesystem_mount_points_exclude,
+            filesystem_fs_types_exclude=self.cfg.filesystem_fs_types_exclude,
+            netdev_device_exclude=self.cfg.netdev_device_exclude,
+            user_hz=float(self.cfg.user_hz),
+        )
         try:
-            proc = await self._exec(conn, key, ["tail", "-n", "+1", *PROC_FILES], deadline)
-            out += proc_families(
-                proc.stdout.decode("utf-8", "replace"), self.cfg.user_hz, self.cfg.netdev_device_exclude
-            )
+            dump = await self._exec(conn, key, linux.files_command(), deadline)
+            snap = linux.parse_snapshot(dump.stdout)
+            out = linux.file_families(snap, opts)
         except CollectError as exc:
             raise _ModuleFailed(_bounded(exc.reason), exc.message, []) from None
-        except parsers.ParseError as exc:
-            raise _ModuleFailed("parse_error", str(exc), []) from None
-        # df apart: a hung NFS mount may stall it, and then the /proc figures are still reported.
+        if "/proc/stat" not in snap.files:
+            raise _ModuleFailed("parse_error", "no /proc/stat in the answer: is this a Linux host?", out)
+        # statvfs apart: a hung NFS mount may stall it, and then the /proc figures are still reported.
+        mounts = linux.mount_points(snap, opts)
+        if not mounts:
+            return out
         try:
+            st = await self._exec(conn, key, linux.stat_command(mounts), deadline)
+            stats = linux.parse_stats(st.stdout.decode("utf-8", "replace"), mounts)
+            if any(v is not None for v in stats.values()):
+                return out + linux.filesystem_families(snap, opts, stats)
+            # no usable `stat -f` (busybox): df's size, free and available space
             df = await self._exec(conn, key, self.cfg.df_command, deadline)
-            out += filesystem_families(
+            return out + filesystem_families(
                 parsers.parse_df(df.stdout.decode("utf-8", "replace")),
                 self.cfg.filesystem_mount_points_exclude,
                 self.cfg.filesystem_fs_types_exclude,
@@ -359,7 +373,6 @@ class SSHCollector(Collector):
             raise _ModuleFailed(_bounded(exc.reason), exc.message, out) from None
         except parsers.ParseError as exc:
             raise _ModuleFailed("parse_error", str(exc), out) from None
-        return out
 
 
 def _bounded(reason: str) -> str:

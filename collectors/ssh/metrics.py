@@ -11,8 +11,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
-from collectors.host.network import DEVICE_EXCLUDE
+from collectors.host.options import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
+from collectors.host.options import NETDEV_DEVICE_EXCLUDE as DEVICE_EXCLUDE
 from collectors.ssh import parsers
 from collectors.ssh.settings import CommandModule
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.host.parts import meminfo
+
 
 class ParseError(ValueError):
     """The remote output is not what the parser expects; the message says where."""
@@ -58,28 +60,10 @@ def parse_loadavg(text: str) -> tuple[float, float, float]:
 # ---------------------------------------------------------------------------------------------------
 # /proc/meminfo
 # ---------------------------------------------------------------------------------------------------
-_MEMINFO_LINE = re.compile(r"^([A-Za-z0-9_()]+):\s+(\d+)(\s+kB)?\s*$")
-
-
 def parse_meminfo(text: str) -> dict[str, float]:
-    """/proc/meminfo -> {node_exporter metric suffix: value}.
-
-    As node_exporter does: fields with a ``kB`` unit become ``<Field>_bytes`` (times 1024), fields without
-    a unit (``HugePages_Total``) keep their name, and ``Active(anon)`` becomes ``Active_anon``.
-    """
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        m = _MEMINFO_LINE.match(line)
-        if not m:
-            raise ParseError(f"/proc/meminfo: unexpected line {line[:80]!r}")
-        key = m.group(1).replace("(", "_").replace(")", "")
-        value = float(m.group(2))
-        if m.group(3):
-            value *= 1024
-            key += "_bytes"
-        out[key] = value
+    """/proc/meminfo -> {node_exporter metric suffix: value}, by the host collector's parser (one parser
+    for both transports); output without a MemTotal line is not /proc/meminfo."""
+    out = meminfo.parse_meminfo(text)
     if "MemTotal_bytes" not in out:
         raise ParseError("/proc/meminfo: no MemTotal line")
     return out

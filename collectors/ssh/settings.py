@@ -13,8 +13,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.kernel.collector import CollectorSettings, TargetConfig
 from agent.kernel.model import Duration, Model
-from collectors.host.filesystem import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
-from collectors.host.network import DEVICE_EXCLUDE
+from collectors.host.options import FS_TYPES_EXCLUDE, MOUNT_POINTS_EXCLUDE
+from collectors.host.options import NETDEV_DEVICE_EXCLUDE as DEVICE_EXCLUDE
 
 BUILTIN_MODULES = ("linux",)
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")

@@ -18,6 +18,7 @@ from agent.kernel.registry import SelfMetrics
 from agent.kernel.results import JobResult
 from agent.kernel.store import Store
 from exporters.prometheus import ExporterServer
+from exporters.status import AgentHealth, SiteTree, StatusSnapshot
 
 
 class StaticAgent:
@@ -56,8 +57,8 @@ class StaticAgent:
             return ()
         return (_probe,)
 
-    def landing(self) -> dict[str, Any]:
-        return {"jobs": [], "sites": [], "config": "-", "reload_ok": True}
+    def status(self) -> StatusSnapshot:
+        return StatusSnapshot(SiteTree([]), {}, AgentHealth("test", "-", True, 0.0, True, ()))
 
     def request_reload(self) -> tuple[bool, str]:
         return True, "configuration reloaded"

@@ -8,6 +8,7 @@ static_agent.py); the flood and the open-files limit are checked on `giamsat run
 from __future__ import annotations
 
 import http.client
+import logging
 import math
 import os
 import socket
@@ -30,6 +31,7 @@ from tests.helpers import (
     stop_process,
     wait_for,
 )
+from tests.integration.http_attacks import header_flood, reset_mid_request
 from tests.integration.static_agent import StaticAgent, serve
 from tests.prom import prometheus, query
 from tests.unit.test_exposition import gauge, mixed_results
@@ -120,28 +122,180 @@ def test_when_every_slot_serves_a_request_a_new_connection_is_closed_at_once() -
         assert http_get(url(server) + "/metrics")[0] == 200  # the slots were given back
 
 
-def test_a_connection_has_a_short_time_to_send_its_request_line_then_the_normal_timeout() -> None:
-    """An idle connection is closed after the request-line timeout; once the request line is in, the
-    rest of the request may take longer (up to the request timeout)."""
+def test_a_connection_has_a_short_time_to_start_a_request_and_to_finish_its_headers() -> None:
+    """An idle connection is closed after the idle timeout; a request line and headers sent one byte at
+    a time are cut at the header deadline (however steady the trickle), while a request that completes
+    in time is served and its connection kept alive until the idle timeout."""
     with serve(StaticAgent()) as server:
-        server.request_line_timeout = 0.5
+        server.idle_timeout = 0.5
+        server.header_timeout = 1.0
         port = server.server_address[1]
         idle = connect(port)
         slow = connect(port)
+        ok = None
         try:
             slow.sendall(b"GET /-/healthy HTTP/1.1\r\n")
             assert closed_by_server(idle)
-            time.sleep(1.0)  # twice the request-line timeout, between the request line and the headers
-            slow.sendall(b"Host: x\r\n\r\n")
+            slow.settimeout(0.2)
+            closed = False
+            for _ in range(100):  # 20 s of one byte every 0.2 s, far past the 1 s deadline
+                try:
+                    slow.sendall(b"X")
+                    closed = slow.recv(100) == b""
+                except TimeoutError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                if closed:
+                    break
+            assert closed
+            assert server.header_timeouts_total == 1
+            ok = connect(port)
+            ok.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
             answer = b""
-            while not answer.endswith(b"Healthy\n"):
-                answer += slow.recv(1000)
+            while not answer.endswith(b"Healthy\n") and (chunk := ok.recv(1000)):
+                answer += chunk
             assert answer.startswith(b"HTTP/1.1 200")
-            # kept alive, it is waiting for a request line again: closed after the same short timeout
-            assert closed_by_server(slow)
+            assert closed_by_server(ok)  # kept alive, then idle: closed after the idle timeout
         finally:
-            idle.close()
-            slow.close()
+            for s in (idle, slow, ok):
+                if s is not None:
+                    s.close()
+
+
+def test_connections_stuck_in_their_headers_make_room_for_a_scrape() -> None:
+    """Guards slow headers taking /metrics offline: connections that sent a request line and trickle
+    their headers are evicted, oldest first, when the slots run out, so a scraper still gets in."""
+    agent = StaticAgent(own=[gauge("giamsat_sites", 2)])
+    with serve(agent, max_connections=16) as server:
+        port = server.server_address[1]
+        stuck = []
+        try:
+            for i in range(40):
+                s = socket.create_connection(("127.0.0.1", port), source_address=(f"127.0.0.{2 + i % 4}", 0))
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                stuck.append(s)
+            wait_for(lambda: server.connections_evicted_total >= 24, 10, what="connections evicted")
+            for _ in range(5):
+                status, body, _ = http_get(url(server) + "/metrics")
+                assert status == 200
+            assert parse_exposition(body)["giamsat_sites"] == 2
+            assert server.connections_rejected_total == 0
+            assert closed_by_server(stuck[0])  # the oldest went first
+        finally:
+            for s in stuck:
+                s.close()
+
+
+def test_a_request_whose_headers_end_in_a_close_is_not_served() -> None:
+    """End of file is not the blank line that ends the headers: a client that sent part of its headers
+    and closed (or was evicted) gets no answer, and nothing is rendered for it."""
+    agent = StaticAgent()
+    with serve(agent) as server:
+        for partial in (
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: abc",
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
+        ):
+            s = connect(server.server_address[1])
+            try:
+                s.sendall(partial)
+                s.shutdown(socket.SHUT_WR)
+                assert read_to_end(s) == b""
+            finally:
+                s.close()
+        assert agent.scrapes == []
+        assert http_get(url(server) + "/metrics")[0] == 200
+
+
+def test_one_address_holds_at_most_a_quarter_of_the_slots() -> None:
+    """Beyond its share an address makes room among its own waiting connections, and when all of its
+    share is busy its new connections are refused, while other addresses are still served."""
+    agent = StaticAgent()
+    with serve(agent, max_connections=16, max_concurrent=16) as server:
+        port = server.server_address[1]
+        assert server.max_per_address == 4
+        mine = [
+            socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0)) for _ in range(10)
+        ]
+        try:
+            wait_for(lambda: server.connections_evicted_total >= 6, 10, what="own connections evicted")
+            assert server._per_address["127.0.0.2"] == 4
+            assert server.connections_evicted_total == 6
+        finally:
+            for s in mine:
+                s.close()
+        wait_for(lambda: "127.0.0.2" not in server._per_address, 10, what="connections gone")
+        agent.hold.set()
+        busy = []
+        for _ in range(4):  # four scrapes from one address, held in the middle of their answer
+            s = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            busy.append(s)
+        for _ in range(4):
+            assert agent.held.acquire(timeout=10)
+        agent.hold.clear()
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+        try:
+            assert closed_by_server(extra)
+            assert server.connections_rejected_total == 1
+            assert http_get(url(server) + "/-/healthy")[0] == 200  # from 127.0.0.1
+        finally:
+            extra.close()
+            agent.release.set()
+            for s in busy:
+                s.close()
+
+
+def test_oversized_headers_get_431_and_bodies_413(capfd: pytest.CaptureFixture[str]) -> None:
+    """Guards the header flood (the standard library alone accepts 100 lines of 64 KiB): the request
+    line and headers together get 16 KiB, a body 64 KiB and only on POST."""
+    with serve(StaticAgent()) as server:
+        port = server.server_address[1]
+        assert header_flood("127.0.0.1", port, 6_000_000) == 431
+        assert header_flood("127.0.0.1", port, 20_000, line=200) == 431  # many short lines, too
+        assert header_flood("127.0.0.1", port, 12_000, line=200) == 200
+        long_line = connect(port)
+        try:
+            long_line.sendall(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")
+            assert read_to_end(long_line).startswith(b"HTTP/1.1 431")
+        finally:
+            long_line.close()
+        for request in (
+            b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 65537\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+        ):
+            s = connect(port)
+            try:
+                s.sendall(request)
+                answer = read_to_end(s)
+                assert answer.startswith(b"HTTP/1.1 413") and answer.count(b"HTTP/1.1") == 1, answer
+            finally:
+                s.close()
+        s = connect(port)
+        try:
+            s.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+        finally:
+            s.close()
+        assert server.requests_too_large_total == 5
+        body = http_get(url(server) + "/metrics")[1]
+        assert parse_exposition(body)["giamsat_http_requests_too_large_total"] == 5
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_clients_that_reset_leave_no_traceback(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards the ~24-line traceback a reset client printed on stderr: expected network errors are one
+    debug line each."""
+    agent = StaticAgent(own=[gauge(f"giamsat_big_{i}", i) for i in range(20000)])  # an answer of ~500 KiB
+    with caplog.at_level("DEBUG", logger="giamsat.web"), serve(agent) as server:
+        port = server.server_address[1]
+        for i in range(30):
+            reset_mid_request("127.0.0.1", port, stage=i % 3)
+        assert http_get(url(server) + "/-/healthy")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno > logging.DEBUG or r.exc_info]
 
 
 def test_server_close_closes_idle_connections_at_once() -> None:
@@ -168,13 +322,13 @@ ACCEPT_UNDER_EMFILE = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     from tests.integration.static_agent import StaticAgent, serve
     with serve(StaticAgent()) as server:
-        print(server.server_address[1], flush=True)
         fds = []
         try:
             while True:
                 fds.append(os.open("/dev/null", os.O_RDONLY))
         except OSError:
             pass
+        print(server.server_address[1], flush=True)  # only now: a connection before would get in
         sys.stdin.readline()  # the test has connected: a connection waits in the backlog
         time.sleep(2)
         print(server.accept_errors_total, flush=True)

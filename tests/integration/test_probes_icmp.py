@@ -98,9 +98,27 @@ def test_host_unreachable_is_reported_as_such(lab: Lab, tmp_path: Path) -> None:
         res = run(run_config(cfg))
     finally:
         lab.flush_nft(lab.router)
-    assert value(res["gone"].families, "probe_failure_reason", reason="host_unreachable") == 1
-    assert value(res["filtered"].families, "probe_failure_reason", reason="admin_prohibited") == 1
+    # the reasons are built in the engine's reader callback and still carry probe="icmp" (docs/probes.md)
+    assert value(res["gone"].families, "probe_failure_reason", reason="host_unreachable", probe="icmp") == 1
+    assert (
+        value(res["gone"].families, "probe_icmp_errors", reason="host_unreachable", probe="icmp") or 0
+    ) >= 1
+    assert (
+        value(res["filtered"].families, "probe_failure_reason", reason="admin_prohibited", probe="icmp") == 1
+    )
     assert value(res["ok"].families, "probe_success") == 1
+    # blackbox_exporter's three phases and address hash
+    assert [
+        s.labels["phase"]
+        for f in res["ok"].families
+        for s in f.samples
+        if s.name == "probe_icmp_duration_seconds"
+    ] == [
+        "resolve",
+        "setup",
+        "rtt",
+    ]
+    assert value(res["ok"].families, "probe_ip_addr_hash", probe="icmp") is not None
 
 
 def test_outage_by_link_down_gives_probe_success_0_then_recovers(lab: Lab, tmp_path: Path) -> None:

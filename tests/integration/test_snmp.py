@@ -217,15 +217,17 @@ def test_if_mib_system_host_resources_match_snmpwalk(netns_agent: Snmpd, tmp_pat
             assert lo[i] <= v <= hi[i], (name, i)
         assert next(f for f in fams if f.name == name).type == "counter"
 
-    # system: sysName and sysObjectID as labels, uptime in seconds
-    info = series(fams, "snmp_system_info")
-    ((labels, value),) = info.values()
-    assert value == 1.0 and labels["sysName"] == "gs-netns-agent"
+    # system (snmp_exporter's module): each string is a label named after its metric, value 1;
+    # uptime in hundredths of a second, as the MIB and snmp_exporter give it
+    ((labels, value),) = series(fams, "sysName").values()
+    assert value == 1.0 and labels == {"sysName": "gs-netns-agent"}
     sysget = parse_numeric(netns_agent.cli("snmpget", "1.3.6.1.2.1.1.2.0", "1.3.6.1.2.1.1.1.0"))
+    ((labels, _),) = series(fams, "sysObjectID").values()
     assert labels["sysObjectID"] == sysget["1.3.6.1.2.1.1.2.0"].split(": ", 1)[1].lstrip(".")
+    ((labels, _),) = series(fams, "sysDescr").values()
     assert labels["sysDescr"] == _text(sysget["1.3.6.1.2.1.1.1.0"])
-    uptime = sample(fams, "sysUpTime_seconds")
-    assert uptime is not None and 0 < uptime < 3600
+    uptime = sample(fams, "sysUpTime")
+    assert uptime is not None and 0 < uptime < 360000
 
     # host_resources: sizes in bytes = hrStorageSize * hrStorageAllocationUnits
     hr = before["1.3.6.1.2.1.25.2.3.1"]
@@ -281,7 +283,7 @@ def test_v3_protocols(lo_agent: Snmpd, tmp_path: Path, engine: str, user: V3User
     c = make_collector(tmp_path, engine=engine, auths={"v3": _v3_auth(user)})
     fams = collect(c, target("r1", "127.0.0.1", lo_agent.port, auth="v3", modules=["system"]))
     assert sample(fams, "snmp_up") == 1.0
-    ((labels, _),) = series(fams, "snmp_system_info").values()
+    ((labels, _),) = series(fams, "sysName").values()
     assert labels["sysName"] == _text(want)
 
 
@@ -355,11 +357,16 @@ def test_misbehaving_agents_fail_alone(
 ) -> None:
     fakes = {m: FakeAgent(m).start() for m in ("silent", "garbage", "loop")}
     try:
-        c = make_collector(tmp_path, engine=engine, request_timeout="1s", retries=1)
+        # a module read with GET only: the looping agent answers GETs
+        sys_get = {"metrics": [{"name": "sysUpTime_t", "oid": "1.3.6.1.2.1.1.3", "type": "timeticks"}]}
+        c = make_collector(
+            tmp_path, engine=engine, request_timeout="1s", retries=1, modules={"sys_get": sys_get}
+        )
         targets = {
-            m: target(f"bad-{m}", "127.0.0.1", a.port, modules=["system", "if_mib"]) for m, a in fakes.items()
+            m: target(f"bad-{m}", "127.0.0.1", a.port, modules=["sys_get", "if_mib"])
+            for m, a in fakes.items()
         }
-        good = target("good", "127.0.0.1", lo_agent.port, modules=["system", "if_mib"])
+        good = target("good", "127.0.0.1", lo_agent.port, modules=["sys_get", "if_mib"])
 
         async def run() -> dict[str, Any]:
             tasks = {
@@ -393,15 +400,15 @@ def test_misbehaving_agents_fail_alone(
         == 1.0
     )
 
-    # the looping agent answers GETs, so system works; the if_mib walk is refused
+    # the looping agent answers GETs, so sys_get works; the if_mib walk is refused
     assert sample(r["loop"], "snmp_up") == 1.0
-    assert sample(r["loop"], "snmp_module_success", module="system") == 1.0
+    assert sample(r["loop"], "snmp_module_success", module="sys_get") == 1.0
     assert sample(r["loop"], "snmp_module_success", module="if_mib") == 0.0
     assert sample(r["loop"], "snmp_module_failure_reason", module="if_mib", reason="oid_loop") == 1.0
 
     logged = {(getattr(rec, "target", None), getattr(rec, "snmp_module", None)) for rec in caplog.records}
-    assert {("bad-silent", "system"), ("bad-garbage", "system"), ("bad-loop", "if_mib")} <= logged
-    assert ("good", "system") not in logged
+    assert {("bad-silent", "sys_get"), ("bad-garbage", "sys_get"), ("bad-loop", "if_mib")} <= logged
+    assert ("good", "sys_get") not in logged
     _assert_no_secrets(caplog, [f for fams in r.values() for f in fams])
 
 
@@ -441,18 +448,20 @@ def test_secrets_stay_out_of_logs_labels_and_reprs(
     assert not debug.logger  # pysnmp's debug logging prints keys; nothing may switch it on
 
 
-def test_families_for_module(lo_agent: Snmpd, tmp_path: Path) -> None:
+def test_families_for_modules(lo_agent: Snmpd, tmp_path: Path) -> None:
     c = make_collector(tmp_path)
     fams = collect(c, target("r1", "127.0.0.1", lo_agent.port, modules=["system", "if_mib"]))
-    only = c.families_for_module(fams, "if_mib")
-    assert only is not None
+    only = c.families_for_modules(fams, ["if_mib"])
     names = {f.name for f in only}
     assert {"ifHCInOctets", "ifOperStatus", "snmp_up", "snmp_scrape_duration_seconds"} <= names
-    assert "snmp_system_info" not in names
-    mods = {s.labels["module"] for f in only if f.name == "snmp_module_success" for s in f.samples}
-    assert mods == {"if_mib"}
-    assert c.families_for_module(fams, "no_such_module") is None
-    assert c.families_for_module(fams, "ups") is None  # known module, not polled for this device
+    assert "sysName" not in names and "snmp_module_success" not in names
+    # one module: the meta metrics without a module label, as snmp_exporter 0.21 writes them
+    assert {s.labels.get("module") for f in only if f.name.startswith("snmp_scrape") for s in f.samples} == {
+        None
+    }
+    both = c.families_for_modules(fams, ["system", "if_mib"])
+    mods = {s.labels["module"] for f in both if f.name == "snmp_scrape_packets_sent" for s in f.samples}
+    assert mods == {"system", "if_mib"} and "sysName" in {f.name for f in both}
 
 
 def test_agent_serves_snmp_the_snmp_exporter_way(
@@ -487,10 +496,18 @@ def test_agent_serves_snmp_the_snmp_exporter_way(
         wait_for(lambda: agent.metrics().get('snmp_up{site="tinh",target="r1"}') == 1.0, 20, what="snmp_up 1")
         status, body, _ = http_get(agent.url + "/snmp?target=r1&module=if_mib")
         assert status == 200
-        assert 'ifOperStatus{ifIndex="1"' in body and "snmp_up 1" in body
-        assert "snmp_system_info" not in body and "target=" not in body
-        assert http_get(agent.url + "/snmp?target=r1&module=nope")[0] == 404
-        assert http_get(agent.url + "/snmp?target=other&module=if_mib")[0] == 404
+        assert 'ifOperStatus{ifIndex="1",ifAlias="",ifDescr="lo",ifName="lo"}' in body and "snmp_up 1" in body
+        assert "sysName" not in body and "target=" not in body
+        # the request snmp_exporter's scrape jobs send: the device's address, served from the cache
+        status, by_addr, _ = http_get(
+            agent.url + f"/snmp?target=127.0.0.1:{lo_agent.port}&module=if_mib&auth=v2"
+        )
+        assert status == 200 and 'ifOperStatus{ifIndex="1",ifAlias="",ifDescr="lo",ifName="lo"}' in by_addr
+        status, text, _ = http_get(agent.url + "/snmp?target=r1&module=nope")
+        assert status == 400 and "Unknown module" in text
+        # not in the inventory, no on_demand allow-list: refused, nothing sent
+        status, text, _ = http_get(agent.url + "/snmp?target=198.18.40.99&module=if_mib&auth=v2")
+        assert status == 403 and "on_demand" in text
         _, metrics, _ = http_get(agent.url + "/metrics")
         assert 'snmp_up{site="tinh",target="r1"} 1' in metrics
     finally:
@@ -517,13 +534,13 @@ def test_dead_device_is_reported_within_the_job_deadline(tmp_path: Path, engine:
 
 def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp_path: Path) -> None:
     """``walk:`` subtrees (one walk per table) give the same series as one walk per column."""
-    from collectors.snmp.modules import SHIPPED
+    import yaml
 
-    whole = SHIPPED["if_mib"].model_dump()
-    whole["walk"] = ["1.3.6.1.2.1.2.2", "1.3.6.1.2.1.31.1.1.1"]  # a table and a table entry
+    cols = yaml.safe_load((Path(__file__).parents[1] / "data" / "snmp_giamsat_if_mib.yml").read_text())
+    whole = {**cols, "walk": ["1.3.6.1.2.1.2.2", "1.3.6.1.2.1.31.1.1.1"]}  # a table and a table entry
     results = {}
-    for name in ("if_mib", "if_whole"):
-        c = make_collector(tmp_path, modules={"if_whole": whole})
+    for name in ("if_cols", "if_whole"):
+        c = make_collector(tmp_path, modules={"if_whole": whole, "if_cols": cols})
         fams = collect(c, target("sw1", AGENT_IP, 161, modules=[name]))
         results[name] = (
             {
@@ -534,9 +551,9 @@ def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp
             },
             sample(fams, "snmp_scrape_pdus_returned"),
         )
-    assert len(results["if_mib"][0]) == 3 * (N_IFB + 2)
-    assert results["if_whole"][0] == results["if_mib"][0]
-    pdus_whole, pdus_columns = results["if_whole"][1], results["if_mib"][1]
+    assert len(results["if_cols"][0]) == 3 * (N_IFB + 2)
+    assert results["if_whole"][0] == results["if_cols"][0]
+    pdus_whole, pdus_columns = results["if_whole"][1], results["if_cols"][1]
     assert pdus_whole is not None and pdus_columns is not None and pdus_whole > pdus_columns  # whole tables
 
 

@@ -85,3 +85,11 @@ def test_unit_orders_after_time_sync_and_gives_enough_descriptors() -> None:
     assert "time-sync.target" in " ".join(s["After"]).split()
     assert "time-sync.target" not in " ".join(s.get("Wants", []) + s.get("Requires", []))
     assert int(s["LimitNOFILE"][0]) >= 65536
+
+
+def test_unit_caps_memory_and_tasks_above_what_the_agent_was_measured_to_use() -> None:
+    """MemoryMax= and TasksMax= turn a leak into a restart; each stays above the measured worst case
+    (docs/security.md): ~400 MiB for 10 000 ICMP targets, 260 threads with every HTTP slot held."""
+    s = unit_settings(UNIT.read_text())
+    assert s["MemoryMax"] == ["1G"]
+    assert 300 < int(s["TasksMax"][0]) <= 1024

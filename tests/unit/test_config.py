@@ -148,7 +148,7 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         pytest.param(
             "collectors:\n  snmpp: {}\n",
             [
-                "giamsat.yml:2: collectors.snmpp: unknown collector kind; known: host, snmp, ssh, icmp, tcp, http, dns"
+                "giamsat.yml:2: collectors.snmpp: unknown collector kind; known: blackbox, host, textfile, snmp, ssh, icmp, tcp, http, dns"
             ],
             id="unknown-collector",
         ),
@@ -330,7 +330,7 @@ def test_loading_a_config_imports_only_the_collectors_it_uses(tmp_path: Path) ->
         "print(lc.config.kinds, sorted(m for m in ('pysnmp', 'gufo', 'paramiko', 'dns', 'httpx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "('host',) []"
+    assert out.stdout.strip() == "('host', 'textfile') []"
     used = write(
         tmp_path,
         GOOD_SITES + "targets:\n  ssh:\n    - {name: h, site: xa-1, address: 127.0.0.1, auth: a}\n",

@@ -65,3 +65,17 @@ def test_cap_properties(fams: list[Metric], cap: int) -> None:
     assert cap_series(fams, cap)[0] == out or [f.samples for f in cap_series(fams, cap)[0]] == [
         f.samples for f in out
     ]
+
+
+def test_declared_link_families_survive_the_cap_whatever_their_names() -> None:
+    """A collector's link metric is kept even when its name has none of the usual health suffixes."""
+    reachable = table("device_reachable", 1)
+    why = table("device_problem", 1)
+    fams, dropped = cap_series([table("ifOperStatus", 50), reachable, why], 10)
+    assert "device_reachable" not in [f.name for f in fams]
+    fams, dropped = cap_series(
+        [table("ifOperStatus", 50), reachable, why], 10, keep={"device_reachable", "device_problem"}
+    )
+    names = [f.name for f in fams]
+    assert "device_reachable" in names and "device_problem" in names
+    assert sum(len(f.samples) for f in fams) == 10 and dropped == 42

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from collectors.snmp import SnmpCollector
 from collectors.snmp.client import SnmpClientError, WalkGuard
 from collectors.snmp.collector import build_families, format_string, parse_index
 from collectors.snmp.config import Auth, MetricDef, Module, SnmpSettings, SnmpTarget
-from collectors.snmp.modules import SHIPPED
+from collectors.snmp.exporter_config import load_file
+from collectors.snmp.modules import SHIPPED, SHIPPED_EXPORTER
+
+ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,24 +72,14 @@ def test_defaults_follow_snmp_exporter() -> None:
 
 
 def test_shipped_modules() -> None:
-    assert set(SHIPPED) == {"system", "if_mib", "host_resources", "ups"}
-    names = {m.name for m in SHIPPED["if_mib"].metrics}
-    assert {
-        "ifHCInOctets",
-        "ifHCOutOctets",
-        "ifHCInUcastPkts",
-        "ifHCOutUcastPkts",
-        "ifInErrors",
-        "ifOutErrors",
-        "ifInDiscards",
-        "ifOutDiscards",
-        "ifOperStatus",
-        "ifAdminStatus",
-        "ifHighSpeed",
-    } == names
-    for m in SHIPPED["if_mib"].metrics:
-        assert [i.labelname for i in m.indexes] == ["ifIndex"]
-        assert {lk.labelname for lk in m.lookups} == {"ifName", "ifAlias", "ifDescr"}
+    """giamsat's own modules, and snmp_exporter's generated ones copied unchanged from its snmp.yml."""
+    assert set(SHIPPED) == {"host_resources", "ups"}
+    assert set(SHIPPED_EXPORTER) == {"system", "if_mib", "ups_mib", "hrDevice", "hrStorage", "hrSystem"}
+    upstream = load_file(ORACLES / "snmp.yml").modules
+    for name, mod in SHIPPED_EXPORTER.items():
+        assert mod == upstream[name], name
+    names = {m.name for m in SHIPPED_EXPORTER["if_mib"].metrics}
+    assert {"ifSpeed", "ifType", "ifMtu", "ifLastChange", "ifInMulticastPkts", "ifHCInOctets"} <= names
 
 
 def test_check_targets() -> None:
@@ -99,17 +93,17 @@ def test_check_targets() -> None:
                     "context_name": "vlan-10",
                 }
             },
-            "modules": {"dup": {"metrics": [{"name": "ifOperStatus", "oid": "1.3.6.1.4.1.1"}]}},
+            "modules": {"dup": {"metrics": [{"name": "upsBatteryStatus", "oid": "1.3.6.1.4.1.1"}]}},
         }
     )
     targets = [
         SnmpTarget(name="a", site="s", address="198.18.40.1", auth="nope", modules=["if_mib", "nope"]),
-        SnmpTarget(name="b", site="s", address="198.18.40.1", auth="ctx", modules=["if_mib", "dup"]),
+        SnmpTarget(name="b", site="s", address="198.18.40.1", auth="ctx", modules=["ups", "dup"]),
         SnmpTarget(name="c", site="s", address="198.18.40.1", auth="ctx", engine="pysnmp"),
     ]
     problems = SnmpCollector.check_targets(s, targets)
     assert [(i, k) for i, k, _ in problems] == [(0, "auth"), (0, "modules[1]"), (1, "engine"), (1, "modules")]
-    assert "ifOperStatus" in problems[3][2]
+    assert "upsBatteryStatus" in problems[3][2]
 
 
 def _mod(*metrics: dict[str, object]) -> Module:
@@ -244,17 +238,26 @@ def test_walk_guard() -> None:
     assert exc.value.reason == "too_many_varbinds"
 
 
-def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_config_passes_the_check_its_header_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+    import subprocess
+    import sys
+
     from agent.config import load_config
 
-    for name, value in {"snmp-auth.key": "auth-secret-1", "snmp-priv.key": "priv-secret-2"}.items():
-        (tmp_path / name).write_text(value)
-        (tmp_path / name).chmod(0o600)
-    text = (ROOT / "config" / "snmp.example.yml").read_text().replace("/etc/giamsat/", f"{tmp_path}/")
-    (tmp_path / "c.yml").write_text(text)
-    for var in ("GIAMSAT_SNMP_AUTH", "GIAMSAT_SNMP_PRIV", "GIAMSAT_SNMP_COMMUNITY"):
-        monkeypatch.setenv(var, "x")
-    loaded = load_config(tmp_path / "c.yml")
+    text = (ROOT / "config" / "snmp.example.yml").read_text()
+    line = next(ln for ln in text.splitlines() if "Check it with:" in ln)
+    *env, tool, verb, path = shlex.split(line.split("Check it with:", 1)[1])
+    assert (tool, verb) == ("giamsat", "check-config")
+    envs = dict(e.split("=", 1) for e in env)
+    giamsat = str(Path(sys.executable).parent / "giamsat")
+    res = subprocess.run(
+        [giamsat, verb, path], cwd=ROOT, env={**os.environ, **envs}, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    for k, v in envs.items():
+        monkeypatch.setenv(k, v)
+    loaded = load_config(ROOT / path)
     settings = loaded.config.collector_settings("snmp")
     assert isinstance(settings, SnmpSettings)
     targets = loaded.config.targets_of("snmp")
@@ -280,3 +283,22 @@ def test_config_loader_reports_unknown_auth_and_module_with_key_path(tmp_path: P
     assert ("targets.snmp[0].auth", 8) in found
     assert any(k.startswith("targets.snmp[0].modules") for k, _ in found)
     assert "if_mibb" in str(exc.value)
+
+
+def test_snmp_exporter_targets_and_the_on_demand_allow_list() -> None:
+    from collectors.snmp.collector import split_target
+    from collectors.snmp.config import OnDemand
+
+    assert split_target("198.18.40.1") == ("198.18.40.1", 161)
+    assert split_target("198.18.40.1:1161") == ("198.18.40.1", 1161)
+    assert split_target("udp://sw1.example:162") == ("sw1.example", 162)
+    assert split_target("[2001:db8::1]:1161") == ("2001:db8::1", 1161)
+    assert split_target("2001:db8::1") == ("2001:db8::1", 161)
+    for bad in ("tcp://198.18.40.1:161", "h:0", "h:x", "[::1", "a/b", "h:70000"):
+        assert split_target(bad) is None, bad
+    allow = OnDemand.model_validate({"allow": ["198.18.40.0/24", "2001:db8::/64", "SW1.Example."]})
+    assert allow.allows("198.18.40.77") and allow.allows("2001:db8::5") and allow.allows("sw1.example")
+    assert not allow.allows("198.18.41.1") and not allow.allows("sw2.example") and not allow.allows("::1")
+    assert not OnDemand().allows("127.0.0.1")  # empty by default
+    with pytest.raises(ValidationError, match="neither a CIDR"):
+        OnDemand.model_validate({"allow": ["10.0.0.0/33"]})
