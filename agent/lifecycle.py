@@ -281,13 +281,19 @@ class Agent:
         self._warmups.add(asyncio.get_running_loop().create_task(self._end_site_warmup(new, tracker)))
 
     async def _end_site_warmup(self, runner: Runner, tracker: SiteTracker) -> None:
-        """Sites keep their saved state until the first round is in (bounded by the longest timeout), so
-        a restart during an outage never shows a down site as unknown to a scrape."""
-        deadline = max((j.timeout for j in runner.jobs), default=0) + 2
+        """Sites keep their saved state until the first round is in (bounded by the longest timeout,
+        twice: a failure is retried before it is recorded), so a restart during an outage never shows a
+        down site as unknown to a scrape."""
+        until = time.monotonic() + 2 * max((j.timeout for j in runner.jobs), default=0) + 2
         try:
-            await asyncio.wait_for(runner.first_round_done.wait(), deadline)
-        except TimeoutError:
-            pass
+            # ``done`` may be set early by the readiness timeout; the round itself is what counts here
+            while not runner.first_round.complete and time.monotonic() < until:
+                try:
+                    await asyncio.wait_for(runner.first_round_done.wait(), until - time.monotonic())
+                except TimeoutError:
+                    break
+                if not runner.first_round.complete:
+                    await asyncio.sleep(0.5)
         finally:
             task = asyncio.current_task()
             if task is not None:

@@ -143,6 +143,11 @@ class FirstRound:
         if not self._waiting:
             self.done.set()
 
+    @property
+    def complete(self) -> bool:
+        """Whether every job has a result (``done`` may also be set by a readiness timeout)."""
+        return not self._waiting
+
     def __call__(self, result: JobResult) -> None:
         waiting = self._waiting
         if waiting and result.job_id in waiting:

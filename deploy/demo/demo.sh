@@ -77,12 +77,13 @@ YAML
 
 giamsat demo is running (files and logs in $DIR):
   agent       http://127.0.0.1:$AGENT_PORT/          (status page; /metrics)
-  prometheus  http://127.0.0.1:$PROM_PORT/alerts    (shipped rules: SiteDown fires after 3 minutes,
-                                                    the coverage gap of bm-lacnong after 30)
+  prometheus  http://127.0.0.1:$PROM_PORT/alerts    (shipped rules: SiteDown fires within a minute of
+                                                    a cut, the coverage gap of bm-lacnong after 30)
               http://127.0.0.1:$PROM_PORT/graph?g0.expr=site%3Agiamsat_site_state%3Acode&g0.tab=1
   dashboards  import deploy/grafana/dashboards/*.json into a Grafana pointed at the Prometheus above
 
-Try an outage:   make demo-cut SITE=vx      (Huyện Vị Xuyên loses its link; its communes become unreachable)
+Try an outage:   make demo-cut SITE=vx      (Huyện Vị Xuyên loses its link; its communes become unreachable;
+                                             a commune works too: SITE=vx-daoduc)
                  make demo-restore SITE=vx
 Sites: hg (province), vx and bm (districts), vx-daoduc vx-phulinh vx-linhho bm-yenphu bm-minhngoc,
        bm-lacnong (never connected: a coverage gap).

@@ -27,6 +27,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -140,6 +141,7 @@ class Stack:
     agent_events: list[Event] = field(default_factory=list)
     alert_events: list[Event] = field(default_factory=list)
     agent_starts: list[float] = field(default_factory=list)
+    restart_gaps: list[float] = field(default_factory=list)  # seconds each restart was not listening
     _states: dict[str, str] = field(default_factory=dict)
     _alerts: set[tuple[str, str]] = field(default_factory=set)
     _stop_watch: threading.Event = field(default_factory=threading.Event)
@@ -162,10 +164,10 @@ class Stack:
         return self.workdir / "notifications.jsonl"
 
     def _in_monitor(self, name: str, *cmd: str) -> None:
-        log = (self.workdir / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(
-            ["ip", "netns", "exec", self.prov.ns("m"), *cmd], stdout=log, stderr=log, cwd=self.workdir
-        )
+        with (self.workdir / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+            self.procs[name] = subprocess.Popen(
+                ["ip", "netns", "exec", self.prov.ns("m"), *cmd], stdout=log, stderr=log, cwd=self.workdir
+            )
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -174,13 +176,24 @@ class Stack:
         )
         if self.snmp:
             (self.workdir / "snmpd.conf").write_text(self.prov.snmpd_conf(), encoding="utf-8")
-            log = (self.workdir / "snmpd.log").open("wb")
-            self.procs["snmpd"] = subprocess.Popen(
-                ["ip", "netns", "exec", self.prov.ns("a"), "snmpd", "-f", "-Lo", "-C", "-c", "snmpd.conf"],
-                stdout=log,
-                stderr=log,
-                cwd=self.workdir,
-            )
+            with (self.workdir / "snmpd.log").open("wb") as log:
+                self.procs["snmpd"] = subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        self.prov.ns("a"),
+                        "snmpd",
+                        "-f",
+                        "-Lo",
+                        "-C",
+                        "-c",
+                        "snmpd.conf",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    cwd=self.workdir,
+                )
         self.start_agent()
         self._wait(self.agent_url + "/-/ready", "agent")
         scrape, evaluation = shipped_intervals()
@@ -222,20 +235,20 @@ class Stack:
         self._watch.start()
 
     def start_agent(self) -> None:
-        log = (self.workdir / "agent.log").open("ab")
         self.agent_starts.append(time.time())
-        self.procs["agent"] = subprocess.Popen(
-            [
-                self.giamsat,
-                "run",
-                "--config.file",
-                str(self.workdir / "giamsat.yml"),
-                "--web.listen-address",
-                f"{self.prov.agent_address}:{AGENT_PORT}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+        with (self.workdir / "agent.log").open("ab") as log:
+            self.procs["agent"] = subprocess.Popen(
+                [
+                    self.giamsat,
+                    "run",
+                    "--config.file",
+                    str(self.workdir / "giamsat.yml"),
+                    "--web.listen-address",
+                    f"{self.prov.agent_address}:{AGENT_PORT}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
 
     def restart_agent(self, lead: float) -> float:
         """Stop the agent and start it again ``lead`` seconds before Prometheus's next scrape of it, so
@@ -245,6 +258,7 @@ class Stack:
         last = self.last_scrape()
         start_at = last + interval * (1 + int((time.time() + 4 - last) // interval)) - lead
         time.sleep(max(0.0, start_at - time.time()))
+        stopping = time.time()
         _stop(self.procs["agent"])  # as `systemctl restart`: stop, then start at once
         self.start_agent()
         started = self.agent_starts[-1]
@@ -253,9 +267,19 @@ class Stack:
             scraped = self.last_scrape()
             if scraped > started:
                 self._wait(self.agent_url + "/-/ready", "agent")
+                self.restart_gaps.append(self._listening_since(stopping))
                 return scraped - started
             time.sleep(0.2)
         raise RuntimeError("Prometheus did not scrape the restarted agent")
+
+    def _listening_since(self, stopping: float) -> float:
+        """Seconds from the stop to the new agent's "giamsat started" (it listens from just before)."""
+        text = (self.workdir / "agent.log").read_text(encoding="utf-8", errors="replace")
+        starts = re.findall(r'^ts=(\S+) .*msg="giamsat started"', text, re.M)
+        when = (
+            datetime.fromisoformat(starts[-1].replace("Z", "+00:00")).timestamp() if starts else time.time()
+        )
+        return when - stopping
 
     def last_scrape(self) -> float:
         data = json.loads(_get(self.prom_url + "/api/v1/targets?state=active"))
@@ -395,6 +419,7 @@ class Cycle:
     behind: dict[str, str] = field(default_factory=dict)  # communes of the cut district -> their state
     behind_paged: list[str] = field(default_factory=list)
     restarts: list[float] = field(default_factory=list)  # first scrape, seconds after each restart
+    restart_gaps: list[float] = field(default_factory=list)  # seconds each restart was not listening
     resolved_by_restart: list[str] = field(default_factory=list)
     unknown_after_restart: list[str] = field(default_factory=list)
 
@@ -420,6 +445,8 @@ def outage_cycle(
     prov = stack.prov
     cyc = Cycle(district, commune)
     behind = [n.site for n in prov.children(district) if n.connected]
+    # A cut comes at any moment of the probe round, not in step with the drill's previous wait.
+    time.sleep(random.uniform(0, _seconds(stack.interval)))
     log(f"cut {district} and {commune}")
     cut_at = time.time()
     prov.cut(district)
@@ -454,6 +481,7 @@ def outage_cycle(
         for lead in (2.0, 1.0, 0.3, 3.0, 1.5)[:restarts]:
             log(f"restart the agent ({lead:g}s before a scrape)")
             cyc.restarts.append(stack.restart_agent(lead))
+            cyc.restart_gaps.append(stack.restart_gaps[-1])
             seen = stack.agent_states()
             cyc.unknown_after_restart += [s for s in (district, commune) if seen.get(s) == "unknown"]
         if restarts:
@@ -543,7 +571,7 @@ def _fmt(values: list[float | None]) -> str:
 
 def table(cycles: list[Cycle], loss: LossPhase | None, gaps: tuple[int, int], load: str) -> str:
     """The drill's result, as the issue's table."""
-    d = [c.district for c in cycles][:1]
+    d = [c.district for c in cycles]
     rows = [
         "| measured | district | commune | goal |",
         "|---|---|---|---|",
@@ -562,7 +590,7 @@ def table(cycles: list[Cycle], loss: LossPhase | None, gaps: tuple[int, int], lo
     behind = [st for c in cycles for st in c.behind.values()]
     paged = sum(len(c.behind_paged) for c in cycles)
     rows.append(
-        f"| communes behind a cut district ({', '.join(d)}) | {behind.count('unreachable')}/{len(behind)} "
+        f"| communes behind the cut districts ({', '.join(d)}) | {behind.count('unreachable')}/{len(behind)} "
         f"unreachable, {paged} paged | - | 100 % unreachable, 0 pages |"
     )
     rows.append(f"| coverage gaps counted | {gaps[0]} (inventory has {gaps[1]}) | - | exact |")
@@ -571,9 +599,11 @@ def table(cycles: list[Cycle], loss: LossPhase | None, gaps: tuple[int, int], lo
         resolved = sum(len(c.resolved_by_restart) for c in cycles)
         unknown = sum(len(c.unknown_after_restart) for c in cycles)
         first = ", ".join(f"{r:.1f}" for r in restarts)
+        gaps_ = ", ".join(f"{g:.1f}" for c in cycles for g in c.restart_gaps)
         rows.append(
-            f"| agent restarts during the outage (first scrape {first} s after start) | {len(restarts)}: "
-            f"{resolved} alerts resolved, {unknown} sites `unknown` | - | never resolves a firing alert |"
+            f"| agent restarts during the outage (down {gaps_} s; first scrape {first} s after start) | "
+            f"{len(restarts)}: {resolved} alerts resolved, {unknown} sites `unknown` | - | never resolves a "
+            "firing alert |"
         )
     if loss is not None:
         lasted = f"{loss.seconds / 60:g} min of {loss.percent} % random loss on every link"
@@ -620,7 +650,7 @@ def main() -> int:
     )
     p.add_argument("--loss-minutes", type=float, default=30.0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/giamsat-drill"))  # noqa: S108
-    p.add_argument("--prefix", default="gsdrl")
+    p.add_argument("--prefix", default=f"gsd{os.getpid()}", help="of namespace and interface names")
     args = p.parse_args()
     if args.cmd == "webhook":
         serve_webhook(args.listen, args.out)

@@ -78,7 +78,7 @@ def province_nodes(districts: int = 10, communes: int = 10, never_connected: int
         raise ValueError("at most 10 districts of 10 communes (addresses and interface names)")
     nodes = [Node("h", "hg", "Tỉnh Hà Giang", "province", None)]
     for k in range(districts):
-        letter = "abcdefghij"[k]
+        letter = "abcdefgijk"[k]  # not h (the hub), m (monitoring) or r (this host)
         d = f"d{k + 1:02d}"
         nodes.append(Node(letter, d, f"Huyện {k + 1}", "district", "hg"))
         for i in range(communes):
@@ -287,11 +287,16 @@ class Province:
                 )
                 _ns(self.ns(n.code), "nft", "-f", "-", inp=rules)
 
-    def teardown(self) -> None:
+    def teardown(self, by_name: bool = False) -> None:
+        """Remove what ``build`` made; ``by_name``: every name this province would use (``down`` from a
+        shell, where the process that built it is gone)."""
         # Our routes go with our veth; deleting by destination alone could remove another run's.
-        _run("ip", "link", "del", self._ifname("r", "h"), check=False)
-        _run("ip", "link", "del", self._ifname("r", "m"), check=False)
-        names = self.namespaces or [self.ns(n.code) for n in self.nodes if n.connected] + [self.ns("m")]
+        if by_name or self.namespaces:
+            _run("ip", "link", "del", self._ifname("r", "h"), check=False)
+            _run("ip", "link", "del", self._ifname("r", "m"), check=False)
+        names = self.namespaces
+        if by_name:
+            names = [self.ns(n.code) for n in self.nodes if n.connected] + [self.ns("m")]
         for ns in names:
             _run("ip", "netns", "del", ns, check=False)
         self.namespaces = []
@@ -371,7 +376,7 @@ def main() -> int:
     elif args.action == "snmpd-conf":
         sys.stdout.write(prov.snmpd_conf())
     elif args.action == "down":
-        prov.teardown()
+        prov.teardown(by_name=True)
     elif args.action == "cut":
         prov.cut(args.site)
     elif args.action == "loss":

@@ -105,3 +105,48 @@ def test_inhibition_rules(alertmanager: str) -> None:
         ("AgentMissing", "10.0.0.10:9469"): False,
         ("CollectorFailing", "hg"): False,
     }
+
+
+def _receivers(url: str) -> dict[tuple[str, str], str]:
+    status, body, _ = http_get(url + "/api/v2/alerts/groups", timeout=5)
+    assert status == 200
+    return {
+        (a["labels"]["alertname"], a["labels"].get("site", "")): g["receiver"]["name"]
+        for g in json.loads(body)
+        for a in g["alerts"]
+    }
+
+
+def test_pages_warnings_and_coverage_gaps_reach_separate_receivers(alertmanager: str) -> None:
+    """Critical alerts page the on-call receiver; warnings go to the NOC chat; coverage gaps (info) to
+    the inventory team, never to a phone."""
+    _post(
+        alertmanager,
+        [
+            {
+                "alertname": "SiteDown",
+                "site": "vx",
+                "district": "vx",
+                "level": "district",
+                "severity": "critical",
+            },
+            {
+                "alertname": "UPSBatteryLow",
+                "site": "bm",
+                "district": "bm",
+                "target": "ups1",
+                "severity": "critical",
+            },
+            {"alertname": "SiteUnreachable", "site": "hg-x", "district": "", "severity": "warning"},
+            {"alertname": "LinkDegraded", "site": "bm-yenphu", "district": "bm", "severity": "warning"},
+            {"alertname": "SiteCoverageGap", "site": "bm-lacnong", "district": "bm", "severity": "info"},
+        ],
+    )
+    wait_for(lambda: len(_receivers(alertmanager)) == 5, 10, what="alerts grouped")
+    assert _receivers(alertmanager) == {
+        ("SiteDown", "vx"): "noc-oncall",
+        ("UPSBatteryLow", "bm"): "noc-oncall",
+        ("SiteUnreachable", "hg-x"): "noc-chat",
+        ("LinkDegraded", "bm-yenphu"): "noc-chat",
+        ("SiteCoverageGap", "bm-lacnong"): "inventory-team",
+    }
