@@ -10,6 +10,7 @@ what an operator should then see).
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import threading
 import time
@@ -233,9 +234,10 @@ class Handler(ManagedConnectionHandler):
             reply = handler(request, agent)
             if reply is not None:
                 break
-        if reply is None:
+        if reply is None:  # no collector serves that module: blackbox_exporter's answer
             reply = Reply(
-                HTTPStatus.NOT_FOUND, f"nothing on {path} serves module {q.get('module', '')[:50]!r}"
+                HTTPStatus.BAD_REQUEST,
+                f"Unknown module {json.dumps(q.get('module', '')[:50], ensure_ascii=False)}",
             )
         if reply.families is None:
             if reply.content_type.startswith("text/plain"):

@@ -64,7 +64,10 @@ def check_entry(entry: str) -> str:
         pass
     name = entry.removeprefix("*.")
     labels = _host_key(name).split(".")
-    if not all(lbl and len(lbl) <= 63 and all(c.isalnum() or c in "-_" for c in lbl) for lbl in labels):
+    # an all-digit last label is no host name: the resolver reads "10.0.0" or "2130706433" as an address
+    if labels[-1].isdigit() or not all(
+        lbl and len(lbl) <= 63 and all(c.isalnum() or c in "-_" for c in lbl) for lbl in labels
+    ):
         raise ValueError(f"{entry!r} is neither a network (CIDR), an address, a host name nor a URL prefix")
     return entry
 

@@ -587,6 +587,7 @@ class PysnmpEngines:
         eng = self._engines.get(auth_name)
         if eng is None:
             eng = self._engines[auth_name] = SnmpEngine()
+            eng.register_transport_dispatcher(_dispatcher())
             _drop_undecodable(eng)
         return eng
 
@@ -595,6 +596,28 @@ class PysnmpEngines:
             # closing a dispatcher that never opened raises
             eng.close_dispatcher()
         self._engines.clear()
+
+
+def _dispatcher() -> Any:
+    """pysnmp's asyncio dispatcher, dropping the answers that arrive after it closed.
+
+    Polls cut by their deadline leave answers on the way; when the engine closes, those already read
+    from the socket are still queued on the event loop, and pysnmp's dispatcher raised "Unregistered
+    transport" into the loop for each (an asyncio traceback per late answer). Dropped with a debug line.
+    """
+    from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
+    from pysnmp.carrier.error import CarrierError
+
+    class Dispatcher(AsyncioDispatcher):  # type: ignore[misc]
+        def _callback_function(self, transport: Any, address: Any, message: bytes) -> None:
+            try:
+                super()._callback_function(transport, address, message)
+            except CarrierError as exc:
+                log.debug(
+                    "SNMP: dropped a datagram from %s after its engine closed (%s)", _peer(address), exc
+                )
+
+    return Dispatcher()
 
 
 def _drop_undecodable(engine: Any) -> None:

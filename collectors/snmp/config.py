@@ -7,12 +7,12 @@ user's own); a target names one auth and a list of modules.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from agent.kernel.allowlist import AllowList, check_entry
 from agent.kernel.collector import CollectorSettings, TargetConfig
 from agent.kernel.errors import ConfigError
 from agent.kernel.model import Duration, Model
@@ -196,22 +196,20 @@ class Module(Model):
         return self
 
 
-_HOST_RE = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-
-
 class OnDemand(Model):
     """``collectors.snmp.on_demand``: devices not in ``targets.snmp`` that ``/snmp?target=`` may poll.
 
     Empty by default: an open ``/snmp`` would let anyone who reaches the agent make it send SNMP
-    (with the configured credentials) anywhere.
+    (with the configured credentials) anywhere. Matched by the kernel's ``AllowList``, the same rules
+    as ``collectors.blackbox.on_demand`` (SNMP targets are not URLs, so URL prefixes are refused).
     """
 
-    #: CIDRs (``198.18.40.0/24``), single addresses, or host names (matched by name, case-insensitive)
+    #: CIDRs (``198.18.40.0/24``), single addresses, host names or ``*.suffix`` (case-insensitive; a
+    #: name is never resolved to check it against a CIDR)
     allow: list[str] = Field(default_factory=list)
     #: on-demand polls running at once; more are answered 503
     max_concurrent: int = Field(default=4, ge=1, le=256)
+    _allow: AllowList = PrivateAttr(default_factory=AllowList)
 
     @field_validator("allow")
     @classmethod
@@ -219,28 +217,24 @@ class OnDemand(Model):
         out = []
         for e in v:
             e = str(e).strip()
+            if "://" in e:
+                raise ValueError(f"{e!r} is a URL prefix; SNMP devices are CIDRs, addresses or host names")
             try:
-                ipaddress.ip_network(e, strict=False)
+                out.append(check_entry(e))
             except ValueError:
-                if not _HOST_RE.match(e) or e.replace(".", "").isdigit():
-                    raise ValueError(f"{e!r} is neither a CIDR, an address nor a host name") from None
-                e = e.lower().rstrip(".")
-            out.append(e)
+                raise ValueError(
+                    f"{e!r} is neither a CIDR, an address nor a host name (or *.suffix)"
+                ) from None
         return out
+
+    @model_validator(mode="after")
+    def _parse(self) -> OnDemand:
+        self._allow = AllowList.parse(self.allow)
+        return self
 
     def allows(self, host: str) -> bool:
         """Whether ``host`` (an address literal or a name, as the request gave it) may be polled."""
-        try:
-            addr = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return host.lower().rstrip(".") in self.allow
-        for e in self.allow:
-            try:
-                if addr in ipaddress.ip_network(e, strict=False):
-                    return True
-            except ValueError:
-                continue
-        return False
+        return self._allow.allows_host(host)
 
 
 class SnmpSettings(CollectorSettings):

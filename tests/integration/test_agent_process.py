@@ -150,8 +150,11 @@ def test_health_landing_and_unknown_probe_target(agent: AgentProc) -> None:
     assert http_get(agent.url + "/-/healthy")[:2] == (200, "Healthy\n")
     status, page, _ = http_get(agent.url + "/")
     assert status == 200 and "Xã Mường Phăng" in page and "host" in page
-    # Only configured targets are served: an address of the caller's choosing is never probed.
-    assert http_get(agent.url + "/probe?target=198.18.0.1&module=icmp")[0] == 404
+    # Only configured targets are served: an address of the caller's choosing is never probed. No icmp
+    # collector runs here: an unknown module, answered 400 as blackbox_exporter does.
+    status, body, _ = http_get(agent.url + "/probe?target=198.18.0.1&module=icmp")
+    assert (status, body.strip()) == (400, 'Unknown module "icmp"')
+    assert http_get(agent.url + "/probe?target=198.18.0.1&module=host")[0] == 404  # a kind, not a target
     assert http_get(agent.url + "/probe?module=icmp")[0] == 400
     assert http_get(agent.url + "/nope")[0] == 404
 

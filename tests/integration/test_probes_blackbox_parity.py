@@ -508,7 +508,7 @@ def test_targets_outside_the_allow_list_are_refused_and_not_contacted(lab: Lab) 
         status, body, _ = http_get(f"{lab.giamsat}/probe?{urlencode({'module': module, 'target': target})}")
         assert (status, body.strip()) == (403, "target is not in collectors.blackbox.on_demand")
     status, body, _ = http_get(f"{lab.giamsat}/probe?module=nope&target=127.0.0.1")
-    assert status == 404
+    assert (status, body.strip()) == (400, 'Unknown module "nope"')  # blackbox_exporter's answer
     status, body, _ = http_get(f"{lab.giamsat}/probe?module=http_2xx")
     assert (status, body.strip()) == (400, "Target parameter is missing")
 

@@ -532,6 +532,37 @@ def test_dead_device_is_reported_within_the_job_deadline(tmp_path: Path, engine:
     assert sample(fams, "snmp_module_failure_reason", module="if_mib", reason="timeout") == 1.0
 
 
+def test_pysnmp_engine_closed_with_answers_in_flight_stays_quiet(lo_agent: Snmpd) -> None:
+    """Walks cut short leave answers on the way; closing the engine then drops them without raising
+    into the event loop (pysnmp raised "Unregistered transport" there, one traceback per answer)."""
+    from collectors.snmp.client import PysnmpClient, PysnmpEngines, SnmpEndpoint
+    from collectors.snmp.config import Auth
+
+    auth = Auth.model_validate({"version": 2, "community": COMMUNITY})
+
+    async def run() -> tuple[list[dict[str, Any]], int]:
+        loop_errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        walked = 0
+        for _ in range(5):
+            engines = PysnmpEngines()
+            ep = SnmpEndpoint("127.0.0.1", lo_agent.port, auth, "v2")
+            clients = [PysnmpClient(ep, engines.get("v2")) for _ in range(20)]
+            walks = [asyncio.ensure_future(c.walk("1.3.6.1.2.1")) for c in clients]
+            await asyncio.sleep(0.3)
+            for w in walks:
+                w.cancel()
+            await asyncio.gather(*walks, return_exceptions=True)
+            walked += sum(c.stats.sent for c in clients)
+            engines.close()
+            await asyncio.sleep(0.1)
+        return loop_errors, walked
+
+    loop_errors, sent = asyncio.run(run())
+    assert sent > 100  # the walks were under way when cut
+    assert not loop_errors, [repr(e.get("exception")) for e in loop_errors[:3]]
+
+
 def test_module_walking_whole_tables_equals_column_walks(netns_agent: Snmpd, tmp_path: Path) -> None:
     """``walk:`` subtrees (one walk per table) give the same series as one walk per column."""
     import yaml

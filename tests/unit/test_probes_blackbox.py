@@ -179,7 +179,9 @@ def test_allow_list_url_prefixes_compare_scheme_host_port_and_whole_path_segment
     assert not allow.allows_host("portal.example.gov.vn")  # a URL prefix allows only its URLs
 
 
-@pytest.mark.parametrize("entry", ["", "ftp://x/", "http://u:p@x/", "not a name", "10.0.0.0/33"])
+@pytest.mark.parametrize(
+    "entry", ["", "ftp://x/", "http://u:p@x/", "not a name", "10.0.0.0/33", "10.0.0", "2130706433", "*.1"]
+)
 def test_allow_list_refuses_entries_it_cannot_read(entry: str) -> None:
     with pytest.raises(ValueError):
         check_entry(entry)

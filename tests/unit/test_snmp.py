@@ -302,3 +302,25 @@ def test_snmp_exporter_targets_and_the_on_demand_allow_list() -> None:
     assert not OnDemand().allows("127.0.0.1")  # empty by default
     with pytest.raises(ValidationError, match="neither a CIDR"):
         OnDemand.model_validate({"allow": ["10.0.0.0/33"]})
+
+
+def test_snmp_on_demand_matches_like_the_blackbox_allow_list() -> None:
+    """Same rules as collectors.blackbox.on_demand: CIDRs match IP literals only, names exact or *.suffix."""
+    from agent.kernel.allowlist import AllowList
+    from collectors.snmp.config import OnDemand
+
+    entries = ["198.18.40.0/24", "::1", "sw1.example", "*.xa.example"]
+    snmp, kernel = OnDemand.model_validate({"allow": entries}), AllowList.parse(entries)
+    hosts = "198.18.40.9 198.18.41.9 ::1 [::1] ::2 SW1.example. sw2.example ap.xa.example A.B.XA.EXAMPLE"
+    hosts += " xa.example evilxa.example localhost 127.0.0.1"
+    assert [snmp.allows(h) for h in hosts.split()] == [kernel.allows_host(h) for h in hosts.split()]
+    allowed = [h for h in hosts.split() if snmp.allows(h)]
+    assert allowed == ["198.18.40.9", "::1", "[::1]", "SW1.example.", "ap.xa.example", "A.B.XA.EXAMPLE"]
+    assert not snmp.allows("")
+    # a name is never resolved to match a CIDR, even one that would resolve inside it
+    assert not OnDemand.model_validate({"allow": ["127.0.0.0/8"]}).allows("localhost")
+    with pytest.raises(ValidationError, match="URL prefix"):
+        OnDemand.model_validate({"allow": ["https://sw1.example/"]})
+    for bad in ("sw 1", "10.0.0"):  # "10.0.0" is no name: the resolver reads it as 10.0.0.0
+        with pytest.raises(ValidationError, match="neither a CIDR"):
+            OnDemand.model_validate({"allow": [bad]})
