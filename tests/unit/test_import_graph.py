@@ -5,7 +5,11 @@ inside functions and ``TYPE_CHECKING`` blocks, and ``importlib.import_module`` o
 - ``collectors`` imports the kernel and collectors only (never the application or the exporters);
 - ``exporters`` imports the kernel and exporters only (never the application or the collectors);
 - the application (the rest of ``agent``) may import anything, but the ``agent`` package itself imports
-  nothing, since importing the kernel runs it.
+  nothing, since importing the kernel runs it;
+- within the application, ``agent.ledger`` imports the kernel, ``agent.inventory`` and itself only (it is
+  handed site states, it never reads the tracker, the scheduler or the endpoint), and ``agent.report``
+  the kernel, ``agent.inventory``, ``agent.ledger`` and itself only (``giamsat report`` runs without the
+  running agent); ``agent.inventory`` imports the kernel only.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ def layer(module: str) -> str | None:
     top = module.split(".", 1)[0]
     if top not in PACKAGES:
         return None
-    if module == "agent.kernel" or module.startswith("agent.kernel."):
-        return "kernel"
+    for sub in ("kernel", "ledger", "report", "inventory"):
+        if module == f"agent.{sub}" or module.startswith(f"agent.{sub}."):
+            return sub
     if top == "agent":
         return "application"
     return top
@@ -35,7 +40,10 @@ ALLOWED = {
     "kernel": {"kernel"},
     "collectors": {"kernel", "collectors"},
     "exporters": {"kernel", "exporters"},
-    "application": {"kernel", "collectors", "exporters", "application"},
+    "ledger": {"kernel", "inventory", "ledger"},
+    "report": {"kernel", "inventory", "ledger", "report"},
+    "inventory": {"kernel", "inventory"},
+    "application": {"kernel", "collectors", "exporters", "application", "ledger", "report", "inventory"},
 }
 
 
@@ -107,7 +115,15 @@ def source_tree() -> list[tuple[str, str, bool]]:
 def test_the_source_tree_keeps_the_one_way_rule() -> None:
     files = source_tree()
     assert len(files) > 40  # the walk found the tree
-    assert {layer(m) for m, _, _ in files} == {"kernel", "application", "collectors", "exporters"}
+    assert {layer(m) for m, _, _ in files} == {
+        "kernel",
+        "application",
+        "collectors",
+        "exporters",
+        "ledger",
+        "report",
+        "inventory",
+    }
     assert violations(files) == []
 
 
@@ -122,6 +138,10 @@ def test_the_check_catches_each_kind_of_violation() -> None:
         ("exporters.prometheus", "from agent import config\n", False),
         ("exporters.remote_write", "import importlib\nimportlib.import_module('collectors.host')\n", False),
         ("agent", "from agent.kernel.version import __version__\n", True),
+        ("agent.ledger.recorder", "from agent.sites import SiteTracker\n", False),
+        ("agent.report.live", "def f():\n    import agent.lifecycle\n", False),
+        ("agent.report.main", "import exporters.prometheus\n", False),
+        ("agent.inventory", "from agent.config import LoadedConfig\n", False),
     ]
     found = violations(bad)
     assert found == [
@@ -138,6 +158,12 @@ def test_the_check_catches_each_kind_of_violation() -> None:
         "exporters.remote_write:2 imports collectors.host (exporters -> collectors)",
         "agent:1 imports agent.kernel.version (the agent package must import nothing)",
         "agent:1 imports agent.kernel.version.__version__ (the agent package must import nothing)",
+        "agent.ledger.recorder:1 imports agent.sites (ledger -> application)",
+        "agent.ledger.recorder:1 imports agent.sites.SiteTracker (ledger -> application)",
+        "agent.report.live:2 imports agent.lifecycle (report -> application)",
+        "agent.report.main:1 imports exporters.prometheus (report -> exporters)",
+        "agent.inventory:1 imports agent.config (inventory -> application)",
+        "agent.inventory:1 imports agent.config.LoadedConfig (inventory -> application)",
     ]
     # Allowed arrows stay quiet: the application imports everything, the kernel itself.
     assert (
@@ -154,6 +180,12 @@ def test_the_check_catches_each_kind_of_violation() -> None:
                     False,
                 ),
                 ("collectors.ssh.collector", "from agent.kernel.resolver import Resolver\n", False),
+                (
+                    "agent.report.from_ledger",
+                    "from agent.ledger.book import Book\nfrom agent.inventory import Inventory\n",
+                    False,
+                ),
+                ("agent.lifecycle", "from agent.ledger.recorder import LedgerRecorder\n", False),
             ]
         )
         == []
