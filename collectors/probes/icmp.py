@@ -54,7 +54,8 @@ from collectors.probes.links import LINKS
 #: A target is reported down only after this many echoes in a row were lost: at 20 % independent loss
 #: per echo a working link is then declared down with a chance of 0.2**9 = 5e-7 per round.
 CONFIRM_ECHOES = 9
-#: Spacing of the confirmation burst's echoes: 8 of them go out in 1.4 s.
+#: Spacing of the confirmation burst's echoes (CONFIRM_ECHOES less the round's own: 6 after a default
+#: round of 3, sent over 1.0 s).
 CONFIRM_INTERVAL = 0.2
 
 #: smokeping_prober's default buckets: 50 µs doubling to ~26 s.

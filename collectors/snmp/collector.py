@@ -116,6 +116,11 @@ class SnmpCollector(Collector):
     # ------------------------------------------------------------------------------ config checks
 
     @classmethod
+    def serves_without_targets(cls, settings: CollectorSettings) -> bool:
+        assert isinstance(settings, SnmpSettings)
+        return bool(settings.on_demand.allow)  # on-demand /snmp polls need it running
+
+    @classmethod
     def check_targets(
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:

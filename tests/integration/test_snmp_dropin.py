@@ -169,3 +169,33 @@ def test_request_parameters_and_on_demand(tmp_path: Path, devices: tuple[Snmpd, 
         agent.stop()
         silent.stop()
     assert COMMUNITY not in agent.log.read_text()
+
+
+def test_an_agent_with_only_on_demand_polls_serves_snmp(tmp_path: Path, devices: tuple[Snmpd, Snmpd]) -> None:
+    """No targets.snmp at all (snmp_exporter's own setup): the collector still starts, for /snmp."""
+    _, on_demand = devices
+    agent = AgentProc(
+        tmp_path,
+        f"""
+        agent:
+          site: tinh
+          state_dir: {tmp_path / "state"}
+        sites:
+          - {{id: tinh, name: "Tỉnh", level: province}}
+        collectors:
+          snmp:
+            auths:
+              public_v2: {{version: 2, community: {COMMUNITY}}}
+            on_demand:
+              allow: [127.0.0.0/8]
+        """,
+    )
+    agent.start()
+    try:
+        wait_for(lambda: http_get(agent.url + "/-/ready")[0] == 200, 20, what="agent ready")
+        url = f"{agent.url}/snmp?target=127.0.0.1:{on_demand.port}&module=system&auth=public_v2"
+        status, body, _ = http_get(url, timeout=20)
+        assert status == 200 and 'sysName{sysName="gs-on-demand"} 1.0' in body, body
+        assert http_get(f"{agent.url}/snmp?target=198.18.40.7&module=system&auth=public_v2")[0] == 403
+    finally:
+        agent.stop()
