@@ -160,3 +160,22 @@ async def collect_once(collector: Collector, target: TargetConfig | None) -> lis
     collector's, else the agent's default of 10 s)."""
     timeout = (target.timeout if target is not None else None) or collector.settings.timeout or 10.0
     return await collector.collect(target, Deadline.after(timeout))
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 30) -> None:
+    """Wait until ``url`` answers 200; fail at once, with the log's tail, if the process exits first."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{proc.args[0]!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        try:
+            return http_get(url, timeout=2)[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"no answer from {url}"
+        time.sleep(0.2)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for
-from tests.integration.test_sites_e2e import _wait_ready, province_mod
+from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for, wait_ready
+from tests.integration.test_sites_e2e import province_mod
 from tests.pagetext import parse, section
 from tests.pngread import count_near
 
@@ -65,7 +65,7 @@ def agent_url(province: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             stderr=log,
         )
     try:
-        _wait_ready(proc, f"http://127.0.0.1:{port}/-/ready", tmp / "agent.log")
+        wait_ready(proc, f"http://127.0.0.1:{port}/-/ready", tmp / "agent.log")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
