@@ -335,6 +335,18 @@ class Collector(abc.ABC):
 
     # -- what a result means --------------------------------------------------------------------------
 
+    #: True when ``power_failing`` can say anything (the pipeline skips the call otherwise: it runs for
+    #: every result).
+    reports_power: ClassVar[bool] = False
+
+    def power_failing(self, families: Sequence[Metric]) -> bool:
+        """Whether this result says its site's power failed (a UPS on battery or with a low battery).
+
+        Read by the outage ledger, which names an outage's cause ``power`` when the site's power failed
+        shortly before its links did; a kind that knows about power sets ``reports_power``.
+        """
+        return False
+
     @property
     def health_families(self) -> frozenset[str]:
         """Families a series cap never drops besides the ``*_up``-style ones: the declared link metrics."""

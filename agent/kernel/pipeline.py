@@ -83,7 +83,7 @@ class Pipeline:
         else:
             link = None if collector.link_metric is None else LinkStatus(False, reason)
         # Positional (job_id, kind, target, site, families, timestamp, duration, success, reason,
-        # interval, timeout, link): this runs for every target and round, and keywords cost a third more.
+        # interval, timeout, link, power_failing): this runs for every target and round, and keywords cost a third more.
         result = JobResult(
             job.job_id,
             job.kind,
@@ -97,6 +97,7 @@ class Pipeline:
             job.interval,
             job.timeout,
             link,
+            success and collector.reports_power and collector.power_failing(capped),
         )
         h = self.store.put(result)
         h.runs_total += 1

@@ -40,6 +40,9 @@ class JobResult:
     #: whether the target answered, as its collector reads its own result (``Collector.link_status``);
     #: None for results that say nothing about a link (this host's metrics). Site state and doctor read it.
     link: LinkStatus | None = None
+    #: whether the result says its site's power failed (a UPS on battery or with a low battery), as its
+    #: collector reads it (``Collector.power_failing``): the outage ledger tells power cuts from link cuts.
+    power_failing: bool = False
 
 
 @dataclass

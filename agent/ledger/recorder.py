@@ -1,8 +1,9 @@
 """The ledger in the running agent: a subscriber of the result pipeline that journals site state changes.
 
-It hears every result (``on_result``): uplink results give the failed links' last reasons, UPS-MIB
-results (``upsOutputSource`` on ``battery``, ``upsBatteryStatus`` low or depleted) the last time a site's
-power failed. After each site-state tick the agent hands it the states (``observe``); every change is one
+It hears every result (``on_result``): uplink results give the failed links' last reasons, results
+whose collector says the site's power failed (``JobResult.power_failing``: a UPS on battery or low) the
+last time a site's power failed. After each site-state tick the agent hands it the states
+(``observe``); every change is one
 ``st`` record, journaled (fsynced) and applied to the in-memory book, which the counters and the
 ``/report`` page read. The counters are cumulative over the whole journal, so they survive restarts and
 availability over any window is exact from two readings.
@@ -32,9 +33,6 @@ PRUNE_EVERY = 3600.0
 """The live book forgets spans and outages that ended before the current month (the ``/report`` page
 shows the month so far; ``giamsat report`` replays the journal itself) this often: its memory stays
 about one month of state changes."""
-
-_ON_BATTERY = {("upsOutputSource", "battery"), ("upsBatteryStatus", "batteryLow")}
-_ON_BATTERY.add(("upsBatteryStatus", "batteryDepleted"))
 
 
 def replay(directory: Path, stats: ReadStats | None = None, keep_since: float | None = None) -> Book:
@@ -136,13 +134,8 @@ class LedgerRecorder:
             link = result.link
             if link is not None and not link.up:
                 self._reasons[target] = link.reason or result.reason or "failed"
-        if result.site is None or not result.families:
-            return
-        for fam in result.families:
-            if fam.name in ("upsOutputSource", "upsBatteryStatus"):
-                for s in fam.samples:
-                    if s.value == 1 and (fam.name, s.labels.get(fam.name)) in _ON_BATTERY:
-                        self._power_at[result.site] = result.timestamp
+        if result.power_failing and result.site is not None:
+            self._power_at[result.site] = result.timestamp
 
     # -- states ---------------------------------------------------------------------------------------
 

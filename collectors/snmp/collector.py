@@ -86,6 +86,13 @@ class ModuleResult:
     retried: int = 0
 
 
+#: UPS-MIB enum states that mean the site's power failed, by family.
+_UPS_STATES = {
+    "upsOutputSource": frozenset({"battery"}),
+    "upsBatteryStatus": frozenset({"batteryLow", "batteryDepleted"}),
+}
+
+
 class SnmpCollector(Collector):
     kind = "snmp"
     settings_model = SnmpSettings
@@ -112,6 +119,20 @@ class SnmpCollector(Collector):
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------------------------ what results mean
+
+    reports_power = True
+
+    def power_failing(self, families: Sequence[Metric]) -> bool:
+        """UPS-MIB (RFC 1628): output on battery, or the battery low or depleted (``ups_mib`` module and
+        giamsat's ``ups``: enums rendered as state sets, the active state's sample is 1)."""
+        for fam in families:
+            if fam.name in _UPS_STATES:
+                for s in fam.samples:
+                    if s.value == 1 and s.labels.get(fam.name) in _UPS_STATES[fam.name]:
+                        return True
+        return False
 
     # ------------------------------------------------------------------------------ config checks
 

@@ -43,7 +43,10 @@ def ups_result(site: str, source: str, ts: float) -> JobResult:
     fam = GaugeMetricFamily("upsOutputSource", "", labels=["upsOutputSource"])
     for s in ("normal", "battery"):
         fam.add_metric([s], 1.0 if s == source else 0.0)
-    return JobResult("snmp/ups", "snmp", f"{site}-ups", site, (fam,), ts, 0.1, True)
+    # power_failing as the SNMP collector reads this family (tests/unit/test_snmp.py checks that reading)
+    return JobResult(
+        "snmp/ups", "snmp", f"{site}-ups", site, (fam,), ts, 0.1, True, power_failing=source == "battery"
+    )
 
 
 def link_result(target: str, site: str, ts: float, reason: str) -> JobResult:

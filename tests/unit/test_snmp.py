@@ -324,3 +324,30 @@ def test_snmp_on_demand_matches_like_the_blackbox_allow_list() -> None:
     for bad in ("sw 1", "10.0.0"):  # "10.0.0" is no name: the resolver reads it as 10.0.0.0
         with pytest.raises(ValidationError, match="neither a CIDR"):
             OnDemand.model_validate({"allow": [bad]})
+
+
+def test_a_ups_on_battery_or_low_says_the_sites_power_failed() -> None:
+    """The outage ledger's power cause comes from this reading of UPS-MIB results."""
+    from typing import Any, cast
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    from collectors.snmp.collector import SnmpCollector
+
+    def state_set(name: str, states: tuple[str, ...], active: str) -> GaugeMetricFamily:
+        fam = GaugeMetricFamily(name, "", labels=[name])
+        for s in states:
+            fam.add_metric([s], 1.0 if s == active else 0.0)
+        return fam
+
+    source = ("other", "none", "normal", "bypass", "battery", "booster", "reducer")
+    battery = ("unknown", "batteryNormal", "batteryLow", "batteryDepleted")
+    reads = SnmpCollector.power_failing
+    me = cast(Any, None)
+    assert SnmpCollector.reports_power
+    assert not reads(me, [state_set("upsOutputSource", source, "normal")])
+    assert reads(me, [state_set("upsOutputSource", source, "battery")])
+    assert not reads(me, [state_set("upsBatteryStatus", battery, "batteryNormal")])
+    assert reads(me, [state_set("upsBatteryStatus", battery, "batteryLow")])
+    assert reads(me, [state_set("upsBatteryStatus", battery, "batteryDepleted")])
+    assert not reads(me, [state_set("ifOperStatus", ("up", "down"), "down")])
