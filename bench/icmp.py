@@ -42,6 +42,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import LoadMeter
+
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL_MS = 100
 TIMEOUT_MS = 1000
@@ -112,7 +115,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     from agent.kernel.pipeline import Pipeline
     from agent.kernel.store import Store
     from agent.scheduler import Runner
-    from exporters.exposition import render_text
+    from exporters.exposition import ResultRenderCache, render_text
 
     if gc_mode == "agent":
         agent_gc_before_start()
@@ -142,24 +145,32 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     async def go() -> dict[str, float]:
         store = Store()
         runner = Runner(loaded, Pipeline(store))
+        cache = ResultRenderCache()
+        max_len = loaded.config.agent.max_label_length
         await runner.open()
         if gc_mode == "agent":
             agent_gc_after_start()
         try:
             # The first round also builds each target's lasting state (histogram, parsed address): the
-            # agent pays that once; every later round, every 30 s, is the one measured.
+            # agent pays that once; every later round, every 30 s, is the one measured. A scrape after
+            # it fills the exporter's render cache, as Prometheus would.
             first = time.process_time()
             await runner.run_once()
             first = time.process_time() - first
+            render_text(store.snapshot(), [], max_len, result_cache=cache)
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             results = await runner.run_once()
             wall = time.perf_counter() - t0
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             rss = _proc_hwm_mb(os.getpid())  # before rendering, which needs memory of its own
-            # What the first scrape after the round adds: rendering every result once (then cached).
+            # What the first scrape after the round adds: rendering every new result once (then
+            # cached) and merging; then what every later scrape of the same round costs.
             c0 = time.process_time()
-            body, _ = render_text(store.snapshot(), [], loaded.config.agent.max_label_length)
+            body, _ = render_text(store.snapshot(), [], max_len, result_cache=cache)
             render = time.process_time() - c0
+            c0 = time.process_time()
+            render_text(store.snapshot(), [], max_len, result_cache=cache)
+            cached = time.process_time() - c0
         finally:
             await runner.close()
         received = 0
@@ -175,6 +186,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
             "rss_mb": rss,
             "received": received,
             "render_cpu": render,
+            "cached_scrape_cpu": cached,
             "render_rss_mb": _proc_hwm_mb(os.getpid()),
             "render_bytes": len(body),
             "first_round_cpu": first,
@@ -353,67 +365,92 @@ def run_blackbox(n: int) -> dict[str, float]:
 
 # -- report --------------------------------------------------------------------------------------------
 
+Rows = dict[int, dict[str, dict[str, float]]]
 
-def table(rows: dict[int, dict[str, dict[str, float]]]) -> str:
+
+def run_busy(rows: Rows, n: int, max_load: float, max_others: float) -> bool:
+    return any(r["loadavg"] > max_load or r["others"] > max_others for r in rows[n].values())
+
+
+def ratios(runs: list[Rows], n: int, tool: str, field: str = "cpu") -> list[float]:
+    """``tool``'s CPU (or ``field``) over fping's CPU, in each run where both ran."""
+    return [
+        r[n][tool][field] / r[n]["fping"]["cpu"]
+        for r in runs
+        if tool in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
+    ]
+
+
+def whole_path(r: dict[str, float]) -> float:
+    """One round as the agent pays for it: the probing path plus the next scrape's rendering."""
+    return r["cpu"] + r["render_cpu"]
+
+
+def table(rows: Rows, runs: list[Rows]) -> str:
     lines = [
-        "| targets | tool | echoes answered | wall s | CPU s | CPU µs/echo | CPU vs fping | core share at 30 s interval | peak RSS MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| targets | tool | echoes answered | wall s | CPU s | CPU µs/echo | CPU vs fping (median of runs) "
+        "| core share at 30 s interval | peak RSS MiB | load, others' CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for n, by_tool in rows.items():
-        fping_cpu = by_tool.get("fping", {}).get("cpu", 0.0)
         for tool, r in by_tool.items():
             per_echo = r["cpu"] / (n * COUNT) * 1e6
-            ratio = f"{r['cpu'] / fping_cpu:.2f}×" if fping_cpu else "-"
+            rs = ratios(runs, n, tool)
+            ratio = f"{statistics.median(rs):.2f}×" if rs else "-"
             lines.append(
                 f"| {n} | {tool} | {int(r['received'])}/{n * COUNT} | {r['wall']:.2f} | {r['cpu']:.3f} | "
-                f"{per_echo:.1f} | {ratio} | {r['cpu'] / 30 * 100:.1f} % | {r['rss_mb']:.1f} |"
+                f"{per_echo:.1f} | {ratio} | {r['cpu'] / 30 * 100:.1f} % | {r['rss_mb']:.1f} | "
+                f"{r['loadavg']:.1f}, {r['others'] * 100:.0f} % |"
             )
     return "\n".join(lines)
 
 
-def median_rows(runs: list[dict[int, dict[str, dict[str, float]]]]) -> dict[int, dict[str, dict[str, float]]]:
-    out: dict[int, dict[str, dict[str, float]]] = {}
+def whole_table(rows: Rows, runs: list[Rows]) -> str:
+    """The agent's whole cost per round (probing + the next scrape) against fping's round."""
+    out = [
+        "| targets | probing CPU s | next scrape (render new results + merge) CPU s | later scrapes CPU s "
+        "| whole round vs fping (median of runs) | /metrics size MB | peak RSS MiB probing / after the scrape |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for n, by_tool in rows.items():
+        g = by_tool.get("giamsat")
+        if g is None or "render_cpu" not in g:
+            continue
+        rs = [
+            whole_path(r[n]["giamsat"]) / r[n]["fping"]["cpu"]
+            for r in runs
+            if "giamsat" in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
+        ]
+        ratio = f"{statistics.median(rs):.2f}× ({', '.join(f'{x:.2f}' for x in rs)})" if rs else "-"
+        out.append(
+            f"| {n} | {g['cpu']:.3f} | {g['render_cpu']:.3f} | {g['cached_scrape_cpu']:.3f} | {ratio} | "
+            f"{g['render_bytes'] / 1e6:.1f} | {g['rss_mb']:.0f} / {g['render_rss_mb']:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def median_rows(runs: list[Rows]) -> Rows:
+    out: Rows = {}
     for n, by_tool in runs[0].items():
-        out[n] = {
-            tool: {k: statistics.median(r[n][tool][k] for r in runs) for k in fields}
-            for tool, fields in by_tool.items()
-        }
+        out[n] = {}
+        for tool in by_tool:
+            present = [r[n][tool] for r in runs if tool in r[n]]
+            out[n][tool] = {k: statistics.median(p[k] for p in present) for k in present[0]}
     return out
 
 
-def ratio_note(runs: list[dict[int, dict[str, dict[str, float]]]]) -> str:
-    """The giamsat/fping CPU ratio of each run, since the median of each tool alone can hide pairing."""
-    if len(runs) < 2:
-        return ""
+def ratio_note(runs: list[Rows], busy: dict[tuple[int, int], bool]) -> str:
+    """The giamsat/fping CPU ratio of each run (busy runs marked), since medians of each tool alone can
+    hide how they pair."""
     parts = []
     for n in runs[0]:
-        ratios = [
-            r[n]["giamsat"]["cpu"] / r[n]["fping"]["cpu"]
-            for r in runs
-            if "fping" in r[n] and "giamsat" in r[n]
-        ]
-        if ratios:
-            parts.append(
-                f"{n}: "
-                + ", ".join(f"{x:.2f}×" for x in ratios)
-                + f" (median {statistics.median(ratios):.2f}×)"
-            )
-    return "giamsat/fping CPU in each run: " + "; ".join(parts) + ".\n\n" if parts else ""
-
-
-def render_note(rows: dict[int, dict[str, dict[str, float]]]) -> str:
-    parts = [
-        f"{n}: {r['giamsat']['render_cpu']:.2f} s CPU for {r['giamsat']['render_bytes'] / 1e6:.1f} MB "
-        f"(peak RSS then {r['giamsat']['render_rss_mb']:.0f} MiB)"
-        for n, r in rows.items()
-        if "render_cpu" in r.get("giamsat", {})
-    ]
+        rs = ratios(runs, n, "giamsat")
+        if rs:
+            marks = [f"{x:.2f}×{'*' if busy[(k, n)] else ''}" for k, x in enumerate(rs)]
+            parts.append(f"{n}: " + ", ".join(marks) + f" (median {statistics.median(rs):.2f}×)")
     if not parts:
         return ""
-    return (
-        "Rendering one round's results as exposition text (what the first scrape after the round adds, "
-        "not in the table): " + "; ".join(parts) + ".\n\n"
-    )
+    return "giamsat/fping CPU in each run (* a busy run): " + "; ".join(parts) + ".\n\n"
 
 
 def write_section(text: str) -> None:
@@ -434,7 +471,19 @@ def main() -> None:
     ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000, 10000])
     ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "giamsat default GC"])
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    ap.add_argument("--runs", type=int, default=1, help="repeat everything; the table shows medians")
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs; the table shows medians")
+    ap.add_argument(
+        "--busy-load", type=float, default=1.5, help="1-minute load average that makes a run busy"
+    )
+    ap.add_argument(
+        "--busy-others",
+        type=float,
+        default=0.25,
+        help="share of all cores used by other processes during a tool's run that makes the run busy",
+    )
+    ap.add_argument(
+        "--quiet-only", action="store_true", help="with --write: refuse to write if any run was busy"
+    )
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     ap.add_argument("--gc", default="agent", choices=["agent", "default"], help=argparse.SUPPRESS)
@@ -452,43 +501,70 @@ def main() -> None:
         "fping": run_fping,
         "blackbox_exporter": run_blackbox,
     }
-    runs: list[dict[int, dict[str, dict[str, float]]]] = []
-    loads: list[float] = []
+    runs: list[Rows] = []
+    busy: dict[tuple[int, int], bool] = {}
     for run in range(args.runs):
-        rows: dict[int, dict[str, dict[str, float]]] = {}
+        rows: Rows = {}
+        # Interleaved: every tool in every run, in the opposite order in every other run, so a burst of
+        # load from other processes does not always land on the same tool.
+        order = list(args.tools) if run % 2 == 0 else list(reversed(args.tools))
         for n in args.targets:
             rows[n] = {}
-            for tool in args.tools:
-                if tool == "blackbox_exporter" and n > BLACKBOX_MAX:
-                    continue  # 3 HTTP requests per target: the 1000/5000 rows already show its cost per echo
-                rows[n][tool] = runners[tool](n)
-                print(f"run {run + 1} {n} {tool}: {rows[n][tool]}", file=sys.stderr)
+            for tool in order:
+                if tool == "blackbox_exporter" and (n > BLACKBOX_MAX or run > 0):
+                    continue  # 3 HTTP requests per target, ~40x fping: one run at 1000/5000 shows its cost
+                with LoadMeter() as meter:
+                    r = runners[tool](n)
+                r["loadavg"], r["others"] = meter.load.loadavg, meter.load.others
+                rows[n][tool] = r
+            rows[n] = {t: rows[n][t] for t in args.tools if t in rows[n]}
+            busy[(run, n)] = b = run_busy(rows, n, args.busy_load, args.busy_others)
+            g, f = rows[n].get("giamsat"), rows[n].get("fping")
+            summary = ""
+            if g and f and f["cpu"] > 0:
+                summary = f"giamsat/fping {g['cpu'] / f['cpu']:.2f}×"
+                if "render_cpu" in g:
+                    summary += f", whole round {whole_path(g) / f['cpu']:.2f}×"
+            loads = ", ".join(f"{t} {r['loadavg']:.1f}/{r['others'] * 100:.0f} %" for t, r in rows[n].items())
+            print(
+                f"run {run + 1} {n} targets: {summary} (load/others: {loads})" + ("  BUSY" if b else ""),
+                file=sys.stderr,
+            )
         runs.append(rows)
-        loads.append(os.getloadavg()[0])
     rows = median_rows(runs)
-    if args.runs > 1:
-        how = (
-            f"{args.runs} runs, each tool side by side in every run; the table shows per-field medians over the "
-            f"runs; load average at the end of each run: {', '.join(f'{x:.1f}' for x in loads)}"
-        )
-    else:
-        how = f"one run, all tools side by side; load {loads[0]:.1f} at the end"
+    n_busy = sum(busy.values())
+    quiet = n_busy == 0
+    state = (
+        "a quiet machine: every run under the busy limits"
+        if quiet
+        else f"**a busy machine: {n_busy} of {len(busy)} runs over the busy limits** (marked * below)"
+    )
     text = (
-        f"`python bench/icmp.py --write{f' --runs {args.runs}' if args.runs > 1 else ''}` "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}: {os.cpu_count()} cores "
-        f"shared with other jobs; Python {platform.python_version()}; {how}). {COUNT} echoes per target to "
-        f"127.0.0.0/8, {INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout. "
-        "'core share' is the CPU of one round spread over a 30 s interval.\n\n"
-        + table(rows)
+        f"`python bench/icmp.py --runs {args.runs} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{platform.node()}: {os.cpu_count()} cores; Python {platform.python_version()}; {args.runs} runs, "
+        "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
+        "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "
+        f"{state}; a run is busy when a tool started with a 1-minute load average over {args.busy_load:g} or "
+        f"other processes used over {args.busy_others * 100:.0f} % of all cores while it ran (the 'load, "
+        f"others' CPU' column: /proc/stat's busy time minus the bench's own). {COUNT} echoes per target to "
+        f"127.0.0.0/8, {INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout. 'core share' is the CPU of one "
+        "round spread over a 30 s interval.\n\n"
+        + table(rows, runs)
         + "\n\n"
-        + ratio_note(runs)
-        + render_note(rows)
+        + ratio_note(runs, busy)
+        + "The whole round as the agent pays for it: the probing path above plus the first scrape after the "
+        "round (rendering each new result once, then merging all of them into one answer); later scrapes "
+        "of the same round reuse the rendered results:\n\n"
+        + whole_table(rows, runs)
+        + "\n\n"
         + "\n".join(f"- **{k}**: {v}" for k, v in TOOLS.items() if k in args.tools)
         + "\n\n"
         + READING
     )
     print(text)
     if args.write:
+        if args.quiet_only and not quiet:
+            raise SystemExit(f"bench/icmp.py: {n_busy} of {len(busy)} runs were busy; docs not written")
         write_section(text)
 
 
