@@ -45,6 +45,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import LoadMeter
 
+# A worker measuring another tree (--baseline) imports the agent from there.
+if os.environ.get("GIAMSAT_BENCH_TREE"):
+    sys.path.insert(0, os.environ["GIAMSAT_BENCH_TREE"])
+
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL_MS = 100
 TIMEOUT_MS = 1000
@@ -80,6 +84,8 @@ TOOLS = {
     "giamsat": "the full agent path as it runs: one scheduler batch -> IcmpCollector.collect_batch -> "
     "IcmpEngine.ping_many -> per-target families, JobResult, store, health; the agent's GC settings "
     "(gc.set_threshold(50000, 20, 20) at start, gc.freeze() once collectors are open)",
+    "giamsat baseline": "the same path from another tree (--baseline DIR, e.g. the commit before a change; "
+    "only with --baseline)",
     "giamsat default GC": "the same with CPython's default GC settings (not how the agent runs; "
     "only with --tools)",
     "giamsat engine": "IcmpEngine.ping_many() alone (the echo path without scheduler, results or metrics)",
@@ -222,19 +228,31 @@ def engine_worker(n: int) -> None:
     print(json.dumps(asyncio.run(go())))
 
 
-def _worker(mode: str, n: int, gc_mode: str = "agent") -> dict[str, float]:
+BASELINE: list[Path] = []  # --baseline: the tree the "giamsat baseline" row is measured from
+
+
+def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None) -> dict[str, float]:
+    env = dict(os.environ)
+    env.pop("GIAMSAT_BENCH_TREE", None)
+    if tree is not None:
+        env["GIAMSAT_BENCH_TREE"] = str(tree)
     out = subprocess.run(
         [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO,
+        cwd=tree or REPO,
+        env=env,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def run_giamsat(n: int) -> dict[str, float]:
     return _worker("job", n)
+
+
+def run_baseline(n: int) -> dict[str, float]:
+    return _worker("job", n, tree=BASELINE[0])
 
 
 def run_giamsat_default_gc(n: int) -> dict[str, float]:
@@ -408,24 +426,27 @@ def table(rows: Rows, runs: list[Rows]) -> str:
 def whole_table(rows: Rows, runs: list[Rows]) -> str:
     """The agent's whole cost per round (probing + the next scrape) against fping's round."""
     out = [
-        "| targets | probing CPU s | next scrape (render new results + merge) CPU s | later scrapes CPU s "
-        "| whole round vs fping (median of runs) | /metrics size MB | peak RSS MiB probing / after the scrape |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| targets | tree | probing CPU s | next scrape (render new results + merge) CPU s | later scrapes CPU s "
+        "| whole round vs fping (median of runs; each run) | /metrics size MB | peak RSS MiB probing / after "
+        "the scrape |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for n, by_tool in rows.items():
-        g = by_tool.get("giamsat")
-        if g is None or "render_cpu" not in g:
-            continue
-        rs = [
-            whole_path(r[n]["giamsat"]) / r[n]["fping"]["cpu"]
-            for r in runs
-            if "giamsat" in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
-        ]
-        ratio = f"{statistics.median(rs):.2f}× ({', '.join(f'{x:.2f}' for x in rs)})" if rs else "-"
-        out.append(
-            f"| {n} | {g['cpu']:.3f} | {g['render_cpu']:.3f} | {g['cached_scrape_cpu']:.3f} | {ratio} | "
-            f"{g['render_bytes'] / 1e6:.1f} | {g['rss_mb']:.0f} / {g['render_rss_mb']:.0f} |"
-        )
+        for tool in ("giamsat", "giamsat baseline"):
+            g = by_tool.get(tool)
+            if g is None or "render_cpu" not in g:
+                continue
+            rs = [
+                whole_path(r[n][tool]) / r[n]["fping"]["cpu"]
+                for r in runs
+                if tool in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
+            ]
+            ratio = f"{statistics.median(rs):.2f}× ({', '.join(f'{x:.2f}' for x in rs)})" if rs else "-"
+            out.append(
+                f"| {n} | {'this' if tool == 'giamsat' else 'baseline'} | {g['cpu']:.3f} | "
+                f"{g['render_cpu']:.3f} | {g.get('cached_scrape_cpu', float('nan')):.3f} | {ratio} | "
+                f"{g['render_bytes'] / 1e6:.1f} | {g['rss_mb']:.0f} / {g['render_rss_mb']:.0f} |"
+            )
     return "\n".join(out)
 
 
@@ -469,7 +490,11 @@ def write_section(text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000, 10000])
-    ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "giamsat default GC"])
+    ap.add_argument(
+        "--tools",
+        nargs="+",
+        default=[t for t in TOOLS if t not in ("giamsat default GC", "giamsat baseline")],
+    )
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--runs", type=int, default=5, help="interleaved runs; the table shows medians")
     ap.add_argument(
@@ -484,6 +509,11 @@ def main() -> None:
     ap.add_argument(
         "--quiet-only", action="store_true", help="with --write: refuse to write if any run was busy"
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure the agent path from this tree (e.g. a `git archive` of main)",
+    )
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     ap.add_argument("--gc", default="agent", choices=["agent", "default"], help=argparse.SUPPRESS)
@@ -494,8 +524,13 @@ def main() -> None:
         else:
             giamsat_worker(args.worker, args.gc)
         return
+    if args.baseline:
+        BASELINE.append(args.baseline.resolve())
+        if "giamsat baseline" not in args.tools:
+            args.tools.insert(1, "giamsat baseline")
     runners = {
         "giamsat": run_giamsat,
+        "giamsat baseline": run_baseline,
         "giamsat default GC": run_giamsat_default_gc,
         "giamsat engine": run_engine,
         "fping": run_fping,
