@@ -118,11 +118,12 @@ def _meta(name: str, help: str, type: str, om_name: str, om_type: str, unit: str
 
 
 class RenderedFamily:
-    """One family's sample lines with the result's labels added, as one string.
+    """One family's sample lines with the result's labels added, as one UTF-8 string.
 
     Kept per result until the store replaces it (10 000 ICMP targets are ~370 000 lines), so it is one
     small object and one string, with its metadata shared; the series key of a line (``name{labels}``)
-    is found again from the line when a merge needs it, which is rare (see ``_merge``).
+    is found again from the line when a merge needs it, which is rare (see ``_merge``). Encoded once,
+    here, so a scrape joins bytes and never holds the answer twice (as text, then encoded).
     """
 
     __slots__ = ("count", "meta", "om_text", "scrape_time", "stamped", "tail", "text")
@@ -130,10 +131,10 @@ class RenderedFamily:
     def __init__(
         self,
         meta: FamilyMeta,
-        text: str,
+        text: bytes,
         count: int,
         tail: str | None,
-        om_text: str | None = None,
+        om_text: bytes | None = None,
         stamped: bool = False,
         scrape_time: bool = False,
     ) -> None:
@@ -156,24 +157,29 @@ class RenderedFamily:
         return self.meta.name
 
     @property
-    def lines(self) -> list[str]:
-        return self.text.split("\n") if self.count else []
+    def lines(self) -> list[bytes]:
+        return self.text.split(b"\n") if self.count else []
 
-    def series_keys(self) -> list[str]:
+    def series_keys(self) -> list[bytes]:
         """The series key of each line: a value (and a timestamp) never holds a space."""
         cut = 2 if self.stamped else 1
-        return [line.rsplit(" ", cut)[0] for line in self.lines]
+        return [line.rsplit(b" ", cut)[0] for line in self.lines]
 
 
 #: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id:
 #: (the dict, its rendered pairs, whether it holds neither site nor target, its keys); the entry keeps
-#: the dict so an id is never reused while it is in the map.
-LabelMemo = dict[int, tuple[dict[str, str], str, bool, frozenset[str]]]
+#: the dict so an id is never reused while it is in the map. Dicts with the same items (the agent's
+#: own per-job families each build their own) share one rendering, keyed by the items.
+LabelMemo = dict[int | tuple[tuple[str, str], ...], tuple[dict[str, str], str, bool, frozenset[str]]]
+
+#: A result's families rendered before, by id, for ``render_families(reuse=...)``
+Reuse = dict[int, tuple[Metric, "RenderedFamily"]]
 
 _RESULT_KEYS = frozenset(("site", "target"))
 
 #: the value written for a scrape-time gauge (``agent.kernel.scrapetime``) until it is served
 SCRAPE_TIME = "\x00now"
+_SCRAPE_TIME = SCRAPE_TIME.encode()
 
 
 def render_families(
@@ -181,6 +187,7 @@ def render_families(
     extra: Sequence[tuple[str, str]],
     max_label_length: int,
     memo: LabelMemo | None = None,
+    reuse: Reuse | None = None,
 ) -> list[RenderedFamily]:
     """Exposition lines of ``families`` with the ``extra`` labels (site, target) added.
 
@@ -189,6 +196,10 @@ def render_families(
     ``memo`` (pass one memo to many calls, e.g. all results of one scrape) and only the result's own
     labels are appended per sample. This runs for every sample of every new result: the common path
     (labels without site/target, no timestamp) is kept to one lookup and one f-string per sample.
+
+    ``reuse`` maps the families of the job's previous result (same labels) to their rendering: a family
+    object that is in the new result again is the same family (results are immutable, and collectors
+    share objects for values that do not change: ``probe_success 1``), so its rendering is taken as is.
     """
     if memo is None:
         memo = {}
@@ -197,6 +208,11 @@ def render_families(
     special = _SPECIAL
     out: list[RenderedFamily] = []
     for fam in families:
+        if reuse is not None:
+            before = reuse.get(id(fam))
+            if before is not None and before[0] is fam:
+                out.append(before[1])
+                continue
         samples = fam.samples
         name, typ = exposed_name_and_type(fam)
         scrape_time = getattr(fam, "scrape_time", False) is True
@@ -211,12 +227,15 @@ def render_families(
             labels = s.labels
             hit = memo.get(id(labels))
             if hit is None or hit[0] is not labels:
-                present = frozenset(labels)
-                own = ",".join(
-                    f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"'
-                    for k, v in labels.items()
-                )
-                hit = memo[id(labels)] = (labels, own, present.isdisjoint(_RESULT_KEYS), present)
+                items = tuple(labels.items())
+                same = memo.get(items)
+                if same is None:
+                    present = frozenset(labels)
+                    own = ",".join(
+                        f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"' for k, v in items
+                    )
+                    same = memo[items] = (labels, own, present.isdisjoint(_RESULT_KEYS), present)
+                hit = memo[id(labels)] = (labels, same[1], same[2], same[3])
             own = hit[1]
             if hit[2] or hit[3].isdisjoint(extra_keys):
                 tail = extra_body
@@ -252,10 +271,10 @@ def render_families(
         out.append(
             RenderedFamily(
                 meta,
-                "\n".join(lines),
+                "\n".join(lines).encode(),
                 len(lines),
                 extra_body if clean and extra_body else None,
-                None if om_lines is None else "\n".join(om_lines),
+                None if om_lines is None else "\n".join(om_lines).encode(),
                 om_lines is not None,
                 scrape_time,
             )
@@ -276,7 +295,8 @@ class ResultRenderCache:
     """Rendered lines of each job's current result, kept by the exporter until the result is replaced.
 
     A result is rendered once, on the first scrape after it arrives; later scrapes reuse the lines as
-    long as the store still holds that very result object. Entries of jobs missing from a scrape (removed
+    long as the store still holds that very result object. A job's new result takes the rendering of
+    the families it shares with the previous one. Entries of jobs missing from a scrape (removed
     by a reload, or stale) are dropped after it, so the cache never outgrows the store.
     """
 
@@ -297,8 +317,13 @@ class ResultRenderCache:
                 rendered = hit[2]
                 fresh[r.job_id] = hit
             else:
+                reuse: Reuse | None = None
+                if hit is not None and hit[1] == max_label_length:
+                    before = hit[0]
+                    if before.site == r.site and before.target == r.target:
+                        reuse = {id(f): (f, rf) for f, rf in zip(before.families, hit[2], strict=True)}
                 rendered = render_families(
-                    r.families, result_labels(r, max_label_length), max_label_length, memo
+                    r.families, result_labels(r, max_label_length), max_label_length, memo, reuse
                 )
                 fresh[r.job_id] = (r, max_label_length, rendered)
             out.append(rendered)
@@ -322,13 +347,14 @@ class OwnFamilyCache:
     def render(self, own: Sequence[Metric], max_label_length: int) -> list[RenderedFamily]:
         out: list[RenderedFamily] = []
         fresh: dict[int, tuple[Metric, int, RenderedFamily]] = {}
+        memo: LabelMemo = {}  # per-job families of one scrape repeat the same labels
         with self._lock:
             for fam in own:
                 hit = self._entries.get(id(fam))
                 if hit is not None and hit[0] is fam and hit[1] == len(fam.samples):
                     rf = hit[2]
                 else:
-                    rf = render_families([fam], (), max_label_length)[0]
+                    rf = render_families([fam], (), max_label_length, memo)[0]
                 fresh[id(fam)] = (fam, len(fam.samples), rf)
                 out.append(rf)
             self._entries = fresh
@@ -343,15 +369,15 @@ class _Merged:
     def __init__(self, rf: RenderedFamily) -> None:
         self.first = rf.meta
         #: texts (a family's lines joined) and single lines, in order
-        self.parts: list[str] = [rf.text] if rf.count else []
+        self.parts: list[bytes] = [rf.text] if rf.count else []
         #: the OpenMetrics texts, kept only once a contributor's differ from its text lines (timestamps)
-        self.om_parts: list[str] | None = None if rf.om_text is None else [rf.om_text] if rf.count else []
+        self.om_parts: list[bytes] | None = None if rf.om_text is None else [rf.om_text] if rf.count else []
         #: some lines hold ``SCRAPE_TIME``
         self.scrape_time = rf.scrape_time
         #: the tails of the contributors so far while all of them had one (see ``RenderedFamily.tail``)
         self.tails: set[str] | None = {rf.tail} if rf.tail is not None else None
         #: every series key so far, once a contributor could repeat one (built then, from ``_seen``)
-        self.keys: set[str] | None = None if self.tails is not None else set(rf.series_keys())
+        self.keys: set[bytes] | None = None if self.tails is not None else set(rf.series_keys())
 
 
 def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
@@ -405,7 +431,7 @@ def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
                 cur.tails = None
                 keys = cur.keys = {k for c in contributors.pop(meta.name) for k in c.series_keys()}
             lines = rf.lines
-            om_src = lines if rf.om_text is None else rf.om_text.split("\n")
+            om_src = lines if rf.om_text is None else rf.om_text.split(b"\n")
             if cur.om_parts is None and rf.om_text is not None:
                 cur.om_parts = list(cur.parts)
             om_parts = cur.om_parts
@@ -444,26 +470,27 @@ def _groups(
 
 
 def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
-    out: list[str] = []
-    now = format_value(time.time())
+    out: list[bytes] = []
+    now = format_value(time.time()).encode()
     for m in merged:
         if not m.parts:  # no family without samples, and no blank line (OpenMetrics forbids them)
             continue
         f = m.first
         if openmetrics:
-            out.append(f"# HELP {f.om_name} {_escape_om_help(f.help)}\n# TYPE {f.om_name} {f.om_type}\n")
+            head = f"# HELP {f.om_name} {_escape_om_help(f.help)}\n# TYPE {f.om_name} {f.om_type}\n"
             if f.unit:
-                out.append(f"# UNIT {f.om_name} {f.unit}\n")
+                head += f"# UNIT {f.om_name} {f.unit}\n"
         else:
-            out.append(f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n")
+            head = f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n"
+        out.append(head.encode())
         parts = m.om_parts if openmetrics and m.om_parts is not None else m.parts
         if m.scrape_time:
-            parts = [part.replace(SCRAPE_TIME, now) for part in parts]
-        out.append("\n".join(parts))
-        out.append("\n")
+            parts = [part.replace(_SCRAPE_TIME, now) for part in parts]
+        out.append(b"\n".join(parts))
+        out.append(b"\n")
     if openmetrics:
-        out.append("# EOF\n")
-    return "".join(out).encode("utf-8")
+        out.append(b"# EOF\n")
+    return b"".join(out)
 
 
 def render_text(
