@@ -169,7 +169,11 @@ class Runner:
             settings = cfg.collector_settings(kind)
             if not settings.enabled:
                 continue
-            if cls.target_model is not None and not cfg.targets_of(kind):
+            if (
+                cls.target_model is not None
+                and not cfg.targets_of(kind)
+                and not cls.serves_without_targets(settings)
+            ):
                 continue
             ctx = CollectorContext(
                 kind=kind,

@@ -33,12 +33,13 @@ class Kind:
 
 
 _TABLE = (
+    # first: /probe handlers are asked in table order, and blackbox_exporter's requests (a module of the
+    # user's blackbox.yml, "http_2xx" when none is given) are its; it passes on every other request
+    Kind("blackbox", "collectors.probes.blackbox:BlackboxCollector"),
     Kind("host", "collectors.host:HostCollector", default_on=True),
     Kind("textfile", "collectors.textfile:TextfileCollector", default_on=True),
     Kind("snmp", "collectors.snmp:SnmpCollector"),
     Kind("ssh", "collectors.ssh:SSHCollector"),
-    # before the native probe kinds: its /probe handler passes on their configured targets
-    Kind("blackbox", "collectors.probes.blackbox:BlackboxCollector"),
     Kind("icmp", "collectors.probes.icmp:IcmpCollector", site_key="links"),
     Kind("tcp", "collectors.probes.tcp:TcpCollector"),
     Kind("http", "collectors.probes.http:HttpCollector"),

@@ -208,7 +208,10 @@ class Handler(ManagedConnectionHandler):
         if q is None:
             return
         body, lang = self.server.status_page.render(
-            self.server.agent.status(), self.headers.get("Accept-Language"), q.get("lang")
+            self.server.agent.status(),
+            self.headers.get("Accept-Language"),
+            q.get("lang"),
+            open_site=q.get("open"),
         )
         extra = {"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": "no-store"}
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8", extra)

@@ -320,6 +320,12 @@ class Collector(abc.ABC):
         return cls.blocking_threads
 
     @classmethod
+    def serves_without_targets(cls, settings: CollectorSettings) -> bool:
+        """Whether the agent starts this kind even when no target of it is configured: it has requests
+        to serve (on-demand ``/probe``). A kind with targets is otherwise left out when it has none."""
+        return False
+
+    @classmethod
     def check_targets(
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:

@@ -36,6 +36,7 @@ from agent.kernel.collector import (
     RouteContext,
     RouteRequest,
     TargetConfig,
+    cached_target_reply,
 )
 from agent.kernel.errors import StartupError
 from agent.kernel.yamlfile import relative_to_config
@@ -95,8 +96,9 @@ TIMEOUT_OFFSET = 0.5
 class BlackboxSettings(CollectorSettings):
     """``collectors.blackbox``: the module file and which targets may be probed on request."""
 
-    config_file: Path = Field(
-        description="blackbox_exporter's blackbox.yml (relative paths: from this file's directory)"
+    config_file: Path | None = Field(
+        default=None,
+        description="blackbox_exporter's blackbox.yml (relative paths: from this file's directory)",
     )
     on_demand: list[Annotated[str, AfterValidator(check_entry)]] = Field(
         default_factory=list,
@@ -108,11 +110,13 @@ class BlackboxSettings(CollectorSettings):
     _allow: AllowList = PrivateAttr(default_factory=AllowList)
     #: (module, target) -> name of the targets.blackbox entry (set when the targets are checked)
     _by_target: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    _module_of: dict[str, str] = PrivateAttr(default_factory=dict)  # target name -> its module
 
     @model_validator(mode="after")
     def _load(self) -> BlackboxSettings:
         # A ConfigError here names the blackbox.yml's own lines; it is not a ValueError on purpose.
-        self._modules = load_blackbox_file(relative_to_config(self.config_file))
+        if self.config_file is not None:
+            self._modules = load_blackbox_file(relative_to_config(self.config_file))
         self._allow = AllowList.parse(self.on_demand)
         return self
 
@@ -127,6 +131,10 @@ class BlackboxSettings(CollectorSettings):
     @property
     def by_target(self) -> dict[tuple[str, str], str]:
         return self._by_target
+
+    @property
+    def module_of(self) -> dict[str, str]:
+        return self._module_of
 
 
 class BlackboxTarget(TargetConfig):
@@ -198,6 +206,11 @@ class BlackboxCollector(ProbeCollector):
         self._slots = threading.BoundedSemaphore(settings.max_on_demand)
 
     @classmethod
+    def serves_without_targets(cls, settings: CollectorSettings) -> bool:
+        assert isinstance(settings, BlackboxSettings)
+        return bool(settings.allow)  # on-demand probes need it running
+
+    @classmethod
     def check_targets(
         cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
     ) -> list[tuple[int, str, str]]:
@@ -207,9 +220,11 @@ class BlackboxCollector(ProbeCollector):
             assert isinstance(t, BlackboxTarget)
             # /probe?module=&target= of a configured target is answered from its latest result
             settings.by_target.setdefault((t.module, t.target), t.name)
+            settings.module_of[t.name] = t.module
             module = settings.modules.get(t.module)
             if module is None:
-                problems.append((i, "module", f"no module {t.module!r} in {settings.config_file}"))
+                where = settings.config_file or "collectors.blackbox.config_file (not set)"
+                problems.append((i, "module", f"no module {t.module!r} in {where}"))
                 continue
             try:
                 module.target(t.target, t.name, t.site)
@@ -238,7 +253,8 @@ class BlackboxCollector(ProbeCollector):
         }
         for prober in sorted({m.prober for m in self.bb.modules.values()}):
             cls = classes[prober]
-            settings = IcmpSettings() if prober == "icmp" else CollectorSettings()
+            # one echo per probe as blackbox sends it; a failed background run is retried by the agent
+            settings = IcmpSettings(confirm_echoes=0) if prober == "icmp" else CollectorSettings()
             inner = cls(settings, self.ctx)
             try:
                 await inner.start()
@@ -283,8 +299,10 @@ class BlackboxCollector(ProbeCollector):
     def _blackbox_route(self, request: RouteRequest, ctx: RouteContext) -> Reply | None:
         q = request.query
         name = q.get("module") or "http_2xx"
-        module = self.bb.modules.get(name)
         target = q.get("target", "")
+        if name == self.kind and name not in self.bb.modules:
+            return self._by_name(request, target, ctx)  # module=blackbox&target=NAME (export-sd's form)
+        module = self.bb.modules.get(name)
         if module is None:
             return None  # a native kind's module (icmp, tcp, ...), or unknown: asked further
         if not target:
@@ -334,6 +352,15 @@ class BlackboxCollector(ProbeCollector):
         finally:
             self._slots.release()
         return self._reply(request, module, blackbox_families(families, module.prober, query_type))
+
+    def _by_name(self, request: RouteRequest, name: str, ctx: RouteContext) -> Reply:
+        """A targets.blackbox entry by its name, as every kind answers ``module=KIND&target=NAME``."""
+        reply = cached_target_reply(self.kind, name, ctx)
+        module = self.bb.modules.get(self.bb.module_of.get(name, ""))
+        if module is None or reply.families is None:
+            return reply
+        query_type = str(module.keys.get("query_type", ""))
+        return self._reply(request, module, blackbox_families(reply.families, module.prober, query_type))
 
     def _reply(self, request: RouteRequest, module: BlackboxModule, families: list[Metric]) -> Reply:
         if request.query.get("debug") == "true":

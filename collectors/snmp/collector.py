@@ -300,7 +300,7 @@ class SnmpCollector(Collector):
         if hp is None:
             return None
         host, port = hp
-        for t, _ in self._checked.values():
+        for t, _ in list(self._checked.values()):  # the poller may add to it meanwhile (list() is atomic)
             if t.port == port and t.address.lower() == host.lower():
                 return t
         return None
@@ -326,6 +326,8 @@ class SnmpCollector(Collector):
         if auth_name and auth_name not in self.auths:
             return Reply(400, f"Unknown auth {auth_name[:50]!r}")
         t = self._inventory_target(target)
+        if t is None and ctx.has_job(f"{self.kind}/{target}"):  # configured, not polled yet
+            return cached_target_reply(self.kind, target, ctx)
         if t is not None and set(modules) <= set(t.modules) and auth_name in ("", t.auth):
             reply = cached_target_reply(self.kind, t.name, ctx)
             if reply.families is None:

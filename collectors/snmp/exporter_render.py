@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import struct
+import weakref
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
@@ -207,12 +208,12 @@ class _Compiled:
     )
 
 
-_COMPILED: dict[int, tuple[ExModule, _Compiled]] = {}
+_COMPILED: dict[int, tuple[weakref.ref[ExModule], _Compiled]] = {}  # by id: pydantic models hash their fields
 
 
 def compiled(mod: ExModule) -> _Compiled:
     got = _COMPILED.get(id(mod))
-    if got is not None and got[0] is mod:
+    if got is not None and got[0]() is mod:
         return got[1]
     metrics: dict[str, ExMetric] = {}
     for m in mod.metrics:
@@ -233,7 +234,9 @@ def compiled(mod: ExModule) -> _Compiled:
     for m in mod.metrics:
         sig = repr(([i.model_dump() for i in m.indexes], [lk.model_dump() for lk in m.lookups]))
         c.sigs[m.oid] = seen.setdefault(sig, len(seen))
-    _COMPILED[id(mod)] = (mod, c)
+    _COMPILED[id(mod)] = (weakref.ref(mod), c)
+    # dropped with the module (a reload reads module files anew)
+    weakref.finalize(mod, _COMPILED.pop, id(mod), None)
     return c
 
 

@@ -10,6 +10,8 @@ LANGUAGES = ("vi", "en")
 DEFAULT = "vi"
 
 VI: dict[str, str] = {
+    "lang": "vi",
+    "pin": "[giữ mở]",
     "title": "Giám sát mạng",
     "state.up": "Hoạt động",
     "state.down": "Mất kết nối",
@@ -62,6 +64,7 @@ VI: dict[str, str] = {
     "agent.round": "Vòng thu thập đầu tiên",
     "agent.round.done": "đã xong",
     "agent.round.waiting": "đang chờ",
+    "agent.latest": "Lần thu thập thành công gần nhất",
     "agent.rendered": "Trang tạo lúc {}; tự làm mới sau mỗi {} giây.",
     "col.collector": "Bộ thu thập",
     "col.jobs": "Tác vụ",
@@ -76,6 +79,8 @@ VI: dict[str, str] = {
 }
 
 EN: dict[str, str] = {
+    "lang": "en",
+    "pin": "[keep open]",
     "title": "Network monitoring",
     "state.up": "up",
     "state.down": "down",
@@ -128,6 +133,7 @@ EN: dict[str, str] = {
     "agent.round": "First collection round",
     "agent.round.done": "done",
     "agent.round.waiting": "waiting",
+    "agent.latest": "Newest successful collection",
     "agent.rendered": "Page made at {}; it refreshes itself every {} s.",
     "col.collector": "Collector",
     "col.jobs": "Jobs",

@@ -35,11 +35,15 @@ class StatusPage:
         accept_language: str | None = None,
         asked: str | None = None,
         now: float | None = None,
+        open_site: str | None = None,
     ) -> tuple[bytes, str]:
-        """The page as UTF-8 and its language."""
+        """The page as UTF-8 and its language; ``open_site`` (``?open=``) is a subtree kept open, with
+        the sites above it."""
         lang = negotiate(accept_language, snap.language, asked)
         template = self._template(snap, lang)
-        return fill(template, lang, time.time() if now is None else now, snap.health).encode("utf-8"), lang
+        opened = _with_ancestors(snap.tree, open_site) if open_site else ()
+        body = fill(template, lang, time.time() if now is None else now, snap.health, opened)
+        return body.encode("utf-8"), lang
 
     def _template(self, snap: StatusSnapshot, lang: str) -> list[Part]:
         key = detail_key(snap.sites)
@@ -54,3 +58,13 @@ class StatusPage:
             if template is None:
                 template = self._templates[lang] = compile_page(model, lang)
             return template
+
+
+def _with_ancestors(tree: SiteTree, key: str) -> set[str]:
+    """``key`` (a site id, or ``<province id>/direct``) and the subtrees above it."""
+    opened = {key}
+    sid: str | None = key.split("/", 1)[0]
+    while sid is not None and sid in tree.rows and len(opened) <= len(tree.rows):
+        opened.add(sid)
+        sid = tree.rows[sid].parent
+    return opened

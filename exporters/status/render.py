@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import html
 import time
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 
 from exporters.status.i18n import STRINGS
 from exporters.status.model import LEVELS, STATES, AgentHealth, Node, PageModel
@@ -20,7 +22,15 @@ REFRESH_SECONDS = 15
 HEALTH = None
 """Where ``fill`` puts the agent's health, rendered per request (it changes every round)."""
 
-Part = str | float | None
+
+@dataclass(frozen=True, slots=True)
+class OpenIf:
+    """Where a collapsed subtree's ``open`` attribute goes when the request pinned it (``?open=``)."""
+
+    key: str
+
+
+Part = str | float | OpenIf | None
 
 _e = functools.partial(html.escape, quote=True)
 
@@ -37,7 +47,7 @@ tr:nth-child(even){background:#f6f6f6}th{background:#eee}code{font-size:.9em;col
 .pb.unreachable{border-color:#ef6c00;background:#fff3e0}.ok{padding:6px 10px;background:#e8f5e9}
 details{margin:2px 0 2px 1.2em}summary{cursor:pointer;padding:2px 0}.rel{color:#666}
 .why{color:#b71c1c}.deg{color:#8d6e00}.foot{color:#666;font-size:.9em;margin-top:2em}
-.cnt span{margin-right:.8em}
+.cnt span{margin-right:.8em}.pin{font-size:.85em;margin-left:.5em}
 """
 
 
@@ -116,8 +126,11 @@ def compile_page(model: PageModel, lang: str) -> list[Part]:
     return _merge(out)
 
 
-def fill(template: list[Part], lang: str, now: float, health: AgentHealth) -> str:
-    """The page for one request: relative times as of ``now``, and the agent's health."""
+def fill(
+    template: list[Part], lang: str, now: float, health: AgentHealth, opened: Collection[str] = ()
+) -> str:
+    """The page for one request: relative times as of ``now``, the agent's health, and the subtrees
+    ``opened`` (pinned with ``?open=``, so they stay open across the page's own refresh)."""
     s = STRINGS[lang]
     memo: dict[float, str] = {}
     parts: list[str] = []
@@ -126,6 +139,8 @@ def fill(template: list[Part], lang: str, now: float, health: AgentHealth) -> st
             parts.append(p)
         elif p is HEALTH:
             parts.append(render_health(health, lang, now))
+        elif isinstance(p, OpenIf):
+            parts.append(" open" if p.key in opened else "")
         else:
             assert isinstance(p, float)
             r = memo.get(p)
@@ -141,6 +156,12 @@ def render_health(h: AgentHealth, lang: str, now: float) -> str:
         s["agent.reload.ok"].format(absolute(h.reload_success_timestamp))
         if h.reload_ok
         else f'<span class="why">{s["agent.reload.failed"].format(absolute(h.reload_success_timestamp))}</span>'
+    )
+    newest = max((c.newest_success for c in h.collectors), default=0.0)
+    latest = (
+        f"{absolute(newest)} <span class=rel>({s['ago'].format(duration(now - newest, lang))})</span>"
+        if newest
+        else s["never"]
     )
     rows = []
     for c in h.collectors:
@@ -161,7 +182,8 @@ def render_health(h: AgentHealth, lang: str, now: float) -> str:
         f"<tr><th>{s['agent.config']}</th><td><code>{_e(h.config)}</code></td></tr>"
         f"<tr><th>{s['agent.reload']}</th><td>{reload}</td></tr>"
         f"<tr><th>{s['agent.round']}</th><td>"
-        f"{s['agent.round.done'] if h.first_round_done else s['agent.round.waiting']}</td></tr></table>"
+        f"{s['agent.round.done'] if h.first_round_done else s['agent.round.waiting']}</td></tr>"
+        f"<tr><th>{s['agent.latest']}</th><td>{latest}</td></tr></table>"
         f"<p>{s['collectors.note']}</p><table><tr><th>{s['col.collector']}</th><th>{s['col.jobs']}</th>"
         f"<th>{s['col.ok']}</th><th>{s['col.failing']}</th><th>{s['col.pending']}</th>"
         f"<th>{s['col.last']}</th><th>{s['col.errors']}</th></tr>{''.join(rows)}</table>"
@@ -176,9 +198,13 @@ def render_health(h: AgentHealth, lang: str, now: float) -> str:
 def _subtree(out: list[Part], node: Node, s: dict[str, str], top: bool = False) -> None:
     """A site with children: a <details>, open when something below it is down or unreachable."""
     add = out.append
-    add(f"<details{' open' if top or node.has_problem else ''}><summary>")
+    sid = node.row.id
+    _details(out, sid, top or node.has_problem)
     _site_line(out, node, s)
-    add(f' <span class="cnt">{_level_counts(node, s)}</span></summary>')
+    add(f' <span class="cnt">{_level_counts(node, s)}</span>')
+    if not (top or node.has_problem):
+        add(_pin(sid, s))
+    add("</summary>")
     leaves = [c for c in node.children if not c.children]
     branches = [c for c in node.children if c.children]
     # Problem branches, then this site's own leaves (its communes), then the healthy branches.
@@ -188,10 +214,12 @@ def _subtree(out: list[Part], node: Node, s: dict[str, str], top: bool = False) 
     if leaves:
         if top and branches:
             # communes hung directly under the province, as one group beside the district nodes
-            worst = min(c.worst for c in leaves)
+            problem = min(c.worst for c in leaves) <= 1
+            key = f"{sid}/direct"  # a "/" is in no site id
+            _details(out, key, problem)
             add(
-                f"<details{' open' if worst <= 1 else ''}><summary><b>{s['direct']}</b> "
-                f'<span class="cnt">{_counts_text(_count(leaves), s)}</span></summary>'
+                f"<b>{s['direct']}</b> "
+                f'<span class="cnt">{_counts_text(_count(leaves), s)}</span>{"" if problem else _pin(key, s)}</summary>'
             )
         add(_table_head(s))
         for c in leaves:
@@ -203,6 +231,18 @@ def _subtree(out: list[Part], node: Node, s: dict[str, str], top: bool = False) 
         if not b.has_problem:
             _subtree(out, b, s)
     add("</details>")
+
+
+def _details(out: list[Part], key: str, always_open: bool) -> None:
+    out.append(f'<details id="s-{_e(key)}"')
+    out.append(" open" if always_open else OpenIf(key))
+    out.append("><summary>")
+
+
+def _pin(key: str, s: dict[str, str]) -> str:
+    """A link that opens this subtree and keeps it open across refreshes."""
+    q = urllib.parse.quote(key, safe="")
+    return f' <a class="pin" href="/?open={q}&amp;lang={s["lang"]}#s-{_e(key)}">{s["pin"]}</a>'
 
 
 def _table_head(s: dict[str, str]) -> str:

@@ -599,3 +599,82 @@ def test_an_on_demand_probe_is_not_redirected_outside_the_allow_list(lab: Lab) -
         listener.accept()[0].close()  # blackbox_exporter did
     finally:
         listener.close()
+
+
+def test_configured_target_by_name_and_debug_output(lab: Lab) -> None:
+    """``module=blackbox&target=NAME`` (what ``giamsat inventory export-sd`` writes) serves the same
+    result as ``module=http_2xx&target=URL``; ``debug=true`` shows the series and the module."""
+    by_name = _probe(lab.giamsat, "blackbox", "portal")
+    by_url = _probe(lab.giamsat, "http_2xx", f"http://127.0.0.1:{lab.http}/ok")
+    assert set(by_name) == set(by_url) and by_name[("probe_success", frozenset())] == 1
+    assert http_get(f"{lab.giamsat}/probe?module=blackbox&target=nope")[0] == 404
+    status, body, _ = http_get(
+        f"{lab.giamsat}/probe?module=tcp_connect&target=127.0.0.1:{lab.http}&debug=true"
+    )
+    assert status == 200
+    assert "probe_success 1.0" in body and "Module configuration:" in body and "prober: tcp" in body
+
+
+def test_hostile_requests_get_a_clear_status_never_a_server_error(lab: Lab) -> None:
+    from urllib.parse import quote
+
+    targets = [
+        "127.0.0.1:99999",
+        "[::1",
+        "127.0.0.1:0",
+        "http://127.0.0.1:0/",
+        "http://user:pw@127.0.0.1/",
+        "127.0.0.1\r\nHost: evil",
+        "ⅷ.example",
+        "%00",
+        "127.0.0.1:" + "9" * 300,
+        "http://[::ffff:127.0.0.1]:1/",
+        "0x7f.1",
+    ]
+    for module in ("http_2xx", "tcp_connect", "dns_a", "icmp"):
+        for target in targets:
+            status, body, _ = http_get(
+                f"{lab.giamsat}/probe?module={module}&target={quote(target)}", timeout=15
+            )
+            assert status in (200, 400, 403), (module, target, status, body)
+            assert "Traceback" not in body
+    assert http_get(f"{lab.giamsat}/-/healthy")[0] == 200
+
+
+def test_an_agent_with_only_on_demand_probing_serves_probe(lab: Lab, tmp_path: Path) -> None:
+    """No targets.blackbox at all: the collector still starts, to answer on-demand requests."""
+    (tmp_path / "blackbox.yml").write_text("modules:\n  tcp_connect: {prober: tcp}\n")
+    cfg = tmp_path / "giamsat.yml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""\
+            agent: {{state_dir: {tmp_path / "state"}}}
+            sites: [{{id: tinh, name: T, level: province}}]
+            collectors:
+              host: {{enabled: false}}
+              blackbox: {{config_file: blackbox.yml, on_demand: [127.0.0.1/32]}}
+            """
+        )
+    )
+    port = free_port()
+    with (tmp_path / "agent.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [GIAMSAT, "run", "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, 20, what="agent ready")
+        assert _probe(url, "tcp_connect", f"127.0.0.1:{lab.http}")[("probe_success", frozenset())] == 1
+        assert http_get(f"{url}/probe?module=tcp_connect&target=127.0.0.2:{lab.http}")[0] == 403
+    finally:
+        stop_process(proc)
+
+
+def test_module_defaults_to_http_2xx_as_in_blackbox_exporter(lab: Lab) -> None:
+    from urllib.parse import quote
+
+    target = quote(f"http://127.0.0.1:{lab.http}/ok")
+    status, body, _ = http_get(f"{lab.giamsat}/probe?target={target}")
+    assert status == 200 and _series(body)[("probe_success", frozenset())] == 1

@@ -27,12 +27,12 @@ from collectors.snmp.exporter_config import load_file
 from collectors.snmp.modules import SHIPPED_EXPORTER
 from exporters.exposition import render_text
 from tests.helpers import collect_once, free_port
-from tests.snmpd import COMMUNITY, Snmpd
+from tests.snmpd import AUTH_PASS, COMMUNITY, PRIV_PASS, V3_USERS, Snmpd
 
 ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
 EXPORTER = shutil.which("prometheus-snmp-exporter")
 #: vendor modules of upstream's snmp.yml that net-snmp's snmpd answers
-VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib")
+VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib", "hrSWInstalled")
 #: keys snmp_exporter 0.21 does not know (added later): dropped from its copy, applied to expectations
 NEWER_KEYS = ("scale", "offset", "datetime_pattern")
 #: giamsat's own failure signalling, on top of snmp_exporter's series
@@ -84,7 +84,10 @@ VOLATILE = {
     "ssIOReceive",
 }
 
-pytestmark = pytest.mark.skipif(EXPORTER is None, reason="prometheus-snmp-exporter is not installed")
+
+def setup_module() -> None:
+    # never skipped: scripts/test.sh installs Debian's prometheus-snmp-exporter
+    assert EXPORTER is not None, "prometheus-snmp-exporter is not installed (scripts/test.sh installs it)"
 
 
 def _modules_for_021(names: tuple[str, ...]) -> dict[str, Any]:
@@ -108,6 +111,29 @@ def _scale_offset(names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return {m.name: (m.scale, m.offset) for n in names for m in mods[n].metrics if m.scale or m.offset}
 
 
+#: net-snmp user -> its credentials in snmp_exporter's words (AES256 = Blumenthal, AES256C = Reeder)
+V3 = {
+    "gs_sha256_aes": ("SHA256", "AES"),
+    "gs_sha_aes256b": ("SHA", "AES256"),
+    "gs_sha_aes256r": ("SHA", "AES256C"),
+    "gs_md5_aes192r": ("MD5", "AES192C"),
+    "gs_md5_des": ("MD5", "DES"),
+}
+assert set(V3) <= {u.name for u in V3_USERS}
+
+
+def _v3_auth(user: str) -> dict[str, Any]:
+    auth, priv = V3[user]
+    return {
+        "username": user,
+        "security_level": "authPriv",
+        "password": AUTH_PASS,
+        "auth_protocol": auth,
+        "priv_protocol": priv,
+        "priv_password": PRIV_PASS,
+    }
+
+
 @pytest.fixture(scope="module")
 def agent() -> Iterator[Snmpd]:
     a = Snmpd(host="127.0.0.1").start()
@@ -121,7 +147,10 @@ def agent() -> Iterator[Snmpd]:
 def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("snmp-exporter")
     conf = tmp / "snmp.yml"
-    conf.write_text(yaml.safe_dump(_modules_for_021((*SHIPPED_EXPORTER, *VENDOR)), sort_keys=False))
+    mods = _modules_for_021((*SHIPPED_EXPORTER, *VENDOR))
+    for user in V3:  # the system module once per SNMPv3 user (0.21: credentials inside the module)
+        mods[f"system_{user}"] = {**mods["system"], "version": 3, "auth": _v3_auth(user)}
+    conf.write_text(yaml.safe_dump(mods, sort_keys=False))
     port = free_port()
     proc = subprocess.Popen(
         [str(EXPORTER), f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}"],
@@ -229,3 +258,44 @@ def test_meta_metrics_have_snmp_exporter_names_and_labels(
     # the same requests on the wire: one GETBULK walk per subtree, as many packets
     assert g[("snmp_scrape_packets_sent", frozenset())] == ex[("snmp_scrape_packets_sent", frozenset())]
     assert g[("snmp_scrape_packets_retried", frozenset())] == 0.0
+
+
+@pytest.mark.parametrize("user", sorted(V3))
+def test_snmpv3_authpriv_auths_from_snmp_yml(agent: Snmpd, exporter: str, tmp_path: Path, user: str) -> None:
+    """The same credentials, written the snmp_exporter way in snmp.yml ``auths``, reach the device
+    through giamsat as through snmp_exporter (its AES256 and AES256C key extensions included)."""
+    f = tmp_path / "snmp.yml"
+    f.write_text(yaml.safe_dump({"auths": {user: {"version": 3, **_v3_auth(user)}}}))
+    settings = SnmpSettings.model_validate({"module_files": [str(f)]})
+    ctx = CollectorContext("snmp", tmp_path, BlockingRunner("gs-test-snmp", 1), logging.getLogger("t"))
+    c = SnmpCollector(settings, ctx)
+    t = SnmpTarget(
+        name="d", site="s", address="127.0.0.1", port=agent.port, auth=user, modules=["system"], timeout=30
+    )
+
+    def ours() -> Series:
+        fams = asyncio.run(collect_once(c, t))
+        text, _ = render_text(
+            [
+                JobResult(
+                    "",
+                    "",
+                    None,
+                    None,
+                    tuple(c.families_for_modules(fams, ["system"])),
+                    time.time(),
+                    0.0,
+                    True,
+                )
+            ],
+            [],
+            4096,
+        )
+        return _parse(text.decode() if isinstance(text, bytes) else text)
+
+    g1 = ours()
+    ex = _exporter(exporter, agent, f"system_{user}")
+    g2 = ours()
+    assert g1.get(("snmp_up", frozenset())) == 1.0
+    assert ("sysName", frozenset({("sysName", "gs-test-agent")})) in ex
+    _compare(user, g1, ex, g2, {})

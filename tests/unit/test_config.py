@@ -148,7 +148,7 @@ def test_valid_config_keeps_vietnamese_names_and_optional_district_tier(tmp_path
         pytest.param(
             "collectors:\n  snmpp: {}\n",
             [
-                "giamsat.yml:2: collectors.snmpp: unknown collector kind; known: host, textfile, snmp, ssh, blackbox, icmp, tcp, http, dns"
+                "giamsat.yml:2: collectors.snmpp: unknown collector kind; known: blackbox, host, textfile, snmp, ssh, icmp, tcp, http, dns"
             ],
             id="unknown-collector",
         ),

@@ -240,3 +240,11 @@ def test_config_errors_name_the_file_line_and_key(tmp_path: Path) -> None:
     assert _check(tmp_path, section + targets.replace("nope", "tcp"), modules) == [
         "giamsat.yml:8: targets.blackbox[0].target: target 'x' must be host:port"
     ]
+
+
+def test_ip_addr_hash_is_blackbox_exporters() -> None:
+    from collectors.probes.common import ip_hash
+
+    # blackbox_exporter 0.23's probe_ip_addr_hash for a probe of 127.0.0.1 (read off its /probe)
+    assert ip_hash("127.0.0.1") == 3668918509.0
+    assert ip_hash("::1") != ip_hash("127.0.0.1") and 0 <= ip_hash("::1") < 2**32

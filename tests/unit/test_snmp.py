@@ -283,3 +283,22 @@ def test_config_loader_reports_unknown_auth_and_module_with_key_path(tmp_path: P
     assert ("targets.snmp[0].auth", 8) in found
     assert any(k.startswith("targets.snmp[0].modules") for k, _ in found)
     assert "if_mibb" in str(exc.value)
+
+
+def test_snmp_exporter_targets_and_the_on_demand_allow_list() -> None:
+    from collectors.snmp.collector import split_target
+    from collectors.snmp.config import OnDemand
+
+    assert split_target("198.18.40.1") == ("198.18.40.1", 161)
+    assert split_target("198.18.40.1:1161") == ("198.18.40.1", 1161)
+    assert split_target("udp://sw1.example:162") == ("sw1.example", 162)
+    assert split_target("[2001:db8::1]:1161") == ("2001:db8::1", 1161)
+    assert split_target("2001:db8::1") == ("2001:db8::1", 161)
+    for bad in ("tcp://198.18.40.1:161", "h:0", "h:x", "[::1", "a/b", "h:70000"):
+        assert split_target(bad) is None, bad
+    allow = OnDemand.model_validate({"allow": ["198.18.40.0/24", "2001:db8::/64", "SW1.Example."]})
+    assert allow.allows("198.18.40.77") and allow.allows("2001:db8::5") and allow.allows("sw1.example")
+    assert not allow.allows("198.18.41.1") and not allow.allows("sw2.example") and not allow.allows("::1")
+    assert not OnDemand().allows("127.0.0.1")  # empty by default
+    with pytest.raises(ValidationError, match="neither a CIDR"):
+        OnDemand.model_validate({"allow": ["10.0.0.0/33"]})

@@ -262,3 +262,56 @@ def test_shipped_modules_round_trip_through_yaml() -> None:
 
     data = yaml.safe_load(EXPORTER_FILE.read_text())
     assert set(data) == {"modules"}
+
+
+def test_walk_params_reach_the_client(tmp_path: Path) -> None:
+    import logging
+
+    from agent.kernel.collector import BlockingRunner, CollectorContext
+    from collectors.snmp import SnmpCollector
+    from collectors.snmp.client import GufoClient, PysnmpClient, SnmpClientError, WalkGuard
+    from collectors.snmp.config import SnmpSettings, SnmpTarget
+
+    f = tmp_path / "snmp.yml"
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "auths": {"a": {"community": "c"}},
+                "modules": {
+                    "odd": {
+                        "walk": ["1.3.6.1.4.1.9"],
+                        "max_repetitions": 7,
+                        "retries": 1,
+                        "timeout": "2s",
+                        "allow_nonincreasing_oids": True,
+                        "use_unconnected_udp_socket": True,
+                        "metrics": [],
+                    },
+                    "plain": {"walk": ["1.3.6.1.4.1.9"], "metrics": []},
+                },
+            }
+        )
+    )
+    settings = SnmpSettings.model_validate({"module_files": [str(f)]})
+    ctx = CollectorContext("snmp", tmp_path, BlockingRunner("gs-test-wp", 1), logging.getLogger("t"))
+    c = SnmpCollector(settings, ctx)
+    t = SnmpTarget(name="d", site="s", address="198.18.40.1", auth="a", modules=["odd", "plain"])
+    odd = c._client(t, settings.all_auths["a"], c.ex_modules["odd"])
+    assert isinstance(odd, PysnmpClient)  # an unconnected socket: the pysnmp engine
+    assert (odd.ep.max_repetitions, odd.ep.retries, odd.ep.timeout, odd.ep.allow_nonincreasing_oids) == (
+        7,
+        1,
+        2.0,
+        True,
+    )
+    plain = c._client(t, settings.all_auths["a"], c.ex_modules["plain"])
+    assert isinstance(plain, GufoClient) and (plain.ep.max_repetitions, plain.ep.retries) == (25, 3)
+    # a target's own setting wins over the module's
+    t2 = SnmpTarget(name="e", site="s", address="198.18.40.1", auth="a", modules=["odd"], retries=0)
+    assert c._client(t2, settings.all_auths["a"], c.ex_modules["odd"]).ep.retries == 0
+    g = WalkGuard("1.3", 10, allow_nonincreasing=True)
+    assert g.accept("1.3.5") and g.accept("1.3.2")  # accepted, still bounded by the limit
+    with pytest.raises(SnmpClientError):
+        strict = WalkGuard("1.3", 10)
+        strict.accept("1.3.5")
+        strict.accept("1.3.2")

@@ -13,6 +13,10 @@ import pytest
 
 from agent.config import load_config
 from agent.kernel.errors import ConfigError
+from agent.kernel.pipeline import Job
+from agent.kernel.results import JobHealth
+from agent.selfmetrics import ReloadStatus
+from agent.statusview import agent_health
 from exporters.status import AgentHealth, CollectorHealth, SiteRow, SiteTree, StatusPage, StatusSnapshot
 from exporters.status.i18n import EN, STRINGS, VI, negotiate
 from exporters.status.model import build
@@ -172,7 +176,7 @@ def test_healthy_subtrees_are_collapsed_and_outages_open() -> None:
     opened = {
         m.group(2): m.group(1) == " open"
         for m in re.finditer(
-            r'<details( open)?><summary><span class="b \w+">[^<]*</span> <b>[^<]*</b> <code>([^<]*)</code>',
+            r'<details id="s-[^"]*"( open)?><summary><span class="b \w+">[^<]*</span> <b>[^<]*</b> <code>([^<]*)</code>',
             page,
         )
     }
@@ -313,3 +317,49 @@ def test_status_page_language_in_the_configuration(tmp_path: Path) -> None:
         load("fr")
     (problem,) = exc.value.problems
     assert "giamsat.yml" in str(problem) and "status_page_language" in str(problem) and ":1" in str(problem)
+
+
+def test_agent_health_per_collector_kind() -> None:
+    jobs = [
+        Job(f"{kind}/{i}", kind, None, None, None, 30.0, 10.0)
+        for kind, n in (("icmp", 4), ("host", 1))
+        for i in range(n)
+    ]  # type: ignore[arg-type]
+    health = {
+        "icmp/0": JobHealth("icmp", "0", None, last_success=True, last_success_timestamp=NOW - 5),
+        "icmp/1": JobHealth(
+            "icmp", "1", None, last_success=False, last_reason="timeout", last_success_timestamp=NOW - 90
+        ),
+        "icmp/2": JobHealth("icmp", "2", None, last_success=False, last_reason="timeout"),
+        "host/0": JobHealth("host", None, None, last_success=True, last_success_timestamp=NOW - 1),
+    }
+    reload = ReloadStatus(successful=False, last_success_timestamp=NOW - 600)
+    h = agent_health(jobs, health, reload, "/etc/giamsat/giamsat.yml", True)
+    assert h.collectors == (
+        CollectorHealth("host", 1, 1, 0, 0, NOW - 1, ()),
+        CollectorHealth("icmp", 4, 1, 2, 1, NOW - 5, (("timeout", 2),)),
+    )
+    assert not h.reload_ok and h.reload_success_timestamp == NOW - 600
+    body, _ = StatusPage().render(StatusSnapshot(SiteTree([]), {}, h), asked="en", now=NOW)
+    text = parse(section(body.decode(), "agent")).text
+    assert "FAILED (the old configuration keeps running)" in text
+    assert "icmp 4 1 2 1" in text and "timeout ×2" in text and "(1 s ago)" in text
+
+
+def test_a_pinned_subtree_stays_open_across_refreshes() -> None:
+    tree, states = province()
+    page = StatusPage()
+    snap = StatusSnapshot(tree, states, HEALTH)
+    body = page.render(snap, asked="vi", now=NOW)[0].decode()
+    # a collapsed subtree links to the page with it pinned open (the refresh reloads that address)
+    assert '<details id="s-qb"><summary>' in body
+    assert '<a class="pin" href="/?open=qb&amp;lang=vi#s-qb">[giữ mở]</a>' in body
+    pinned = page.render(snap, asked="vi", now=NOW, open_site="qb")[0].decode()
+    assert '<details id="s-qb" open><summary>' in pinned and page.builds == 1
+    # a commune pins its district (and the province) open; a hostile value opens nothing and is not echoed
+    pinned = page.render(snap, asked="vi", now=NOW, open_site="qb-tamson")[0].decode()
+    assert '<details id="s-qb" open>' in pinned
+    hostile = page.render(snap, asked="vi", now=NOW, open_site='"><script>x</script>')[0].decode()
+    assert hostile == body and "<script>" not in hostile
+    direct = page.render(snap, asked="en", now=NOW, open_site="hg/direct")[0].decode()
+    assert '<details id="s-hg/direct" open>' in direct
