@@ -291,8 +291,11 @@ def run_fping(n: int) -> dict[str, float]:
     # memory, which a spawned child inherits in its accounting until exec.
     hwm: list[float] = []
 
+    done = threading.Event()
+
     def watch() -> None:
-        while proc.poll() is None:
+        # Not proc.poll(): it would reap the child before wait4() reads its CPU time.
+        while not done.is_set():
             try:
                 hwm.append(_proc_hwm_mb(proc.pid))
             except (OSError, ValueError):
@@ -303,6 +306,7 @@ def run_fping(n: int) -> dict[str, float]:
     watcher.start()
     err = proc.stderr.read()
     _, _status, ru = os.wait4(proc.pid, 0)
+    done.set()
     watcher.join()
     proc.returncode = 0
     wall = time.perf_counter() - t0
