@@ -105,7 +105,7 @@ def write_config(
     cfg = {
         "agent": {"state_dir": str(tmp / "state"), "timeout": "30s", "interval": "60s"},
         "sites": [{"id": "tinh", "name": "Tỉnh", "level": "province"}],
-        "collectors": {"host": {"enabled": False}, **(collectors or {})},
+        "collectors": {"host": {"enabled": False}, "textfile": {"enabled": False}, **(collectors or {})},
         "targets": {kind: [{"site": "tinh", **t} for t in ts] for kind, ts in targets.items()},
     }
     path = tmp / "giamsat.yml"

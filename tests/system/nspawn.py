@@ -51,6 +51,9 @@ class Container:
                     "--keep-unit",
                     "--boot",
                     "--private-network",
+                    # nspawn's own filter refuses adjtimex() without CAP_SYS_TIME; a real host does not,
+                    # and the unit's filter must be what decides (the host collector's timex part).
+                    "--system-call-filter=adjtimex clock_adjtime",
                     "--console=read-only",
                     "--quiet",
                 ],

@@ -326,8 +326,10 @@ def test_host_collector_works_under_the_sandbox(box: Container) -> None:
     parts = re.findall(r'^node_scrape_collector_success\{collector="([^"]+)"[^}]*\} (\S+)$', text, re.M)
     assert parts, "no host collector parts"
     assert [p for p, v in parts if float(v) != 1] == []
-    assert {"cpu", "meminfo", "filesystem", "netdev"} <= {p for p, _ in parts}
+    assert {"cpu", "meminfo", "filesystem", "netdev", "timex"} <= {p for p, _ in parts}
     assert sample(text, "node_memory_MemTotal_bytes") is not None
+    # adjtimex() read-only: allowed by the unit's SystemCallFilter (ProtectClock=yes would refuse it).
+    assert sample(text, "node_timex_sync_status") is not None
     # `systemctl show` run by the agent, as giamsat, through D-Bus, from inside the sandbox.
     assert sample(text, "node_systemd_unit_state", name="blackhole.service", state="active") == 1
 
