@@ -56,29 +56,24 @@ COUNT = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READING = """Reading: the `giamsat` row is what the agent spends per round on the whole probing path in its
 steady state (a first round, which also builds each target's lasting state, runs before and is not
-counted; it costs about 20 % more). Per round: one scheduler batch for all targets (no task or deadline
-per target); `IcmpEngine.ping_many` sends echo i to every target in one sender run (sequence number and
-checksum written into a prebuilt packet, one `sendto` each) and one reader drains the replies with
-kernel timestamps; then per target ~15 metric families (compact objects that build their samples when
-read; values most targets share, such as `probe_success 1`, are shared objects), one `JobResult`, the
-store swap and the health update. The engine row is the echo path alone and costs what fping costs.
+counted, and a scrape after it fills the render cache as Prometheus would). Per round: one scheduler
+batch for all targets (no task or deadline per target); `IcmpEngine.ping_many` sends echo i to every
+target in one sender run (sequence number and checksum written into a prebuilt packet, one `sendto`
+each) and one reader drains the replies with kernel timestamps; then per target ~15 metric families
+(compact objects that build their samples when read; values most targets share, such as
+`probe_success 1`, are shared objects), one `JobResult`, the store swap and the health update. The engine
+row is the echo path alone and costs what fping costs.
 
-Where the giamsat row's CPU goes (10 000 targets, steady state, py-spy and timers around the parts):
-the `sendto`/`recvmsg` system calls a bit over half (on loopback `sendto` also pays the kernel's whole
-receive and reply path, for every tool alike; fping's own CPU is ~90 % system time); the engine's Python
-per echo (sequence numbers, packet fields, reply matching) 15-20 %; per target about 15-20 µs, i.e.
-25-30 %: building the families ~4-6 µs, `JobResult`, store swap (which also frees the previous round's
-result) and health ~3-5 µs, the callbacks between engine, collector and scheduler ~2-3 µs, the rest
-cache misses over 10 000 targets' state. Garbage collection, inside those, is ~5 % (three
-young-generation passes per round at 10 000 targets). So the gap to fping is the Python work per
-target, about 5-7 µs per echo at 3 echoes per target; more echoes per target shrink it.
+The whole-round table adds what the agent pays for the next scrape: each target is ~30 series with the
+default 13 RTT buckets (~2.7 kB of text), and the first scrape after a round renders what changed in each
+new result (the families a result shares with the job's previous one, such as `probe_success 1`, keep
+their rendering; the duration, phases, RTT figures and the histogram are new every round), then merges
+all results into one answer, built as bytes once. Later scrapes of the same round only merge.
 
-Not in the table: rendering those results for the next scrape, measured apart above. Each ICMP target is
-~37 series (~3.4 kB of text), and the first scrape after a round renders every new result once (then
-it is cached), which at these target counts costs about twice the probing itself.
-
-The machine is shared with other agents' jobs, so single runs vary by ±25 %: compare the ratios within
-one run (listed above) rather than absolute figures across runs."""
+A run is busy when other processes used the machine meanwhile: fping's own cost per echo then rises
+(on a quiet machine it is ~6 µs, on a loaded one 11-19 µs) and every ratio to it shrinks, so only quiet
+runs (`--quiet-only`) say whether a ratio target is met; busy runs still compare two trees fairly when
+they are interleaved (`--baseline DIR`, e.g. `git archive` of main into DIR)."""
 BLACKBOX_MAX = 5000
 TOOLS = {
     "giamsat": "the full agent path as it runs: one scheduler batch -> IcmpCollector.collect_batch -> "
