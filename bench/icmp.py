@@ -574,7 +574,7 @@ def main() -> None:
         else f"**a busy machine: {n_busy} of {len(busy)} runs over the busy limits** (marked * below)"
     )
     text = (
-        f"`python bench/icmp.py --runs {args.runs} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{platform.node()}: {os.cpu_count()} cores; Python {platform.python_version()}; {args.runs} runs, "
         "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
         "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "

@@ -235,7 +235,8 @@ def mixed(n: int, seconds: float, write: Path | None, tree: Path = ROOT) -> None
     )
     url = f"http://127.0.0.1:{port}/metrics"
     lat: list[float] = []
-    size = 0
+    sizes: list[int] = []
+    zsizes: list[int] = []
     try:
         wait_ready(url.replace("/metrics", "/-/ready"), timeout=180)
         time.sleep(20)  # past the first round of every kind
@@ -248,8 +249,8 @@ def mixed(n: int, seconds: float, write: Path | None, tree: Path = ROOT) -> None
                     body = r.read()
                     zipped = r.headers.get("Content-Encoding") == "gzip"
                 lat.append(time.perf_counter() - t)
-                size = len(gzip.decompress(body)) if zipped else len(body)
-                gz = len(body)
+                sizes.append(len(gzip.decompress(body)) if zipped else len(body))
+                zsizes.append(len(body))
             cpu = cpu_seconds(agent.pid) - cpu0
             meter.exclude(cpu)
         rss = rss_bytes(agent.pid) / 2**20
@@ -258,17 +259,17 @@ def mixed(n: int, seconds: float, write: Path | None, tree: Path = ROOT) -> None
         for p in (agent, server):
             p.terminate()
             p.wait(20)
-    wall = seconds
     out = (
         f"`python bench/scrape.py --mixed {n} --seconds {seconds:g}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"{meter.load.text()} during the run): an agent from {'this tree' if tree == ROOT else tree} with {n} probe targets on loopback "
         f"({n_icmp} ICMP, {n // 3} TCP, {n // 3} HTTP against one `python -m http.server`), every 15 s, "
-        f"scraped back to back for {wall:g} s as Prometheus asks (OpenMetrics, gzip), so about one scrape in "
+        f"scraped back to back for {seconds:g} s as Prometheus asks (OpenMetrics, gzip), so about one scrape in "
         "every few renders a round's new results and the others reuse them.\n\n"
-        "| scrapes | p50 latency (ms) | p99 latency (ms) | max (ms) | response size (MB; gzip) | agent CPU per 15 s (s) "
-        "| RSS / peak RSS (MiB) |\n|---:|---:|---:|---:|---:|---:|---|\n"
+        "| scrapes | p50 latency (ms) | p99 latency (ms) | max (ms) | response size MB, median (min-max; gzip) "
+        "| agent CPU per scrape incl. probing (ms) | RSS / peak RSS (MiB) |\n|---:|---:|---:|---:|---:|---:|---|\n"
         f"| {len(lat)} | {percentile(lat, 50) * 1e3:.0f} | {percentile(lat, 99) * 1e3:.0f} | {max(lat) * 1e3:.0f} | "
-        f"{size / 1e6:.1f} ({gz / 1e6:.2f}) | {cpu / wall * 15:.2f} | {rss:.0f} / {hwm:.0f} |"
+        f"{median([float(x) for x in sizes]) / 1e6:.1f} ({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f}; "
+        f"{median([float(x) for x in zsizes]) / 1e6:.2f}) | {cpu / len(lat) * 1e3:.0f} | {rss:.0f} / {hwm:.0f} |"
     )
     print(out)
     if write:
