@@ -7,7 +7,8 @@ Usage (as root: raw ICMP sockets; traffic to 127.0.0.0/8 only):
 
 It starts ``giamsat run`` from this tree with N ICMP targets in 127.0.0.0/8 (3 echoes each, interval
 15 s), scrapes /metrics every 15 s as Prometheus does (OpenMetrics asked for first, gzip), and prints
-once a minute: the agent's RSS and peak RSS (VmHWM), its CPU over the minute, the scrapes' latency and
+once a minute: the agent's RSS (the lowest seen just before a scrape, so a scrape's own memory is
+not mistaken for growth) and peak RSS (VmHWM), its CPU over the minute, the scrapes' latency and
 size, and the machine's load. At the end: the peak, and the growth of RSS from the second minute to
 the last (the first minute holds start-up: loading the configuration, the first rounds).
 """
@@ -119,13 +120,14 @@ def main() -> None:
             time.sleep(0.5)
         print(f"ready after {time.monotonic() - t_start:.1f} s", flush=True)
         print(
-            "minute | RSS MiB | peak RSS MiB | agent CPU s/min | scrape p50/max ms | size MB (gzip) | machine"
+            "minute | RSS MiB before a scrape (lowest) | peak RSS MiB | agent CPU s/min | scrape p50/max ms | size MB (gzip) | machine"
         )
         end = t_start + args.minutes * 60
         minute = 0
         while time.monotonic() < end:
             minute += 1
             lat: list[float] = []
+            before: list[float] = []
             size = plain = 0
             cpu0 = cpu_seconds(proc.pid)
             with LoadMeter() as meter:
@@ -133,6 +135,7 @@ def main() -> None:
                 next_scrape = time.monotonic()
                 while time.monotonic() < stop:
                     if time.monotonic() >= next_scrape:
+                        before.append(rss_bytes(proc.pid) / 2**20)  # between scrapes: no answer in memory
                         took, size, plain = scrape(base + "/metrics")
                         lat.append(took)
                         next_scrape += args.interval
@@ -142,6 +145,8 @@ def main() -> None:
                 raise SystemExit(f"the agent exited ({proc.returncode}); see {tmp / 'agent.log'}")
             cpu = cpu_seconds(proc.pid) - cpu0
             rss, hwm = rss_bytes(proc.pid) / 2**20, hwm_bytes(proc.pid) / 2**20
+            if before:
+                rss = min(before)
             rss_by_minute.append(rss)
             lat.sort()
             p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
