@@ -1,10 +1,14 @@
-"""Shared measurement helpers for the benchmarks: process CPU and RSS from /proc, percentiles, ports."""
+"""Shared measurement helpers for the benchmarks: process CPU and RSS from /proc, machine load, percentiles,
+ports."""
 
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import statistics
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.core import Metric
@@ -26,6 +30,60 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _busy_jiffies() -> int:
+    """CPU time of the whole machine in processes (all cores), in clock ticks. Interrupt time is left
+    out: on loopback the kernel answers a tool's echoes in softirq time that is not charged to the
+    tool, and would count as other processes' load."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in fields[:8])
+    return user + nice + system + steal
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its reaped children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@dataclass
+class Load:
+    """How busy the machine was around one measurement: its 1-minute load average at the start and the
+    share of all cores that other processes used meanwhile (the machine's busy time minus this process
+    and the children it reaped: measure children that are waited for inside the span)."""
+
+    loadavg: float
+    others: float  # 0..1 of all cores
+    wall: float
+
+    def busy(self, max_load: float, max_others: float) -> bool:
+        return self.loadavg > max_load or self.others > max_others
+
+    def text(self) -> str:
+        return f"load {self.loadavg:.1f}, others {self.others * 100:.0f} %"
+
+
+class LoadMeter:
+    """``with LoadMeter() as m: ...``, then ``m.load``; extra CPU of processes that this one did not reap
+    (a server it scraped) is subtracted with ``exclude(seconds)``."""
+
+    def __enter__(self) -> LoadMeter:
+        self._load = os.getloadavg()[0]
+        self._excluded = 0.0
+        self._busy0, self._own0, self._t0 = _busy_jiffies(), _own_cpu(), time.monotonic()
+        return self
+
+    def exclude(self, cpu_seconds: float) -> None:
+        self._excluded += cpu_seconds
+
+    def __exit__(self, *_exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        busy = (_busy_jiffies() - self._busy0) / CLK_TCK
+        own = _own_cpu() - self._own0 + self._excluded
+        cores = os.cpu_count() or 1
+        others = max(0.0, busy - own) / (wall * cores) if wall > 0 else 0.0
+        self.load = Load(self._load, min(1.0, others), wall)
 
 
 def percentile(values: list[float], q: float) -> float:

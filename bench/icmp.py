@@ -42,6 +42,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import LoadMeter
+
+# A worker measuring another tree (--baseline) imports the agent from there.
+if os.environ.get("GIAMSAT_BENCH_TREE"):
+    sys.path.insert(0, os.environ["GIAMSAT_BENCH_TREE"])
+
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL_MS = 100
 TIMEOUT_MS = 1000
@@ -49,34 +56,31 @@ COUNT = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READING = """Reading: the `giamsat` row is what the agent spends per round on the whole probing path in its
 steady state (a first round, which also builds each target's lasting state, runs before and is not
-counted; it costs about 20 % more). Per round: one scheduler batch for all targets (no task or deadline
-per target); `IcmpEngine.ping_many` sends echo i to every target in one sender run (sequence number and
-checksum written into a prebuilt packet, one `sendto` each) and one reader drains the replies with
-kernel timestamps; then per target ~15 metric families (compact objects that build their samples when
-read; values most targets share, such as `probe_success 1`, are shared objects), one `JobResult`, the
-store swap and the health update. The engine row is the echo path alone and costs what fping costs.
+counted, and a scrape after it fills the render cache as Prometheus would). Per round: one scheduler
+batch for all targets (no task or deadline per target); `IcmpEngine.ping_many` sends echo i to every
+target in one sender run (sequence number and checksum written into a prebuilt packet, one `sendto`
+each) and one reader drains the replies with kernel timestamps; then per target ~15 metric families
+(compact objects that build their samples when read; values most targets share, such as
+`probe_success 1`, are shared objects), one `JobResult`, the store swap and the health update. The engine
+row is the echo path alone and costs what fping costs.
 
-Where the giamsat row's CPU goes (10 000 targets, steady state, py-spy and timers around the parts):
-the `sendto`/`recvmsg` system calls a bit over half (on loopback `sendto` also pays the kernel's whole
-receive and reply path, for every tool alike; fping's own CPU is ~90 % system time); the engine's Python
-per echo (sequence numbers, packet fields, reply matching) 15-20 %; per target about 15-20 µs, i.e.
-25-30 %: building the families ~4-6 µs, `JobResult`, store swap (which also frees the previous round's
-result) and health ~3-5 µs, the callbacks between engine, collector and scheduler ~2-3 µs, the rest
-cache misses over 10 000 targets' state. Garbage collection, inside those, is ~5 % (three
-young-generation passes per round at 10 000 targets). So the gap to fping is the Python work per
-target, about 5-7 µs per echo at 3 echoes per target; more echoes per target shrink it.
+The whole-round table adds what the agent pays for the next scrape: each target is ~30 series with the
+default 13 RTT buckets (~2.7 kB of text), and the first scrape after a round renders what changed in each
+new result (the families a result shares with the job's previous one, such as `probe_success 1`, keep
+their rendering; the duration, phases, RTT figures and the histogram are new every round), then merges
+all results into one answer, built as bytes once. Later scrapes of the same round only merge.
 
-Not in the table: rendering those results for the next scrape, measured apart above. Each ICMP target is
-~37 series (~3.4 kB of text), and the first scrape after a round renders every new result once (then
-it is cached), which at these target counts costs about twice the probing itself.
-
-The machine is shared with other agents' jobs, so single runs vary by ±25 %: compare the ratios within
-one run (listed above) rather than absolute figures across runs."""
+A run is busy when other processes used the machine meanwhile: fping's own cost per echo then rises
+(on a quiet machine it is ~6 µs, on a loaded one 11-19 µs) and every ratio to it shrinks, so only quiet
+runs (`--quiet-only`) say whether a ratio target is met; busy runs still compare two trees fairly when
+they are interleaved (`--baseline DIR`, e.g. `git archive` of main into DIR)."""
 BLACKBOX_MAX = 5000
 TOOLS = {
     "giamsat": "the full agent path as it runs: one scheduler batch -> IcmpCollector.collect_batch -> "
     "IcmpEngine.ping_many -> per-target families, JobResult, store, health; the agent's GC settings "
     "(gc.set_threshold(50000, 20, 20) at start, gc.freeze() once collectors are open)",
+    "giamsat baseline": "the same path from another tree (--baseline DIR, e.g. the commit before a change; "
+    "only with --baseline)",
     "giamsat default GC": "the same with CPython's default GC settings (not how the agent runs; "
     "only with --tools)",
     "giamsat engine": "IcmpEngine.ping_many() alone (the echo path without scheduler, results or metrics)",
@@ -112,7 +116,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     from agent.kernel.pipeline import Pipeline
     from agent.kernel.store import Store
     from agent.scheduler import Runner
-    from exporters.exposition import render_text
+    from exporters.exposition import ResultRenderCache, render_text
 
     if gc_mode == "agent":
         agent_gc_before_start()
@@ -142,24 +146,32 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
     async def go() -> dict[str, float]:
         store = Store()
         runner = Runner(loaded, Pipeline(store))
+        cache = ResultRenderCache()
+        max_len = loaded.config.agent.max_label_length
         await runner.open()
         if gc_mode == "agent":
             agent_gc_after_start()
         try:
             # The first round also builds each target's lasting state (histogram, parsed address): the
-            # agent pays that once; every later round, every 30 s, is the one measured.
+            # agent pays that once; every later round, every 30 s, is the one measured. A scrape after
+            # it fills the exporter's render cache, as Prometheus would.
             first = time.process_time()
             await runner.run_once()
             first = time.process_time() - first
+            render_text(store.snapshot(), [], max_len, result_cache=cache)
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             results = await runner.run_once()
             wall = time.perf_counter() - t0
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             rss = _proc_hwm_mb(os.getpid())  # before rendering, which needs memory of its own
-            # What the first scrape after the round adds: rendering every result once (then cached).
+            # What the first scrape after the round adds: rendering every new result once (then
+            # cached) and merging; then what every later scrape of the same round costs.
             c0 = time.process_time()
-            body, _ = render_text(store.snapshot(), [], loaded.config.agent.max_label_length)
+            body, _ = render_text(store.snapshot(), [], max_len, result_cache=cache)
             render = time.process_time() - c0
+            c0 = time.process_time()
+            render_text(store.snapshot(), [], max_len, result_cache=cache)
+            cached = time.process_time() - c0
         finally:
             await runner.close()
         received = 0
@@ -175,6 +187,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
             "rss_mb": rss,
             "received": received,
             "render_cpu": render,
+            "cached_scrape_cpu": cached,
             "render_rss_mb": _proc_hwm_mb(os.getpid()),
             "render_bytes": len(body),
             "first_round_cpu": first,
@@ -210,19 +223,31 @@ def engine_worker(n: int) -> None:
     print(json.dumps(asyncio.run(go())))
 
 
-def _worker(mode: str, n: int, gc_mode: str = "agent") -> dict[str, float]:
+BASELINE: list[Path] = []  # --baseline: the tree the "giamsat baseline" row is measured from
+
+
+def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None) -> dict[str, float]:
+    env = dict(os.environ)
+    env.pop("GIAMSAT_BENCH_TREE", None)
+    if tree is not None:
+        env["GIAMSAT_BENCH_TREE"] = str(tree)
     out = subprocess.run(
         [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO,
+        cwd=tree or REPO,
+        env=env,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def run_giamsat(n: int) -> dict[str, float]:
     return _worker("job", n)
+
+
+def run_baseline(n: int) -> dict[str, float]:
+    return _worker("job", n, tree=BASELINE[0])
 
 
 def run_giamsat_default_gc(n: int) -> dict[str, float]:
@@ -261,8 +286,11 @@ def run_fping(n: int) -> dict[str, float]:
     # memory, which a spawned child inherits in its accounting until exec.
     hwm: list[float] = []
 
+    done = threading.Event()
+
     def watch() -> None:
-        while proc.poll() is None:
+        # Not proc.poll(): it would reap the child before wait4() reads its CPU time.
+        while not done.is_set():
             try:
                 hwm.append(_proc_hwm_mb(proc.pid))
             except (OSError, ValueError):
@@ -273,6 +301,7 @@ def run_fping(n: int) -> dict[str, float]:
     watcher.start()
     err = proc.stderr.read()
     _, _status, ru = os.wait4(proc.pid, 0)
+    done.set()
     watcher.join()
     proc.returncode = 0
     wall = time.perf_counter() - t0
@@ -353,67 +382,104 @@ def run_blackbox(n: int) -> dict[str, float]:
 
 # -- report --------------------------------------------------------------------------------------------
 
+Rows = dict[int, dict[str, dict[str, float]]]
 
-def table(rows: dict[int, dict[str, dict[str, float]]]) -> str:
+
+#: Tools whose "others" share is not read for the busy flag: they flood loopback with echoes in a
+#: fraction of a second, and the kernel threads that then answer them (ksoftirqd) count as other
+#: processes (30-45 % of the cores during a 0.3 s fping run on an otherwise idle machine).
+FLOODS = ("fping", "giamsat engine")
+
+
+def run_busy(rows: Rows, n: int, max_load: float, max_others: float) -> bool:
+    return any(
+        r["loadavg"] > max_load or (tool not in FLOODS and r["others"] > max_others)
+        for tool, r in rows[n].items()
+    )
+
+
+def ratios(runs: list[Rows], n: int, tool: str, field: str = "cpu") -> list[float]:
+    """``tool``'s CPU (or ``field``) over fping's CPU, in each run where both ran."""
+    return [
+        r[n][tool][field] / r[n]["fping"]["cpu"]
+        for r in runs
+        if tool in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
+    ]
+
+
+def whole_path(r: dict[str, float]) -> float:
+    """One round as the agent pays for it: the probing path plus the next scrape's rendering."""
+    return r["cpu"] + r["render_cpu"]
+
+
+def table(rows: Rows, runs: list[Rows]) -> str:
     lines = [
-        "| targets | tool | echoes answered | wall s | CPU s | CPU µs/echo | CPU vs fping | core share at 30 s interval | peak RSS MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| targets | tool | echoes answered | wall s | CPU s | CPU µs/echo | CPU vs fping (median of runs) "
+        "| core share at 30 s interval | peak RSS MiB | load, others' CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for n, by_tool in rows.items():
-        fping_cpu = by_tool.get("fping", {}).get("cpu", 0.0)
         for tool, r in by_tool.items():
             per_echo = r["cpu"] / (n * COUNT) * 1e6
-            ratio = f"{r['cpu'] / fping_cpu:.2f}×" if fping_cpu else "-"
+            rs = ratios(runs, n, tool)
+            ratio = f"{statistics.median(rs):.2f}×" if rs else "-"
             lines.append(
                 f"| {n} | {tool} | {int(r['received'])}/{n * COUNT} | {r['wall']:.2f} | {r['cpu']:.3f} | "
-                f"{per_echo:.1f} | {ratio} | {r['cpu'] / 30 * 100:.1f} % | {r['rss_mb']:.1f} |"
+                f"{per_echo:.1f} | {ratio} | {r['cpu'] / 30 * 100:.1f} % | {r['rss_mb']:.1f} | "
+                f"{r['loadavg']:.1f}, {r['others'] * 100:.0f} % |"
             )
     return "\n".join(lines)
 
 
-def median_rows(runs: list[dict[int, dict[str, dict[str, float]]]]) -> dict[int, dict[str, dict[str, float]]]:
-    out: dict[int, dict[str, dict[str, float]]] = {}
+def whole_table(rows: Rows, runs: list[Rows]) -> str:
+    """The agent's whole cost per round (probing + the next scrape) against fping's round."""
+    out = [
+        "| targets | tree | probing CPU s | next scrape (render new results + merge) CPU s | later scrapes CPU s "
+        "| whole round vs fping (median of runs; each run) | /metrics size MB | peak RSS MiB probing / after "
+        "the scrape |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for n, by_tool in rows.items():
+        for tool in ("giamsat", "giamsat baseline"):
+            g = by_tool.get(tool)
+            if g is None or "render_cpu" not in g:
+                continue
+            rs = [
+                whole_path(r[n][tool]) / r[n]["fping"]["cpu"]
+                for r in runs
+                if tool in r[n] and "fping" in r[n] and r[n]["fping"]["cpu"] > 0
+            ]
+            ratio = f"{statistics.median(rs):.2f}× ({', '.join(f'{x:.2f}' for x in rs)})" if rs else "-"
+            out.append(
+                f"| {n} | {'this' if tool == 'giamsat' else 'baseline'} | {g['cpu']:.3f} | "
+                f"{g['render_cpu']:.3f} | {g.get('cached_scrape_cpu', float('nan')):.3f} | {ratio} | "
+                f"{g['render_bytes'] / 1e6:.1f} | {g['rss_mb']:.0f} / {g['render_rss_mb']:.0f} |"
+            )
+    return "\n".join(out)
+
+
+def median_rows(runs: list[Rows]) -> Rows:
+    out: Rows = {}
     for n, by_tool in runs[0].items():
-        out[n] = {
-            tool: {k: statistics.median(r[n][tool][k] for r in runs) for k in fields}
-            for tool, fields in by_tool.items()
-        }
+        out[n] = {}
+        for tool in by_tool:
+            present = [r[n][tool] for r in runs if tool in r[n]]
+            out[n][tool] = {k: statistics.median(p[k] for p in present) for k in present[0]}
     return out
 
 
-def ratio_note(runs: list[dict[int, dict[str, dict[str, float]]]]) -> str:
-    """The giamsat/fping CPU ratio of each run, since the median of each tool alone can hide pairing."""
-    if len(runs) < 2:
-        return ""
+def ratio_note(runs: list[Rows], busy: dict[tuple[int, int], bool]) -> str:
+    """The giamsat/fping CPU ratio of each run (busy runs marked), since medians of each tool alone can
+    hide how they pair."""
     parts = []
     for n in runs[0]:
-        ratios = [
-            r[n]["giamsat"]["cpu"] / r[n]["fping"]["cpu"]
-            for r in runs
-            if "fping" in r[n] and "giamsat" in r[n]
-        ]
-        if ratios:
-            parts.append(
-                f"{n}: "
-                + ", ".join(f"{x:.2f}×" for x in ratios)
-                + f" (median {statistics.median(ratios):.2f}×)"
-            )
-    return "giamsat/fping CPU in each run: " + "; ".join(parts) + ".\n\n" if parts else ""
-
-
-def render_note(rows: dict[int, dict[str, dict[str, float]]]) -> str:
-    parts = [
-        f"{n}: {r['giamsat']['render_cpu']:.2f} s CPU for {r['giamsat']['render_bytes'] / 1e6:.1f} MB "
-        f"(peak RSS then {r['giamsat']['render_rss_mb']:.0f} MiB)"
-        for n, r in rows.items()
-        if "render_cpu" in r.get("giamsat", {})
-    ]
+        rs = ratios(runs, n, "giamsat")
+        if rs:
+            marks = [f"{x:.2f}×{'*' if busy[(k, n)] else ''}" for k, x in enumerate(rs)]
+            parts.append(f"{n}: " + ", ".join(marks) + f" (median {statistics.median(rs):.2f}×)")
     if not parts:
         return ""
-    return (
-        "Rendering one round's results as exposition text (what the first scrape after the round adds, "
-        "not in the table): " + "; ".join(parts) + ".\n\n"
-    )
+    return "giamsat/fping CPU in each run (* a busy run): " + "; ".join(parts) + ".\n\n"
 
 
 def write_section(text: str) -> None:
@@ -432,9 +498,30 @@ def write_section(text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000, 10000])
-    ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "giamsat default GC"])
+    ap.add_argument(
+        "--tools",
+        nargs="+",
+        default=[t for t in TOOLS if t not in ("giamsat default GC", "giamsat baseline")],
+    )
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    ap.add_argument("--runs", type=int, default=1, help="repeat everything; the table shows medians")
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs; the table shows medians")
+    ap.add_argument(
+        "--busy-load", type=float, default=1.5, help="1-minute load average that makes a run busy"
+    )
+    ap.add_argument(
+        "--busy-others",
+        type=float,
+        default=0.25,
+        help="share of all cores used by other processes during a tool's run that makes the run busy",
+    )
+    ap.add_argument(
+        "--quiet-only", action="store_true", help="with --write: refuse to write if any run was busy"
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure the agent path from this tree (e.g. a `git archive` of main)",
+    )
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     ap.add_argument("--gc", default="agent", choices=["agent", "default"], help=argparse.SUPPRESS)
@@ -445,50 +532,84 @@ def main() -> None:
         else:
             giamsat_worker(args.worker, args.gc)
         return
+    if args.baseline:
+        BASELINE.append(args.baseline.resolve())
+        if "giamsat baseline" not in args.tools:
+            args.tools.insert(1, "giamsat baseline")
     runners = {
         "giamsat": run_giamsat,
+        "giamsat baseline": run_baseline,
         "giamsat default GC": run_giamsat_default_gc,
         "giamsat engine": run_engine,
         "fping": run_fping,
         "blackbox_exporter": run_blackbox,
     }
-    runs: list[dict[int, dict[str, dict[str, float]]]] = []
-    loads: list[float] = []
+    runs: list[Rows] = []
+    busy: dict[tuple[int, int], bool] = {}
     for run in range(args.runs):
-        rows: dict[int, dict[str, dict[str, float]]] = {}
+        rows: Rows = {}
+        # Interleaved: every tool in every run, in the opposite order in every other run, so a burst of
+        # load from other processes does not always land on the same tool.
+        order = list(args.tools) if run % 2 == 0 else list(reversed(args.tools))
         for n in args.targets:
             rows[n] = {}
-            for tool in args.tools:
-                if tool == "blackbox_exporter" and n > BLACKBOX_MAX:
-                    continue  # 3 HTTP requests per target: the 1000/5000 rows already show its cost per echo
-                rows[n][tool] = runners[tool](n)
-                print(f"run {run + 1} {n} {tool}: {rows[n][tool]}", file=sys.stderr)
+            for tool in order:
+                if tool == "blackbox_exporter" and (n > BLACKBOX_MAX or run > 0):
+                    continue  # 3 HTTP requests per target, ~40x fping: one run at 1000/5000 shows its cost
+                with LoadMeter() as meter:
+                    r = runners[tool](n)
+                r["loadavg"], r["others"] = meter.load.loadavg, meter.load.others
+                rows[n][tool] = r
+            rows[n] = {t: rows[n][t] for t in args.tools if t in rows[n]}
+            busy[(run, n)] = b = run_busy(rows, n, args.busy_load, args.busy_others)
+            g, f = rows[n].get("giamsat"), rows[n].get("fping")
+            summary = ""
+            if g and f and f["cpu"] > 0:
+                summary = f"giamsat/fping {g['cpu'] / f['cpu']:.2f}×"
+                if "render_cpu" in g:
+                    summary += f", whole round {whole_path(g) / f['cpu']:.2f}×"
+            loads = ", ".join(f"{t} {r['loadavg']:.1f}/{r['others'] * 100:.0f} %" for t, r in rows[n].items())
+            print(
+                f"run {run + 1} {n} targets: {summary} (load/others: {loads})" + ("  BUSY" if b else ""),
+                file=sys.stderr,
+            )
         runs.append(rows)
-        loads.append(os.getloadavg()[0])
     rows = median_rows(runs)
-    if args.runs > 1:
-        how = (
-            f"{args.runs} runs, each tool side by side in every run; the table shows per-field medians over the "
-            f"runs; load average at the end of each run: {', '.join(f'{x:.1f}' for x in loads)}"
-        )
-    else:
-        how = f"one run, all tools side by side; load {loads[0]:.1f} at the end"
+    n_busy = sum(busy.values())
+    quiet = n_busy == 0
+    state = (
+        "a quiet machine: every run under the busy limits"
+        if quiet
+        else f"**a busy machine: {n_busy} of {len(busy)} runs over the busy limits** (marked * below)"
+    )
     text = (
-        f"`python bench/icmp.py --write{f' --runs {args.runs}' if args.runs > 1 else ''}` "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}: {os.cpu_count()} cores "
-        f"shared with other jobs; Python {platform.python_version()}; {how}). {COUNT} echoes per target to "
-        f"127.0.0.0/8, {INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout. "
-        "'core share' is the CPU of one round spread over a 30 s interval.\n\n"
-        + table(rows)
+        f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{platform.node()}: {os.cpu_count()} cores; Python {platform.python_version()}; {args.runs} runs, "
+        "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
+        "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "
+        f"{state}; a run is busy when a tool started with a 1-minute load average over {args.busy_load:g} or "
+        f"other processes used over {args.busy_others * 100:.0f} % of all cores while a giamsat row or "
+        "blackbox_exporter ran (the 'load, others' CPU' column: /proc/stat's process time minus the bench's "
+        "own; for fping and the engine it includes the kernel threads answering their echo floods, so it is "
+        "shown but not judged). {COUNT} echoes per target to "
+        f"127.0.0.0/8, {INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout. 'core share' is the CPU of one "
+        "round spread over a 30 s interval.\n\n"
+        + table(rows, runs)
         + "\n\n"
-        + ratio_note(runs)
-        + render_note(rows)
+        + ratio_note(runs, busy)
+        + "The whole round as the agent pays for it: the probing path above plus the first scrape after the "
+        "round (rendering each new result once, then merging all of them into one answer); later scrapes "
+        "of the same round reuse the rendered results:\n\n"
+        + whole_table(rows, runs)
+        + "\n\n"
         + "\n".join(f"- **{k}**: {v}" for k, v in TOOLS.items() if k in args.tools)
         + "\n\n"
         + READING
     )
     print(text)
     if args.write:
+        if args.quiet_only and not quiet:
+            raise SystemExit(f"bench/icmp.py: {n_busy} of {len(busy)} runs were busy; docs not written")
         write_section(text)
 
 

@@ -1,6 +1,12 @@
 """/metrics latency, CPU per scrape and RSS: giamsat (host collector alone) vs node_exporter, same run.
 
 Usage: .venv/bin/python bench/scrape.py [--scrapes 300] [--python PY ...] [--write docs/benchmarks.md]
+       .venv/bin/python bench/scrape.py --mixed 5000 [--seconds 120] [--write docs/benchmarks.md]
+
+``--mixed N``: an agent (run from this tree) with N probe targets on loopback, a third each ICMP
+(127.0.0.0/8), TCP and HTTP (one ``python -m http.server`` on 127.0.0.1), probed every 15 s, scraped
+back to back as Prometheus asks (OpenMetrics first, gzip) for ``--seconds``: /metrics latency (p50, p99,
+max), response size, the agent's CPU and RSS. Needs root (raw ICMP sockets).
 
 giamsat is measured as deployed: deploy/install.sh installs it into a scratch root, once per
 interpreter (by default Debian 12's /usr/bin/python3, which install.sh and the README use on the
@@ -13,6 +19,9 @@ giamsat's CPU is reported per scrape including its background work.
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import cpu_seconds, free_port, median, percentile, rss_bytes, update_section
+from bench.common import LoadMeter, cpu_seconds, free_port, median, percentile, rss_bytes, update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
@@ -164,8 +173,114 @@ def one_run(venvs: list[Path], cfg: Path, scrapes: int) -> tuple[dict[str, list[
     }, wall
 
 
+ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+
+def mixed(n: int, seconds: float, write: Path | None, tree: Path = ROOT) -> None:
+    """/metrics of an agent with ``n`` mixed probe targets, scraped back to back for ``seconds``."""
+    tmp = Path(tempfile.mkdtemp(prefix="giamsat-mixed-"))
+    http_port, port = free_port(), free_port()
+    n_icmp = n - 2 * (n // 3)
+    lines = [
+        f"agent: {{interval: 15s, timeout: 10s, state_dir: {tmp / 'state'}}}",
+        "sites:\n  - {id: tinh, name: Tinh, level: province}",
+        "collectors: {host: {enabled: false}, textfile: {enabled: false}}",
+        "targets:",
+        "  icmp:",
+    ]
+    lines += [
+        f"    - {{name: i{i}, site: tinh, address: 127.{10 + i // 62500}.{(i // 250) % 250}.{i % 250 + 1}, "
+        "count: 3, packet_interval: 100ms, packet_timeout: 1s}"
+        for i in range(n_icmp)
+    ]
+    lines.append("  tcp:")
+    lines += [
+        f"    - {{name: t{i}, site: tinh, address: 127.0.0.1, port: {http_port}}}" for i in range(n // 3)
+    ]
+    lines.append("  http:")
+    lines += [
+        f"    - {{name: h{i}, site: tinh, url: 'http://127.0.0.1:{http_port}/'}}" for i in range(n // 3)
+    ]
+    cfg = tmp / "mixed.yml"
+    cfg.write_text("\n".join(lines) + "\n")
+    (tmp / "www").mkdir()
+    (tmp / "www/index.html").write_text("ok\n")
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(tmp / "www"),
+            str(http_port),
+        ]
+    )
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from agent.cli import main; sys.exit(main())",
+            "run",
+            "--config.file",
+            str(cfg),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "agent.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    lat: list[float] = []
+    sizes: list[int] = []
+    zsizes: list[int] = []
+    try:
+        wait_ready(url.replace("/metrics", "/-/ready"), timeout=180)
+        time.sleep(20)  # past the first round of every kind
+        with LoadMeter() as meter:
+            cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+            while time.monotonic() - t0 < seconds:
+                req = urllib.request.Request(url, headers={"Accept": ACCEPT, "Accept-Encoding": "gzip"})
+                t = time.perf_counter()
+                with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - loopback
+                    body = r.read()
+                    zipped = r.headers.get("Content-Encoding") == "gzip"
+                lat.append(time.perf_counter() - t)
+                sizes.append(len(gzip.decompress(body)) if zipped else len(body))
+                zsizes.append(len(body))
+            cpu = cpu_seconds(agent.pid) - cpu0
+            meter.exclude(cpu)
+        rss = rss_bytes(agent.pid) / 2**20
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{agent.pid}/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
+    finally:
+        for p in (agent, server):
+            p.terminate()
+            p.wait(20)
+    out = (
+        f"`python bench/scrape.py --mixed {n} --seconds {seconds:g}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{meter.load.text()} during the run): an agent from {'this tree' if tree == ROOT else tree} with {n} probe targets on loopback "
+        f"({n_icmp} ICMP, {n // 3} TCP, {n // 3} HTTP against one `python -m http.server`), every 15 s, "
+        f"scraped back to back for {seconds:g} s as Prometheus asks (OpenMetrics, gzip), so about one scrape in "
+        "every few renders a round's new results and the others reuse them.\n\n"
+        "| scrapes | p50 latency (ms) | p99 latency (ms) | max (ms) | response size MB, median (min-max; gzip) "
+        "| agent CPU per scrape incl. probing (ms) | RSS / peak RSS (MiB) |\n|---:|---:|---:|---:|---:|---:|---|\n"
+        f"| {len(lat)} | {percentile(lat, 50) * 1e3:.0f} | {percentile(lat, 99) * 1e3:.0f} | {max(lat) * 1e3:.0f} | "
+        f"{median([float(x) for x in sizes]) / 1e6:.1f} ({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f}; "
+        f"{median([float(x) for x in zsizes]) / 1e6:.2f}) | {cpu / len(lat) * 1e3:.0f} | {rss:.0f} / {hwm:.0f} |"
+    )
+    print(out)
+    if write:
+        update_section(write, "Scrape latency with 5 000 mixed probe targets", out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--mixed", type=int, default=0, help="N mixed probe targets instead (see above)")
+    ap.add_argument("--seconds", type=float, default=120.0, help="with --mixed: how long to scrape")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="with --mixed: run the agent from this tree")
     ap.add_argument("--scrapes", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3, help="fresh processes per run; the table shows medians")
     ap.add_argument("--write", type=Path, default=None)
@@ -177,6 +292,9 @@ def main() -> None:
         "then this bench's interpreter if it is another build). The first one is the headline column.",
     )
     args = ap.parse_args()
+    if args.mixed:
+        mixed(args.mixed, args.seconds, args.write, args.tree.resolve())
+        return
     pythons = args.python or default_interpreters()
 
     tmp = Path(tempfile.mkdtemp(prefix="giamsat-bench-"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
@@ -90,39 +89,97 @@ def _bare_counter(fam: Metric) -> bool:
     return bool(fam.samples) and all(s.name == fam.name for s in fam.samples)
 
 
-@dataclass
+class FamilyMeta:
+    """A family's name, help and type in both formats: one object per distinct family, shared by every
+    result's rendering of it (thousands of targets expose the same families)."""
+
+    __slots__ = ("help", "name", "om_name", "om_type", "signature", "type", "unit")
+
+    def __init__(self, name: str, help: str, type: str, om_name: str, om_type: str, unit: str) -> None:
+        self.name, self.help, self.type, self.unit = name, help, type, unit
+        self.om_name, self.om_type = om_name, om_type
+        #: type, OpenMetrics type and name: families merge under one name only if these agree
+        self.signature = f"{type} {om_type} {om_name}"
+
+
+_META_MAX = 10_000
+_metas: dict[tuple[str, str, str, str, str, str], FamilyMeta] = {}
+
+
+def _meta(name: str, help: str, type: str, om_name: str, om_type: str, unit: str) -> FamilyMeta:
+    key = (name, help, type, om_name, om_type, unit)
+    meta = _metas.get(key)
+    if meta is None:
+        meta = FamilyMeta(*key)
+        if len(_metas) >= _META_MAX:  # family names come from devices too: keep it bounded
+            _metas.clear()
+        _metas[key] = meta
+    return meta
+
+
 class RenderedFamily:
-    """One family's sample lines with the result's labels added, and its metadata in both formats."""
+    """One family's sample lines with the result's labels added, as one UTF-8 string.
 
-    name: str
-    help: str
-    type: str
-    lines: list[str] = field(default_factory=list)
-    #: length of each line's series key (``name{labels}``), the prefix that identifies the series: kept
-    #: as a length, not a second string, since rendered results stay cached (10 000 ICMP targets are
-    #: ~370 000 lines)
-    key_lens: list[int] = field(default_factory=list)
-    om_name: str = ""
-    om_type: str = ""
-    unit: str = ""
-    #: the OpenMetrics lines where they differ from ``lines`` (samples with a timestamp), else None
-    om_lines: list[str] | None = None
-    #: type, OpenMetrics type and name: families merge under one name only if these agree
-    signature: str = ""
-    #: a clock gauge whose lines end in ``SCRAPE_TIME``, replaced by the time of each scrape
-    scrape_time: bool = False
+    Kept per result until the store replaces it (10 000 ICMP targets are ~370 000 lines), so it is one
+    small object and one string, with its metadata shared; the series key of a line (``name{labels}``)
+    is found again from the line when a merge needs it, which is rare (see ``_merge``). Encoded once,
+    here, so a scrape joins bytes and never holds the answer twice (as text, then encoded).
+    """
 
-    def __post_init__(self) -> None:
-        self.signature = f"{self.type} {self.om_type} {self.om_name}"
+    __slots__ = ("count", "meta", "om_text", "scrape_time", "stamped", "tail", "text")
+
+    def __init__(
+        self,
+        meta: FamilyMeta,
+        text: bytes,
+        count: int,
+        tail: str | None,
+        om_text: bytes | None = None,
+        stamped: bool = False,
+        scrape_time: bool = False,
+    ) -> None:
+        self.meta = meta
+        #: the lines joined by newlines ("" without samples)
+        self.text = text
+        self.count = count
+        #: the result's own labels when every line ends in exactly them (no sample set site/target
+        #: itself): lines of two families with different tails are never the same series
+        self.tail = tail
+        #: the OpenMetrics lines where they differ from ``text`` (samples with a timestamp), else None
+        self.om_text = om_text
+        #: lines end in a timestamp
+        self.stamped = stamped
+        #: a clock gauge whose lines end in ``SCRAPE_TIME``, replaced by the time of each scrape
+        self.scrape_time = scrape_time
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.text.split(b"\n") if self.count else []
+
+    def series_keys(self) -> list[bytes]:
+        """The series key of each line: a value (and a timestamp) never holds a space."""
+        cut = 2 if self.stamped else 1
+        return [line.rsplit(b" ", cut)[0] for line in self.lines]
 
 
-#: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id;
-#: the entry keeps the dict so an id is never reused while it is in the map.
-LabelMemo = dict[int, tuple[dict[str, str], str, frozenset[str]]]
+#: Rendered label pairs of a label dict (without the result's site/target), keyed by the dict's id:
+#: (the dict, its rendered pairs, whether it holds neither site nor target, its keys); the entry keeps
+#: the dict so an id is never reused while it is in the map. Dicts with the same items (the agent's
+#: own per-job families each build their own) share one rendering, keyed by the items.
+LabelMemo = dict[int | tuple[tuple[str, str], ...], tuple[dict[str, str], str, bool, frozenset[str]]]
 
+#: A result's families rendered before, by id, for ``render_families(reuse=...)``
+Reuse = dict[int, tuple[Metric, "RenderedFamily"]]
+
+_RESULT_KEYS = frozenset(("site", "target"))
 
 #: the value written for a scrape-time gauge (``agent.kernel.scrapetime``) until it is served
 SCRAPE_TIME = "\x00now"
+_SCRAPE_TIME = SCRAPE_TIME.encode()
 
 
 def render_families(
@@ -130,50 +187,76 @@ def render_families(
     extra: Sequence[tuple[str, str]],
     max_label_length: int,
     memo: LabelMemo | None = None,
+    reuse: Reuse | None = None,
 ) -> list[RenderedFamily]:
     """Exposition lines of ``families`` with the ``extra`` labels (site, target) added.
 
     Collectors share one label dict between samples (a table row's samples, every target's
     ``{"probe": "icmp"}``, the histogram's ``le`` dicts), so a dict's labels are rendered once per
     ``memo`` (pass one memo to many calls, e.g. all results of one scrape) and only the result's own
-    labels are appended per sample.
+    labels are appended per sample. This runs for every sample of every new result: the common path
+    (labels without site/target, no timestamp) is kept to one lookup and one f-string per sample.
+
+    ``reuse`` maps the families of the job's previous result (same labels) to their rendering: a family
+    object that is in the new result again is the same family (results are immutable, and collectors
+    share objects for values that do not change: ``probe_success 1``), so its rendering is taken as is.
     """
     if memo is None:
         memo = {}
     extra_keys = frozenset(k for k, _ in extra)
     extra_body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra)
+    special = _SPECIAL
     out: list[RenderedFamily] = []
     for fam in families:
+        if reuse is not None:
+            before = reuse.get(id(fam))
+            if before is not None and before[0] is fam:
+                out.append(before[1])
+                continue
+        samples = fam.samples
         name, typ = exposed_name_and_type(fam)
-        rf = RenderedFamily(name, fam.documentation, typ, om_name=fam.name, om_type=openmetrics_type(fam))
-        rf.unit = fam.unit or ""
-        rf.scrape_time = scrape_time = getattr(fam, "scrape_time", False) is True
-        lines, key_lens = rf.lines, rf.key_lens
+        scrape_time = getattr(fam, "scrape_time", False) is True
+        lines: list[str] = []
         om_lines: list[str] | None = None
-        seen: set[str] = set()
-        for s in fam.samples:
+        seen: set[str] | None = set() if len(samples) > 1 else None
+        clean = True
+        for s in samples:
             sname = s.name
             if sname.endswith("_created"):
                 continue
             labels = s.labels
             hit = memo.get(id(labels))
             if hit is None or hit[0] is not labels:
-                own = ",".join(
-                    f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"'
-                    for k, v in labels.items()
-                )
-                hit = memo[id(labels)] = (labels, own, frozenset(labels))
-            own, present = hit[1], hit[2]
-            if present.isdisjoint(extra_keys):
+                items = tuple(labels.items())
+                same = memo.get(items)
+                if same is None:
+                    present = frozenset(labels)
+                    own = ",".join(
+                        f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"' for k, v in items
+                    )
+                    same = memo[items] = (labels, own, present.isdisjoint(_RESULT_KEYS), present)
+                hit = memo[id(labels)] = (labels, same[1], same[2], same[3])
+            own = hit[1]
+            if hit[2] or hit[3].isdisjoint(extra_keys):
                 tail = extra_body
             else:  # the sample's own site/target win
-                tail = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra if k not in present)
-            body = f"{own},{tail}" if own and tail else own or tail
-            key = f"{sname}{{{body}}}" if body else sname
-            if key in seen:
-                continue
-            seen.add(key)
-            line = f"{key} {SCRAPE_TIME if scrape_time else format_value(s.value)}"
+                tail = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra if k not in hit[3])
+                clean = False
+            if own:
+                key = f"{sname}{{{own},{tail}}}" if tail else f"{sname}{{{own}}}"
+            else:
+                key = f"{sname}{{{tail}}}" if tail else sname
+            if seen is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            if scrape_time:
+                line = f"{key} {SCRAPE_TIME}"
+            else:
+                v = s.value
+                r = repr(v if type(v) is float else float(v))
+                # repr() spells nan, inf and -inf; the exposition format wants NaN, +Inf, -Inf.
+                line = f"{key} {special.get(r, r) if r[-1] in 'nf' else r}"
             if s.timestamp is not None or om_lines is not None:
                 if om_lines is None:
                     om_lines = list(lines)
@@ -184,9 +267,18 @@ def render_families(
                     om_lines.append(f"{line} {format_value(ts)}")
                     line += f" {int(ts * 1000)}"
             lines.append(line)
-            key_lens.append(len(key))
-        rf.om_lines = om_lines
-        out.append(rf)
+        meta = _meta(name, fam.documentation, typ, fam.name, openmetrics_type(fam), fam.unit or "")
+        out.append(
+            RenderedFamily(
+                meta,
+                "\n".join(lines).encode(),
+                len(lines),
+                extra_body if clean and extra_body else None,
+                None if om_lines is None else "\n".join(om_lines).encode(),
+                om_lines is not None,
+                scrape_time,
+            )
+        )
     return out
 
 
@@ -203,7 +295,8 @@ class ResultRenderCache:
     """Rendered lines of each job's current result, kept by the exporter until the result is replaced.
 
     A result is rendered once, on the first scrape after it arrives; later scrapes reuse the lines as
-    long as the store still holds that very result object. Entries of jobs missing from a scrape (removed
+    long as the store still holds that very result object. A job's new result takes the rendering of
+    the families it shares with the previous one. Entries of jobs missing from a scrape (removed
     by a reload, or stale) are dropped after it, so the cache never outgrows the store.
     """
 
@@ -224,8 +317,13 @@ class ResultRenderCache:
                 rendered = hit[2]
                 fresh[r.job_id] = hit
             else:
+                reuse: Reuse | None = None
+                if hit is not None and hit[1] == max_label_length:
+                    before = hit[0]
+                    if before.site == r.site and before.target == r.target:
+                        reuse = {id(f): (f, rf) for f, rf in zip(before.families, hit[2], strict=True)}
                 rendered = render_families(
-                    r.families, result_labels(r, max_label_length), max_label_length, memo
+                    r.families, result_labels(r, max_label_length), max_label_length, memo, reuse
                 )
                 fresh[r.job_id] = (r, max_label_length, rendered)
             out.append(rendered)
@@ -249,29 +347,37 @@ class OwnFamilyCache:
     def render(self, own: Sequence[Metric], max_label_length: int) -> list[RenderedFamily]:
         out: list[RenderedFamily] = []
         fresh: dict[int, tuple[Metric, int, RenderedFamily]] = {}
+        memo: LabelMemo = {}  # per-job families of one scrape repeat the same labels
         with self._lock:
             for fam in own:
                 hit = self._entries.get(id(fam))
                 if hit is not None and hit[0] is fam and hit[1] == len(fam.samples):
                     rf = hit[2]
                 else:
-                    rf = render_families([fam], (), max_label_length)[0]
+                    rf = render_families([fam], (), max_label_length, memo)[0]
                 fresh[id(fam)] = (fam, len(fam.samples), rf)
                 out.append(rf)
             self._entries = fresh
         return out
 
 
-@dataclass(slots=True)
 class _Merged:
-    """A family as exposed: its first contributor's metadata and the lines kept from all of them."""
+    """A family as exposed: its first contributor's metadata and the text kept from all of them."""
 
-    first: RenderedFamily
-    lines: list[str]
-    #: the OpenMetrics lines, kept only once a contributor's differ from its text lines (timestamps)
-    om_lines: list[str] | None
-    #: some lines hold ``SCRAPE_TIME``
-    scrape_time: bool = False
+    __slots__ = ("first", "keys", "om_parts", "parts", "scrape_time", "tails")
+
+    def __init__(self, rf: RenderedFamily) -> None:
+        self.first = rf.meta
+        #: texts (a family's lines joined) and single lines, in order
+        self.parts: list[bytes] = [rf.text] if rf.count else []
+        #: the OpenMetrics texts, kept only once a contributor's differ from its text lines (timestamps)
+        self.om_parts: list[bytes] | None = None if rf.om_text is None else [rf.om_text] if rf.count else []
+        #: some lines hold ``SCRAPE_TIME``
+        self.scrape_time = rf.scrape_time
+        #: the tails of the contributors so far while all of them had one (see ``RenderedFamily.tail``)
+        self.tails: set[str] | None = {rf.tail} if rf.tail is not None else None
+        #: every series key so far, once a contributor could repeat one (built then, from ``_seen``)
+        self.keys: set[bytes] | None = None if self.tails is not None else set(rf.series_keys())
 
 
 def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
@@ -280,53 +386,63 @@ def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
     A family whose type (in either format) differs from the one already exposed under its name, or
     whose OpenMetrics name another family already holds, is left out whole; a series already exposed
     is left out alone. The decision does not depend on the output format.
+
+    Checking every line against the keys already exposed would cost a set entry per series and scrape,
+    at the scale of the whole answer. It is not needed while every contributor's lines end in its own
+    result's labels (its ``tail``) and no two tails are equal: their series differ. Only a name where
+    that does not hold (a sample with its own site/target, two results with the same site and target,
+    own metrics) gets a key set.
     """
     merged: dict[str, _Merged] = {}
     om_names: dict[str, str] = {}
     conflicts = 0
-    seen_keys: dict[str, set[str]] = {}
+    # the contributors of each name while it has no key set, to build one from when it needs it
+    contributors: dict[str, list[RenderedFamily]] = {}
     for rendered in groups:
         for rf in rendered:
-            cur = merged.get(rf.name)
+            meta = rf.meta
+            cur = merged.get(meta.name)
             if cur is None:
-                if om_names.setdefault(rf.om_name, rf.name) != rf.name:
-                    conflicts += len(rf.lines)
+                if om_names.setdefault(meta.om_name, meta.name) != meta.name:
+                    conflicts += rf.count
                     continue
-                om = None if rf.om_lines is None else list(rf.om_lines)
-                merged[rf.name] = _Merged(rf, list(rf.lines), om, rf.scrape_time)
+                merged[meta.name] = m = _Merged(rf)
+                if m.keys is None:
+                    contributors[meta.name] = [rf]
                 continue
-            first = cur.first
-            if first.signature != rf.signature:
-                conflicts += len(rf.lines)
+            if cur.first.signature != meta.signature:
+                conflicts += rf.count
+                continue
+            if not rf.count:
                 continue
             cur.scrape_time = cur.scrape_time or rf.scrape_time
-            keys = seen_keys.get(rf.name)
-            if keys is None:  # the second contributor: cur.lines are still the first one's
-                keys = seen_keys[rf.name] = {
-                    line[:n] for line, n in zip(first.lines, first.key_lens, strict=True)
-                }
-            lines = cur.lines
-            if rf.om_lines is None and cur.om_lines is None:  # no timestamps: one list for both formats
-                for n, line in zip(rf.key_lens, rf.lines, strict=True):
-                    key = line[:n]
-                    if key in keys:
-                        conflicts += 1
-                        continue
-                    keys.add(key)
-                    lines.append(line)
+            tails = cur.tails
+            if tails is not None and rf.tail is not None and rf.tail not in tails:
+                tails.add(rf.tail)  # lines that cannot repeat a series already kept: taken whole
+                contributors[meta.name].append(rf)
+                cur.parts.append(rf.text)
+                if cur.om_parts is not None or rf.om_text is not None:
+                    if cur.om_parts is None:
+                        cur.om_parts = list(cur.parts[:-1])
+                    cur.om_parts.append(rf.text if rf.om_text is None else rf.om_text)
                 continue
-            if cur.om_lines is None:
-                cur.om_lines = list(lines)
-            om_lines = cur.om_lines
-            src_om = rf.lines if rf.om_lines is None else rf.om_lines
-            for n, line, om_line in zip(rf.key_lens, rf.lines, src_om, strict=True):
-                key = line[:n]
+            keys = cur.keys
+            if keys is None:
+                cur.tails = None
+                keys = cur.keys = {k for c in contributors.pop(meta.name) for k in c.series_keys()}
+            lines = rf.lines
+            om_src = lines if rf.om_text is None else rf.om_text.split(b"\n")
+            if cur.om_parts is None and rf.om_text is not None:
+                cur.om_parts = list(cur.parts)
+            om_parts = cur.om_parts
+            for key, line, om_line in zip(rf.series_keys(), lines, om_src, strict=True):
                 if key in keys:
                     conflicts += 1
                     continue
                 keys.add(key)
-                lines.append(line)
-                om_lines.append(om_line)
+                cur.parts.append(line)
+                if om_parts is not None:
+                    om_parts.append(om_line)
     return list(merged.values()), conflicts
 
 
@@ -354,26 +470,27 @@ def _groups(
 
 
 def _body(merged: list[_Merged], openmetrics: bool) -> bytes:
-    out: list[str] = []
-    now = format_value(time.time())
+    out: list[bytes] = []
+    now = format_value(time.time()).encode()
     for m in merged:
-        if not m.lines:  # no family without samples, and no blank line (OpenMetrics forbids them)
+        if not m.parts:  # no family without samples, and no blank line (OpenMetrics forbids them)
             continue
         f = m.first
         if openmetrics:
-            out.append(f"# HELP {f.om_name} {_escape_om_help(f.help)}\n# TYPE {f.om_name} {f.om_type}\n")
+            head = f"# HELP {f.om_name} {_escape_om_help(f.help)}\n# TYPE {f.om_name} {f.om_type}\n"
             if f.unit:
-                out.append(f"# UNIT {f.om_name} {f.unit}\n")
+                head += f"# UNIT {f.om_name} {f.unit}\n"
         else:
-            out.append(f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n")
-        lines = m.om_lines if openmetrics and m.om_lines is not None else m.lines
+            head = f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} {f.type}\n"
+        out.append(head.encode())
+        parts = m.om_parts if openmetrics and m.om_parts is not None else m.parts
         if m.scrape_time:
-            lines = [line.replace(SCRAPE_TIME, now) for line in lines]
-        out.append("\n".join(lines))
-        out.append("\n")
+            parts = [part.replace(_SCRAPE_TIME, now) for part in parts]
+        out.append(b"\n".join(parts))
+        out.append(b"\n")
     if openmetrics:
-        out.append("# EOF\n")
-    return "".join(out).encode("utf-8")
+        out.append(b"# EOF\n")
+    return b"".join(out)
 
 
 def render_text(

@@ -34,7 +34,7 @@ from agent.kernel.collector import (
     DoctorCheck,
     TargetConfig,
 )
-from agent.kernel.model import Duration
+from agent.kernel.model import Duration, Model
 from agent.kernel.results import LINK_UP, LinkStatus
 from collectors.probes.common import (
     ProbeCollector,
@@ -58,8 +58,32 @@ CONFIRM_ECHOES = 9
 #: round of 3, sent over 1.0 s).
 CONFIRM_INTERVAL = 0.2
 
-#: smokeping_prober's default buckets: 50 µs doubling to ~26 s.
-DEFAULT_BUCKETS = [0.00005 * 2**i for i in range(20)]
+#: 1 ms doubling to ~4 s (13 buckets): what the shipped latency heatmap (site detail dashboard) needs
+#: for district and commune links, up to the longest RTT a default probe can see ((count - 1) x
+#: packet_interval + packet_timeout = 4 s). Each bucket is a series per target: smokeping_prober's
+#: 20 (50 µs to ~26 s) made the histogram 22 of a target's 37 series.
+DEFAULT_BUCKETS = [0.001 * 2**i for i in range(13)]
+
+
+class BucketRange(Model):
+    """``histogram_buckets: {min: 1ms, max: 4s, count: 13}``: ``count`` bounds from ``min`` to ``max``,
+    each the same factor above the one before."""
+
+    min: Duration = Field(gt=0, description="the first bucket's upper bound")
+    max: Duration = Field(gt=0, description="the last bucket's upper bound (above it: +Inf only)")
+    count: int = Field(ge=1, le=100, description="how many buckets, +Inf not counted")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BucketRange:
+        if self.max < self.min or (self.count > 1 and self.max == self.min):
+            raise ValueError("max must be above min")
+        return self
+
+    def bounds(self) -> list[float]:
+        if self.count == 1:
+            return [self.min]
+        factor = (self.max / self.min) ** (1 / (self.count - 1))
+        return [float(f"{self.min * factor**i:.6g}") for i in range(self.count - 1)] + [self.max]
 
 
 class IcmpSettings(CollectorSettings):
@@ -73,7 +97,11 @@ class IcmpSettings(CollectorSettings):
     max_packets_per_second: float = Field(
         default=0.0, ge=0, description="cap on echoes sent per second across all targets (0: no cap)"
     )
-    histogram_buckets: list[float] = Field(default_factory=lambda: list(DEFAULT_BUCKETS), min_length=1)
+    histogram_buckets: list[float] | BucketRange | Literal[False] = Field(
+        default_factory=lambda: list(DEFAULT_BUCKETS),
+        description="bounds of the per-target RTT histogram (probe_icmp_response_duration_seconds): a "
+        "list, {min, max, count}, or false (or []) for no histogram; each bucket is a series per target",
+    )
     confirm_echoes: int = Field(
         default=CONFIRM_ECHOES,
         ge=0,
@@ -84,11 +112,19 @@ class IcmpSettings(CollectorSettings):
 
     @model_validator(mode="after")
     def _sorted_buckets(self) -> IcmpSettings:
-        if any(b <= 0 for b in self.histogram_buckets) or sorted(set(self.histogram_buckets)) != list(
-            self.histogram_buckets
-        ):
+        b = self.bucket_bounds()
+        if any(x <= 0 for x in b) or sorted(set(b)) != b:
             raise ValueError("histogram_buckets must be positive and strictly increasing")
         return self
+
+    def bucket_bounds(self) -> list[float]:
+        """The histogram's upper bounds (+Inf not included); empty: no histogram."""
+        buckets = self.histogram_buckets
+        if buckets is False:
+            return []
+        if isinstance(buckets, BucketRange):
+            return buckets.bounds()
+        return list(buckets)
 
 
 class IcmpTarget(ProbeTarget):
@@ -291,7 +327,7 @@ class IcmpCollector(ProbeCollector):
         self.engine: IcmpEngine | None = None
         self._hist: dict[str, _RttCounts] = {}
         assert isinstance(settings, IcmpSettings)
-        self._bounds = list(settings.histogram_buckets)
+        self._bounds = settings.bucket_bounds()
         self._bucket_labels = [
             {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
         ]
@@ -352,7 +388,7 @@ class IcmpCollector(ProbeCollector):
     def max_series(self) -> int:
         # success, duration, lookup, ip protocol, ip hash, failure reason; 3 phases; sent, received, loss;
         # min/avg/max/stddev; hop limit; errors by reason; histogram buckets, +Inf, count and sum
-        return 6 + 3 + 3 + 4 + 1 + len(REASONS) + len(self._bounds) + 3
+        return 6 + 3 + 3 + 4 + 1 + len(REASONS) + (len(self._bounds) + 3 if self._bounds else 0)
 
     async def start(self) -> None:
         s = self.settings
@@ -601,7 +637,8 @@ class IcmpCollector(ProbeCollector):
             for reason_, count in sorted(r.errors.items()):
                 errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
             out.append(errs)
-        out.append(self._histogram(name, rtts))
+        if self._bounds:
+            out.append(self._histogram(name, rtts))
         return out
 
     def _failure_reason(self, reason: str) -> Metric:

@@ -114,9 +114,20 @@ def test_render_is_cached_per_result_and_own_metrics_are_fresh() -> None:
     text = render_text([r], own, 256, result_cache=cache)[0].decode()
     assert _CountingFamily.reads == reads  # cached after the first scrape
     assert text.index("giamsat_build_info") < text.index("probe_success")
-    newer = result("icmp/wan", [fam])  # a new result of the same job is rendered anew
+    # A new result of the same job: a family object it shares with the previous result is the same
+    # (immutable) family, whose lines are taken as they are; a new family object is rendered anew.
+    same = result("icmp/wan", [fam])
+    assert (
+        render_text([same], [], 256, result_cache=cache)[0].decode() == render_text([r], [], 256)[0].decode()
+    )
+    reads = _CountingFamily.reads
+    render_text([same], [], 256, result_cache=cache)
+    assert _CountingFamily.reads == reads
+    newer = result("icmp/wan", [_CountingFamily()])
     render_text([newer], [], 256, result_cache=cache)
     assert _CountingFamily.reads > reads
+    moved = result("icmp/wan", [fam], site="xa-2")  # other labels: rendered anew
+    assert 'site="xa-2"' in render_text([moved], [], 256, result_cache=cache)[0].decode()
 
 
 def test_openmetrics_output() -> None:

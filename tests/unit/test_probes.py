@@ -126,3 +126,33 @@ def test_site_links_shorthand_expands_to_ordinary_targets() -> None:
     for bad in (["tcp"], ["ftp:21"], ["icmp", "icmp"], ["tcp:70000"]):
         with pytest.raises(ValidationError):
             LinkConfig(name="wan", address="198.18.31.2", probes=bad)
+
+
+def test_histogram_buckets_as_a_list_a_range_or_off(tmp_path: Path) -> None:
+    from collectors.probes.icmp import DEFAULT_BUCKETS
+
+    assert IcmpSettings().bucket_bounds() == DEFAULT_BUCKETS
+    ranged = IcmpSettings.model_validate({"histogram_buckets": {"min": "1ms", "max": "4.096s", "count": 13}})
+    assert ranged.bucket_bounds() == DEFAULT_BUCKETS
+    assert IcmpSettings.model_validate(
+        {"histogram_buckets": {"min": "1ms", "max": "1s", "count": 4}}
+    ).bucket_bounds() == [
+        0.001,
+        0.01,
+        0.1,
+        1.0,
+    ]
+    with pytest.raises(ValidationError, match="max must be above min"):
+        IcmpSettings.model_validate({"histogram_buckets": {"min": "1s", "max": "1ms", "count": 4}})
+    with pytest.raises(ValidationError):
+        IcmpSettings.model_validate({"histogram_buckets": {"min": "1ms", "max": "1s", "count": 4, "x": 1}})
+    ctx = CollectorContext("icmp", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))
+    for off in (False, []):
+        col = IcmpCollector(IcmpSettings.model_validate({"histogram_buckets": off}), ctx)
+        current_probe.set("icmp")
+        fams = col._metrics(
+            "a", EchoResult(3, [0.01, 0.02], {}, 64), 0.2, 0.0, socket.AF_INET, "127.0.0.1", 0.0
+        )
+        assert "probe_icmp_response_duration_seconds" not in {f.name for f in fams}
+        assert "probe_icmp_rtt_avg_seconds" in {f.name for f in fams}
+        assert col.max_series() == IcmpCollector(IcmpSettings(), ctx).max_series() - len(DEFAULT_BUCKETS) - 3

@@ -1,0 +1,176 @@
+"""Soak: an agent probing N ICMP targets every 15 s and scraped every 15 s; its RSS every minute.
+
+Usage (as root: raw ICMP sockets; traffic to 127.0.0.0/8 only):
+
+    .venv/bin/python bench/icmp_soak.py                  # 5 000 targets, 10 minutes
+    .venv/bin/python bench/icmp_soak.py --minutes 3      # the short version
+
+It starts ``giamsat run`` from this tree with N ICMP targets in 127.0.0.0/8 (3 echoes each, interval
+15 s), scrapes /metrics every 15 s as Prometheus does (OpenMetrics asked for first, gzip), and prints
+once a minute: the agent's RSS (the lowest seen just before a scrape, so a scrape's own memory is
+not mistaken for growth) and peak RSS (VmHWM), its CPU over the minute, the scrapes' latency and
+size, and the machine's load. At the end: the peak, and the growth of RSS from the second minute to
+the last (the first minute holds start-up: loading the configuration, the first rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import LoadMeter, cpu_seconds, free_port, rss_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+
+def targets(n: int) -> list[str]:
+    return [f"127.{10 + i // 62500}.{(i // 250) % 250}.{i % 250 + 1}" for i in range(n)]
+
+
+def config(tmp: Path, n: int, interval: int) -> Path:
+    lines = [
+        "agent:",
+        f"  state_dir: {tmp / 'state'}",
+        f"  interval: {interval}s",
+        "  timeout: 10s",
+        "sites:",
+        "  - {id: tinh, name: Tinh, level: province}",
+        "collectors:",
+        "  host: {enabled: false}",
+        "targets:",
+        "  icmp:",
+    ]
+    lines += [
+        f"    - {{name: t{i}, site: tinh, address: {a}, count: 3, packet_interval: 100ms, packet_timeout: 1s}}"
+        for i, a in enumerate(targets(n))
+    ]
+    path = tmp / "soak.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def hwm_bytes(pid: int) -> int:
+    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) * 1024 if m else 0
+
+
+def scrape(url: str) -> tuple[float, int, int]:
+    """Latency, compressed and plain size of one scrape as Prometheus makes it."""
+    req = urllib.request.Request(url, headers={"Accept": ACCEPT, "Accept-Encoding": "gzip"})  # noqa: S310
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - loopback
+        body = r.read()
+        zipped = r.headers.get("Content-Encoding") == "gzip"
+    took = time.perf_counter() - t0
+    return took, len(body), len(gzip.decompress(body)) if zipped else len(body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", type=int, default=5000)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--interval", type=int, default=15, help="probe and scrape interval, seconds")
+    ap.add_argument("--limit-mib", type=float, default=120.0, help="the peak RSS to stay under")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="giamsat-soak-"))
+    cfg = config(tmp, args.targets, args.interval)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from agent.cli import main; sys.exit(main())",
+        "run",
+        "--config.file",
+        str(cfg),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+    log = (tmp / "agent.log").open("w")
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    print(
+        f"giamsat soak: {args.targets} ICMP targets, probed and scraped every {args.interval} s, "
+        f"{args.minutes:g} min; {os.cpu_count()} cores; agent pid {proc.pid}, log {tmp / 'agent.log'}",
+        flush=True,
+    )
+    rss_by_minute: list[float] = []
+    try:
+        t_start = time.monotonic()
+        deadline = t_start + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/-/ready", timeout=5) as r:  # noqa: S310 - loopback
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the agent did not become ready; see {tmp / 'agent.log'}")
+            time.sleep(0.5)
+        print(f"ready after {time.monotonic() - t_start:.1f} s", flush=True)
+        print(
+            "minute | RSS MiB before a scrape (lowest) | peak RSS MiB | agent CPU s/min | scrape p50/max ms | size MB (gzip) | machine"
+        )
+        end = t_start + args.minutes * 60
+        minute = 0
+        while time.monotonic() < end:
+            minute += 1
+            lat: list[float] = []
+            before: list[float] = []
+            size = plain = 0
+            cpu0 = cpu_seconds(proc.pid)
+            with LoadMeter() as meter:
+                stop = min(end, t_start + minute * 60)
+                next_scrape = time.monotonic()
+                while time.monotonic() < stop:
+                    if time.monotonic() >= next_scrape:
+                        before.append(rss_bytes(proc.pid) / 2**20)  # between scrapes: no answer in memory
+                        took, size, plain = scrape(base + "/metrics")
+                        lat.append(took)
+                        next_scrape += args.interval
+                    time.sleep(0.2)
+                meter.exclude(cpu_seconds(proc.pid) - cpu0)  # the agent is not this process's reaped child
+            if proc.poll() is not None:
+                raise SystemExit(f"the agent exited ({proc.returncode}); see {tmp / 'agent.log'}")
+            cpu = cpu_seconds(proc.pid) - cpu0
+            rss, hwm = rss_bytes(proc.pid) / 2**20, hwm_bytes(proc.pid) / 2**20
+            if before:
+                rss = min(before)
+            rss_by_minute.append(rss)
+            lat.sort()
+            p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
+            print(
+                f"{minute:6d} | {rss:7.1f} | {hwm:12.1f} | {cpu:15.2f} | {p50:7.0f}/{(lat[-1] * 1e3 if lat else 0):.0f} | "
+                f"{plain / 1e6:.1f} ({size / 1e6:.1f}) | {meter.load.text()}",
+                flush=True,
+            )
+        peak = hwm_bytes(proc.pid) / 2**20
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    growth = rss_by_minute[-1] - rss_by_minute[1] if len(rss_by_minute) > 2 else float("nan")
+    verdict = "under" if peak <= args.limit_mib else "OVER"
+    print(
+        f"peak RSS {peak:.1f} MiB ({verdict} {args.limit_mib:g} MiB); RSS minute 2 -> {len(rss_by_minute)}: "
+        f"{growth:+.1f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
