@@ -171,6 +171,9 @@ _SETUP_LABELS = {"phase": "setup", "probe": "icmp"}
 _RTT_LABELS = {"phase": "rtt", "probe": "icmp"}
 _HISTOGRAM = "probe_icmp_response_duration_seconds"
 _new_tuple = tuple.__new__
+#: Sample's fields after (name, labels, value), all None here: timestamp, exemplar and, in newer
+#: prometheus_client releases, native_histogram (a Sample built short breaks repr() and field access).
+_TAIL = (None,) * (len(Sample._fields) - 3)
 
 
 # -- compact result families ---------------------------------------------------------------------------
@@ -196,7 +199,7 @@ class _Value(Metric):
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
-        return [_new_tuple(Sample, (self.name, _PROBE, self.value, None, None))]
+        return [_new_tuple(Sample, (self.name, _PROBE, self.value, *_TAIL))]
 
 
 def _value_family(name: str, doc: str) -> type[_Value]:
@@ -269,9 +272,9 @@ class _Phases(Metric):
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [
-            _new_tuple(Sample, (self.name, _RESOLVE_LABELS, self.resolve, None, None)),
-            _new_tuple(Sample, (self.name, _SETUP_LABELS, self.setup, None, None)),
-            _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, None, None)),
+            _new_tuple(Sample, (self.name, _RESOLVE_LABELS, self.resolve, *_TAIL)),
+            _new_tuple(Sample, (self.name, _SETUP_LABELS, self.setup, *_TAIL)),
+            _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, *_TAIL)),
         ]
 
 
@@ -301,13 +304,12 @@ class _RttHistogram(Metric):
                     repeat(_HISTOGRAM + "_bucket"),
                     self.bucket_labels,
                     accumulate(self.buckets),
-                    repeat(None),
-                    repeat(None),
+                    *[repeat(None)] * len(_TAIL),
                 ),
             )
         )
-        out.append(_new_tuple(Sample, (_HISTOGRAM + "_count", _PROBE, self.count, None, None)))
-        out.append(_new_tuple(Sample, (_HISTOGRAM + "_sum", _PROBE, self.total, None, None)))
+        out.append(_new_tuple(Sample, (_HISTOGRAM + "_count", _PROBE, self.count, *_TAIL)))
+        out.append(_new_tuple(Sample, (_HISTOGRAM + "_sum", _PROBE, self.total, *_TAIL)))
         return out
 
 

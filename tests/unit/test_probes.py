@@ -93,6 +93,12 @@ def test_rtt_histogram_is_cumulative_per_target(tmp_path: Path) -> None:
     assert got[("probe_icmp_response_duration_seconds_sum", None)] == pytest.approx(0.5565)
     assert all(s.labels["probe"] == "icmp" for s in fam.samples)
     assert {s.name: s.value for s in other.samples}["probe_icmp_response_duration_seconds_count"] == 1
+    # built without Sample's constructor for speed, yet whole samples: every field there, repr works
+    from prometheus_client.samples import Sample
+
+    for s in fam.samples:
+        assert len(s) == len(Sample._fields) and s.timestamp is None and s.exemplar is None
+        assert repr(s).startswith("Sample(")
 
 
 def test_the_example_probe_config_is_valid() -> None:
