@@ -69,10 +69,13 @@ def self_metrics(
         if h.last_success is None and h.skipped_total == 0:
             continue
         lv = [h.kind, h.site or "", h.target or ""]
+        skipped.add_metric(lv, h.skipped_total)
+        if h.last_success is None:
+            # skipped before its first run finished (a slow first round): not failing, only not done yet
+            continue
         duration.add_metric(lv, h.last_duration)
         success.add_metric(lv, 1.0 if h.last_success else 0.0)
         last_ok.add_metric(lv, h.last_success_timestamp)
-        skipped.add_metric(lv, h.skipped_total)
         failures.add_metric(lv, h.failures_total)
         series_dropped.add_metric(lv, h.series_dropped_total)
     reload_ok = GaugeMetricFamily(

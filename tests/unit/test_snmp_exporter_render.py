@@ -264,7 +264,8 @@ def test_shipped_modules_round_trip_through_yaml() -> None:
     assert set(data) == {"modules"}
 
 
-def test_walk_params_reach_the_client(tmp_path: Path) -> None:
+async def test_walk_params_reach_the_client(tmp_path: Path) -> None:
+    """(A coroutine test: the pysnmp client wants the running event loop, whatever ran before.)"""
     import logging
 
     from agent.kernel.collector import BlockingRunner, CollectorContext
