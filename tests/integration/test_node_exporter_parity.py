@@ -188,7 +188,8 @@ def test_same_series_and_values(sandwich: tuple[Data, Data, Data, dict[str, str]
             if not ok:
                 problems.append(f"{name}{dict(labels)} ({typ}): giamsat {o}, node_exporter {b} then {a}")
     assert not problems, "\n".join(problems)
-    assert checked > 400
+    # a floor, not a figure: links other tests add and remove meanwhile leave fewer stable series
+    assert checked > 250
 
 
 def test_help_and_type_are_node_exporters(node_exporter: str, textfile_dir: Path) -> None:

@@ -17,7 +17,7 @@ from tests.prom import prometheus, query
 from tests.snmp_fakes import FakeAgent
 from tests.snmpd import COMMUNITY, Snmpd
 
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
+ORACLES = Path(__file__).resolve().parents[1] / "data" / "oracles" / "snmp_exporter"
 
 
 @pytest.fixture(scope="module")

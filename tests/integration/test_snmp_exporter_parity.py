@@ -29,7 +29,7 @@ from exporters.exposition import render_text
 from tests.helpers import collect_once, free_port
 from tests.snmpd import AUTH_PASS, COMMUNITY, PRIV_PASS, V3_USERS, Snmpd
 
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
+ORACLES = Path(__file__).resolve().parents[1] / "data" / "oracles" / "snmp_exporter"
 EXPORTER = shutil.which("prometheus-snmp-exporter")
 #: vendor modules of upstream's snmp.yml that net-snmp's snmpd answers
 VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib", "hrSWInstalled")

@@ -16,7 +16,7 @@ from collectors.probes.http import HttpTarget
 from collectors.probes.icmp import IcmpTarget
 from collectors.probes.tcp import TcpTarget
 
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "blackbox_exporter"
+ORACLES = Path(__file__).resolve().parents[1] / "data" / "oracles" / "blackbox_exporter"
 
 
 def _problems(path: Path) -> list[str]:

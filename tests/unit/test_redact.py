@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import base64
+import re
 from urllib.parse import quote
 
+import pytest
+
+from agent.kernel import redact as redact_module
 from agent.kernel.redact import MASK, redact, redact_value, register_secret
 from exporters.remote_write_settings import RemoteWriteSettings
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry is process-wide (every config loaded in this process adds to it): start each test
+    from an empty one and put the process's back afterwards."""
+    monkeypatch.setattr(redact_module, "_forms", set())
+    monkeypatch.setattr(redact_module, "_secret_pattern", None)
+    monkeypatch.setattr(redact_module, "_pattern", re.compile(redact_module._SCHEME))
 
 
 def test_each_form_of_a_registered_secret_is_masked() -> None:
@@ -51,7 +64,7 @@ def test_a_configuration_model_registers_its_secrets_when_built() -> None:
 
 def test_short_or_plain_text_is_left_alone() -> None:
     register_secret("abc")  # too short to mask without masking words
-    for text in ("abc abcd plainword", "remote=basic url=http://x/y", "basic authentication failed"):
+    for text in ("abc abcd public", "remote=basic url=http://x/y", "basic authentication failed"):
         assert redact(text) == text
 
 

@@ -15,7 +15,7 @@ from collectors.snmp.config import Auth, MetricDef, Module, SnmpSettings, SnmpTa
 from collectors.snmp.exporter_config import load_file
 from collectors.snmp.modules import SHIPPED, SHIPPED_EXPORTER
 
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
+ORACLES = Path(__file__).resolve().parents[1] / "data" / "oracles" / "snmp_exporter"
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from collectors.snmp.client import PacketStats, Value
 from collectors.snmp.exporter_config import ExModule, load_file
 from collectors.snmp.exporter_render import fetch, index_as_string, render
 
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "snmp_exporter"
+ORACLES = Path(__file__).resolve().parents[1] / "data" / "oracles" / "snmp_exporter"
 
 
 def _mod(*metrics: dict[str, Any], **kw: Any) -> ExModule:
