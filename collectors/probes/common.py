@@ -16,6 +16,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from agent.kernel.collector import (
     RouteRequest,
     TargetConfig,
 )
-from agent.kernel.model import Model
+from agent.kernel.model import Model, certificate_bundle
 from agent.kernel.resolver import ResolveError as KernelResolveError
 from agent.kernel.resolver import Resolver
 
@@ -245,6 +246,22 @@ class ProbeCollector(Collector):
     def __init__(self, settings: CollectorSettings, ctx: CollectorContext) -> None:
         super().__init__(settings, ctx)
         self.resolver = Resolver(ctx.log)
+
+    @classmethod
+    def check_targets(
+        cls, settings: CollectorSettings, targets: Sequence[TargetConfig]
+    ) -> list[tuple[int, str, str]]:
+        """A CA bundle a target names must load, so check-config fails where the probe would. (A
+        blackbox.yml module's ``tls_config`` is read only when it probes, as blackbox_exporter does.)"""
+        problems: list[tuple[int, str, str]] = []
+        for i, t in enumerate(targets):
+            tls = getattr(t, "tls_config", None)
+            if isinstance(tls, TlsOptions) and tls.ca_file is not None:
+                try:
+                    certificate_bundle(tls.ca_file)
+                except ValueError as exc:
+                    problems.append((i, "tls_config.ca_file", str(exc)))
+        return problems
 
     async def collect(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         token = current_probe.set(self.kind)

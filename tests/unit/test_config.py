@@ -392,3 +392,16 @@ def test_links_and_remote_write_keys_are_still_checked_when_present(tmp_path: Pa
         tmp_path, LINKED % "[icmp]" + "  - {id: x, name: X, level: commune, parent: tinh, links: [{}]}\n"
     )
     assert any("sites[2].links[0].name" in p for p in found), found
+
+
+def test_a_probes_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
+    """check-config fails where the probe would: a target's tls_config.ca_file must load."""
+    text = GOOD_SITES + (
+        "targets:\n  http:\n    - {name: portal, site: tinh, url: 'https://127.0.0.1:8443/',\n"
+        f"       tls_config: {{ca_file: {tmp_path / 'missing-ca.pem'}}}}}\n"
+    )
+    found = problems(tmp_path, text)
+    assert any("targets.http[0].tls_config.ca_file" in p and "missing-ca.pem" in p for p in found), found
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    found = problems(tmp_path, text.replace("missing-ca.pem", "not-a-ca.pem"))
+    assert any("no usable PEM certificate" in p for p in found), found
