@@ -12,7 +12,7 @@ import glob
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -22,8 +22,24 @@ from agent.kernel.model import Duration, Model
 from agent.kernel.yamlfile import format_loc, line_of, problems_from_validation, read_yaml_mapping
 from collectors.snmp.config import Auth, normalize_oid
 
+#: index types (collector.go indexOidsAsString)
+INDEX_TYPES = (
+    "gauge",
+    "counter",
+    "Integer",
+    "Integer32",
+    "PhysAddress48",
+    "OctetString",
+    "DisplayString",
+    "InetAddress",
+    "InetAddressMissingSize",
+    "InetAddressIPv4",
+    "InetAddressIPv6",
+    "LldpPortId",
+    "EnumAsInfo",
+)
 #: metric types snmp_exporter renders (collector.go pduToSamples)
-VALUE_TYPES = (
+ValueType = Literal[
     "counter",
     "gauge",
     "Float",
@@ -44,44 +60,8 @@ VALUE_TYPES = (
     "InetAddressIPv6",
     "IpAddr",
     "LldpPortId",
-)
-#: index types (collector.go indexOidsAsString)
-INDEX_TYPES = (
-    "gauge",
-    "counter",
-    "Integer",
-    "Integer32",
-    "PhysAddress48",
-    "OctetString",
-    "DisplayString",
-    "InetAddress",
-    "InetAddressMissingSize",
-    "InetAddressIPv4",
-    "InetAddressIPv6",
-    "LldpPortId",
-    "EnumAsInfo",
-)
-ValueType = Literal[
-    "counter",
-    "gauge",
-    "Float",
-    "Double",
-    "DateAndTime",
-    "ParseDateAndTime",
-    "NTPTimeStamp",
-    "EnumAsInfo",
-    "EnumAsStateSet",
-    "Bits",
-    "DisplayString",
-    "OctetString",
-    "PhysAddress48",
-    "InetAddress",
-    "InetAddressMissingSize",
-    "InetAddressIPv4",
-    "InetAddressIPv6",
-    "IpAddr",
-    "LldpPortId",
 ]
+VALUE_TYPES: tuple[str, ...] = get_args(ValueType)
 IndexType = Literal[
     "gauge",
     "counter",
