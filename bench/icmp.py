@@ -78,7 +78,7 @@ BLACKBOX_MAX = 5000
 TOOLS = {
     "giamsat": "the full agent path as it runs: one scheduler batch -> IcmpCollector.collect_batch -> "
     "IcmpEngine.ping_many -> per-target families, JobResult, store, health; the agent's GC settings "
-    "(gc.set_threshold(50000, 20, 20) at start, gc.freeze() once collectors are open)",
+    "(young threshold 50 000 + 40 per job, gc.freeze() once collectors are open: agent/lifecycle.py)",
     "giamsat baseline": "the same path from another tree (--baseline DIR, e.g. the commit before a change; "
     "only with --baseline)",
     "giamsat default GC": "the same with CPython's default GC settings (not how the agent runs; "
@@ -97,16 +97,25 @@ def targets(n: int) -> list[str]:
 # -- giamsat (child process) -------------------------------------------------------------------------
 
 
+def _gc_thresholds(jobs: int) -> tuple[int, int, int]:
+    try:
+        from agent.lifecycle import gc_thresholds
+    except ImportError:  # a --baseline tree from before the thresholds scaled with the jobs
+        return (50_000, 20, 20)
+    return gc_thresholds(jobs)
+
+
 def agent_gc_before_start() -> None:
     """The collector thresholds the agent sets first thing (agent/lifecycle.py, ``Agent.run``)."""
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(*_gc_thresholds(0))
 
 
-def agent_gc_after_start() -> None:
+def agent_gc_after_start(jobs: int) -> None:
     """What the agent does once a configuration's collectors are open (agent/lifecycle.py, ``_apply``)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*_gc_thresholds(jobs))
 
 
 def giamsat_worker(n: int, gc_mode: str) -> None:
@@ -150,7 +159,7 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
         max_len = loaded.config.agent.max_label_length
         await runner.open()
         if gc_mode == "agent":
-            agent_gc_after_start()
+            agent_gc_after_start(len(runner.jobs))
         try:
             # The first round also builds each target's lasting state (histogram, parsed address): the
             # agent pays that once; every later round, every 30 s, is the one measured. A scrape after
@@ -204,7 +213,7 @@ def engine_worker(n: int) -> None:
     async def go() -> dict[str, float]:
         engine = IcmpEngine("auto")
         await engine.start()
-        agent_gc_after_start()
+        agent_gc_after_start(n)
         addresses = targets(n)
         try:
             for _round in (1, 2):  # as for the agent path: the second round is measured

@@ -34,6 +34,7 @@ from agent.kernel.collector import (
     DoctorCheck,
     TargetConfig,
 )
+from agent.kernel.families import FamilyShape, ShapedFamily
 from agent.kernel.model import Duration, Model
 from agent.kernel.results import LINK_UP, LinkStatus
 from collectors.probes.common import (
@@ -187,8 +188,9 @@ _TAIL = (None,) * (len(Sample._fields) - 3)
 # (``probe_success 1``) is one shared object.
 
 
-class _Value(Metric):
-    """A gauge family with one sample labelled ``probe="icmp"``; name and help are class attributes."""
+class _Value(ShapedFamily):
+    """A gauge family with one sample labelled ``probe="icmp"``; name and help are class attributes (each
+    subclass is its own shape)."""
 
     __slots__ = ("value",)
     type = "gauge"
@@ -200,6 +202,9 @@ class _Value(Metric):
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [_new_tuple(Sample, (self.name, _PROBE, self.value, *_TAIL))]
+
+    def sample_values(self) -> tuple[float]:
+        return (self.value,)
 
 
 def _value_family(name: str, doc: str) -> type[_Value]:
@@ -256,7 +261,7 @@ def _shared_families(
     )
 
 
-class _Phases(Metric):
+class _Phases(ShapedFamily):
     """``probe_icmp_duration_seconds{phase}``: resolve, setup (from the end of resolution to the echoes
     being handed to the shared engine: its sockets are opened once, at start) and rtt."""
 
@@ -277,21 +282,34 @@ class _Phases(Metric):
             _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, *_TAIL)),
         ]
 
+    def sample_values(self) -> tuple[float, float, float]:
+        return (self.resolve, self.setup, self.rtt)
 
-class _RttHistogram(Metric):
-    """The cumulative RTT histogram of one target (smokeping_prober style), as of one round."""
 
-    __slots__ = ("bucket_labels", "buckets", "count", "total")
+class _RttHistogram(ShapedFamily):
+    """The cumulative RTT histogram of one target (smokeping_prober style), as of one round; its shape
+    is the collector's (its buckets)."""
+
+    __slots__ = ("bucket_labels", "buckets", "count", "shape", "total")
     name = _HISTOGRAM
     documentation = "Round-trip times of every echo reply since the agent started (for latency heatmaps)"
     type = "histogram"
     unit = ""
 
     def __init__(
-        self, bucket_labels: list[dict[str, str]], buckets: tuple[float, ...], count: float, total: float
+        self,
+        shape: FamilyShape,
+        bucket_labels: list[dict[str, str]],
+        buckets: tuple[float, ...],
+        count: float,
+        total: float,
     ) -> None:
         # per-bucket counts (a snapshot: made cumulative when read, so a round allocates no floats)
-        self.bucket_labels, self.buckets, self.count, self.total = bucket_labels, buckets, count, total
+        self.shape, self.bucket_labels, self.buckets = shape, bucket_labels, buckets
+        self.count, self.total = count, total
+
+    def sample_values(self) -> tuple[float, ...]:
+        return (*accumulate(self.buckets), self.count, self.total)
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
@@ -333,6 +351,7 @@ class IcmpCollector(ProbeCollector):
         self._bucket_labels = [
             {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
         ]
+        self._hist_shape = FamilyShape(f"icmp RTT histogram {self._bounds}")
         self._literals: dict[tuple[str, str, bool], tuple[str, int]] = {}
         self._hashes: dict[str, _Value] = {}  # address -> its probe_ip_addr_hash family
         self._reasons: dict[str, Metric] = {}
@@ -663,7 +682,9 @@ class IcmpCollector(ProbeCollector):
                 h.buckets[bisect.bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
             h.total += sum(rtts)
             h.count += len(rtts)
-            h.family = _RttHistogram(self._bucket_labels, tuple(h.buckets), h.count, h.total)
+            h.family = _RttHistogram(
+                self._hist_shape, self._bucket_labels, tuple(h.buckets), h.count, h.total
+            )
         return h.family
 
 
