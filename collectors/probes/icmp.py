@@ -234,6 +234,7 @@ _IpHash = _value_family(
 _SHARED_MAX = 4096
 _HASHES_MAX = 65536
 _shared: dict[tuple[type[_Value], float], _Value] = {}
+_NO_LOOKUP = _Lookup(0.0)  # an IP literal: nothing was looked up
 
 
 def _shared_value(cls: type[_Value], value: float) -> _Value:
@@ -600,8 +601,9 @@ class IcmpCollector(ProbeCollector):
 
     def _metrics(
         self, name: str, r: EchoResult, duration: float, lookup: float, family: int, ip: str, setup: float
-    ) -> list[Metric]:
-        """Every family of one target's result (blackbox names first, then the ICMP ones)."""
+    ) -> tuple[Metric, ...]:
+        """Every family of one target's result (blackbox names first, then the ICMP ones), as the tuple
+        the result keeps (this runs for every target and round: nothing here is built twice)."""
         rtts = r.rtts
         n = len(rtts)
         hop = r.hop_limit
@@ -612,16 +614,26 @@ class IcmpCollector(ProbeCollector):
             if len(self._shared) < _SHARED_MAX:
                 self._shared[key] = shared
         success, proto, sent, received, loss, hop_limit = shared
-        lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
+        lookup_fam = _NO_LOOKUP if lookup == 0.0 else _Lookup(lookup)
         ip_hash_fam = self._hashes.get(ip)
         if ip_hash_fam is None:
             ip_hash_fam = _IpHash(ip_hash(ip))
             if len(self._hashes) < _HASHES_MAX:
                 self._hashes[ip] = ip_hash_fam
+        tail: tuple[Metric, ...] = () if hop_limit is None else (hop_limit,)
+        if r.errors:
+            # Built in the engine's reader callback, outside the batch's context: labels given here.
+            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
+            for reason_, count in sorted(r.errors.items()):
+                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
+            tail += (errs,)
+        if self._bounds:
+            tail += (self._histogram(name, rtts),)
         if n:
             avg = sum(rtts) / n
-            stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
-            out: list[Metric] = [
+            # population standard deviation, in C: the distance to the mean over sqrt(n)
+            stddev = math.dist(rtts, [avg] * n) / math.sqrt(n)
+            return (
                 success,
                 _Duration(duration),
                 lookup_fam,
@@ -635,32 +647,21 @@ class IcmpCollector(ProbeCollector):
                 _RttAvg(avg),
                 _RttMax(max(rtts)),
                 _RttStddev(stddev),
-            ]
-        else:
-            reason = self._failure_reason(failure_reason(r))
-            out = [
-                success,
-                _Duration(duration),
-                lookup_fam,
-                proto,
-                ip_hash_fam,
-                reason,
-                _Phases(lookup, setup, 0.0),
-                sent,
-                received,
-                loss,
-            ]
-        if hop_limit is not None:
-            out.append(hop_limit)
-        if r.errors:
-            # Built in the engine's reader callback, outside the batch's context: labels given here.
-            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
-            for reason_, count in sorted(r.errors.items()):
-                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
-            out.append(errs)
-        if self._bounds:
-            out.append(self._histogram(name, rtts))
-        return out
+                *tail,
+            )
+        return (
+            success,
+            _Duration(duration),
+            lookup_fam,
+            proto,
+            ip_hash_fam,
+            self._failure_reason(failure_reason(r)),
+            _Phases(lookup, setup, 0.0),
+            sent,
+            received,
+            loss,
+            *tail,
+        )
 
     def _failure_reason(self, reason: str) -> Metric:
         fam = self._reasons.get(reason)  # bounded: REASONS
@@ -678,8 +679,9 @@ class IcmpCollector(ProbeCollector):
         if h is None:
             h = self._hist[name] = _RttCounts([0.0] * (len(bounds) + 1))
         if rtts or h.family is None:
+            buckets, bisect_left = h.buckets, bisect.bisect_left
             for x in rtts:
-                h.buckets[bisect.bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
+                buckets[bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
             h.total += sum(rtts)
             h.count += len(rtts)
             h.family = _RttHistogram(
