@@ -332,6 +332,22 @@ class _RttHistogram(ShapedFamily):
         return out
 
 
+class _Group:
+    """Targets with the same echo settings (one ``ping_many`` call) and what is known of their
+    addresses: ``live``/``addrs``/``families`` for the literal ones, ``names`` (indexes) for those to
+    resolve every round; None until prepared."""
+
+    __slots__ = ("addrs", "families", "live", "names", "slots", "target_names", "targets")
+
+    def __init__(self, targets: list[IcmpTarget], slots: list[int]) -> None:
+        self.targets, self.slots = targets, slots
+        self.target_names = [t.name for t in targets]
+        self.live: list[int] | None = None
+        self.addrs: list[str] | None = None
+        self.families: list[int] | None = None
+        self.names: list[int] = []
+
+
 class IcmpCollector(ProbeCollector):
     """Probes run in batches: every target sharing an interval and timeout goes out in one
     ``ping_many`` per echo settings, and each target's result is reported as soon as it is complete."""
@@ -354,6 +370,8 @@ class IcmpCollector(ProbeCollector):
         ]
         self._hist_shape = FamilyShape(f"icmp RTT histogram {self._bounds}")
         self._literals: dict[tuple[str, str, bool], tuple[str, int]] = {}
+        #: each batch's targets (by identity) grouped by echo settings
+        self._plans: dict[int, tuple[Sequence[TargetConfig], list[_Group]]] = {}
         self._hashes: dict[str, _Value] = {}  # address -> its probe_ip_addr_hash family
         self._reasons: dict[str, Metric] = {}
         # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
@@ -428,7 +446,7 @@ class IcmpCollector(ProbeCollector):
     async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, IcmpTarget)
         out: list[Sequence[Metric] | BaseException] = []
-        await self._probe_group([target], [0], lambda _i, fams: out.append(fams), deadline)
+        await self._probe_group(_Group([target], [0]), lambda _i, fams: out.append(fams), deadline)
         if isinstance(out[0], BaseException):
             raise out[0]
         return list(out[0])
@@ -439,39 +457,35 @@ class IcmpCollector(ProbeCollector):
         report: Callable[[int, Sequence[Metric] | BaseException], None],
         deadline: Deadline,
     ) -> None:
-        groups: dict[_GroupKey, list[int]] = {}
-        for i, t in enumerate(targets):
-            assert isinstance(t, IcmpTarget)
-            key = (t.count, t.packet_interval, t.packet_timeout, t.payload_size, t.dont_fragment, t.ttl)
-            groups.setdefault(key, []).append(i)
+        # A batch hands the same targets every round: they are grouped (and their literal addresses
+        # looked up) once, not for every target and round.
+        plan = self._plans.get(id(targets))
+        if plan is None or plan[0] is not targets:
+            groups: dict[_GroupKey, list[int]] = {}
+            for i, t in enumerate(targets):
+                assert isinstance(t, IcmpTarget)
+                key = (t.count, t.packet_interval, t.packet_timeout, t.payload_size, t.dont_fragment, t.ttl)
+                groups.setdefault(key, []).append(i)
+            if len(self._plans) >= 64:  # batches of a replaced configuration
+                self._plans.clear()
+            plan = self._plans[id(targets)] = (
+                targets,
+                [_Group([cast(IcmpTarget, targets[i]) for i in idx], idx) for idx in groups.values()],
+            )
         token = current_probe.set(self.kind)
         try:
-            await asyncio.gather(
-                *(
-                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report, deadline)
-                    for idx in groups.values()
-                )
-            )
+            await asyncio.gather(*(self._probe_group(group, report, deadline) for group in plan[1]))
         finally:
             current_probe.reset(token)
 
-    async def _probe_group(
-        self,
-        targets: list[IcmpTarget],
-        slots: list[int],
-        report: Callable[[int, Sequence[Metric] | BaseException], None],
-        deadline: Deadline,
-    ) -> None:
-        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
-        as soon as it is done."""
-        assert self.engine is not None
-        start = time.perf_counter()
+    def _prepare(self, group: _Group) -> None:
+        """Split a group into the targets whose address is a known literal (pinged as they are) and the
+        ones to resolve first."""
+        live: list[int] = []
         addrs: list[str] = []
-        live: list[int] = []  # index into targets of each address pinged
-        lookups: list[float] = []
         families: list[int] = []
         names: list[int] = []
-        for i, t in enumerate(targets):
+        for i, t in enumerate(group.targets):
             hit = self._literals.get((t.address, t.ip_protocol, t.ip_protocol_fallback))
             if hit is None:
                 names.append(i)
@@ -479,8 +493,26 @@ class IcmpCollector(ProbeCollector):
             live.append(i)
             addrs.append(hit[0])
             families.append(hit[1])
-            lookups.append(0.0)
+        group.live, group.addrs, group.families, group.names = live, addrs, families, names
+
+    async def _probe_group(
+        self,
+        group: _Group,
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
+    ) -> None:
+        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
+        as soon as it is done."""
+        assert self.engine is not None
+        start = time.perf_counter()
+        targets, slots, target_names = group.targets, group.slots, group.target_names
+        if group.live is None:
+            self._prepare(group)
+        assert group.live is not None and group.addrs is not None and group.families is not None
+        live, addrs, families, names = group.live, group.addrs, group.families, group.names
+        lookups = [0.0] * len(live)
         if names:
+            live, addrs, families = list(live), list(addrs), list(families)  # the group's stay as they are
             resolved = await asyncio.gather(
                 *(
                     resolve(
@@ -505,6 +537,7 @@ class IcmpCollector(ProbeCollector):
                     if _is_literal(targets[i].address):  # nothing to look up next time
                         t = targets[i]
                         self._literals[(t.address, t.ip_protocol, t.ip_protocol_fallback)] = (ip, family)
+                        group.live = None  # prepared again next round, with this literal known
                     live.append(i)
                     addrs.append(ip)
                     families.append(family)
@@ -531,7 +564,7 @@ class IcmpCollector(ProbeCollector):
             i = live[j]
             try:
                 fams = self._metrics(
-                    targets[i].name,
+                    target_names[i],
                     result,
                     time.perf_counter() - start,
                     lookups[j],
