@@ -69,6 +69,16 @@ def gc_thresholds(jobs: int) -> tuple[int, int, int]:
     return (GC_YOUNG_MIN + GC_YOUNG_PER_JOB * jobs, 20, 20)
 
 
+def settle_gc() -> None:
+    """Once a configuration's first round is in: what that round built to last (each target's histogram
+    and address state, the collectors' caches) is frozen out of the cyclic collector's reach with the
+    configuration, and the young count starts again from zero, so the first rounds' growth never adds
+    up to a young collection over the whole heap later (frozen objects are still freed when their last
+    reference goes; only a cycle among them would wait for the next reload)."""
+    gc.collect()
+    gc.freeze()
+
+
 def sd_notify(message: str) -> bool:
     """Send one message to systemd's notify socket, if there is one (Type=notify units)."""
     addr = os.environ.get("NOTIFY_SOCKET")
@@ -320,6 +330,8 @@ class Agent:
             if task is not None:
                 self._warmups.discard(task)
         tracker.end_warmup()
+        if runner is self.runner and runner.first_round.complete:
+            settle_gc()
 
     async def _apply_ledger(self, loaded: LoadedConfig) -> None:
         """One recorder per state directory, kept across reloads; a new inventory is journaled."""

@@ -123,6 +123,15 @@ def agent_gc_after_start(jobs: int) -> None:
     gc.set_threshold(*_gc_thresholds(jobs))
 
 
+def agent_gc_after_first_round() -> None:
+    """What the agent does once a configuration's first round is in (agent/lifecycle.py, ``settle_gc``)."""
+    try:
+        from agent.lifecycle import settle_gc
+    except ImportError:  # a --baseline tree from before
+        return
+    settle_gc()
+
+
 def giamsat_worker(n: int, gc_mode: str) -> None:
     import yaml
 
@@ -175,6 +184,8 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
             await runner.run_once()
             first = time.process_time() - first
             render_text(store.snapshot(), [], max_len, result_cache=cache)
+            if gc_mode == "agent":
+                agent_gc_after_first_round()
             cpu = wall = render = cached = 0.0
             rss = 0.0
             for _ in range(ROUNDS):
@@ -231,6 +242,8 @@ def engine_worker(n: int) -> None:
                     addresses, count=COUNT, interval=INTERVAL_MS / 1000, timeout=TIMEOUT_MS / 1000
                 )
                 r1 = resource.getrusage(resource.RUSAGE_SELF)
+                if not k:
+                    agent_gc_after_first_round()
                 if k:
                     wall += time.perf_counter() - t0
                     cpu += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
