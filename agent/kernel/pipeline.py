@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
@@ -39,10 +39,11 @@ class Job:
     site: str | None
     interval: float
     timeout: float
+    #: the target's name (None for this host's kinds): read for every result, so kept, not looked up
+    target_name: str | None = field(init=False, compare=False)
 
-    @property
-    def target_name(self) -> str | None:
-        return self.target.name if self.target is not None else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_name", self.target.name if self.target is not None else None)
 
 
 class Pipeline:
