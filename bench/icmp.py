@@ -261,6 +261,17 @@ def engine_worker(n: int) -> None:
 
 
 BASELINE: list[Path] = []  # --baseline: the tree the "giamsat baseline" row is measured from
+WORKER_PYTHON: list[str] = [sys.executable]  # --python: the interpreter the giamsat rows run on
+
+
+def interpreter(python: str) -> str:
+    """Which interpreter ran the giamsat rows. How CPython was built matters as much as its version:
+    pyenv's default build (no profile-guided optimisation) ran this code 1.2-2x slower than Debian's
+    python3, which the package runs on (docs/benchmarks.md)."""
+    code = "import sys; print(sys.version.splitlines()[0], '|', sys.base_prefix)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    version, prefix = out.split(" | ")
+    return f"Python {version} from {prefix}"
 
 
 def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None) -> dict[str, float]:
@@ -269,7 +280,7 @@ def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None)
     if tree is not None:
         env["GIAMSAT_BENCH_TREE"] = str(tree)
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
+        [WORKER_PYTHON[0], __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
         capture_output=True,
         text=True,
         check=True,
@@ -561,6 +572,13 @@ def main() -> None:
         type=Path,
         help="also measure the agent path from this tree (e.g. a `git archive` of main)",
     )
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter the giamsat rows run on (a venv of it with this tree installed); the "
+        "package runs on Debian's python3, e.g. `/usr/bin/python3 -m venv .venv-deb && .venv-deb/bin/pip "
+        "install -e .` then --python .venv-deb/bin/python",
+    )
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     ap.add_argument("--gc", default="agent", choices=["agent", "default"], help=argparse.SUPPRESS)
@@ -571,6 +589,7 @@ def main() -> None:
         else:
             giamsat_worker(args.worker, args.gc)
         return
+    WORKER_PYTHON[0] = args.python
     if args.baseline:
         BASELINE.append(args.baseline.resolve())
         if "giamsat baseline" not in args.tools:
@@ -623,7 +642,7 @@ def main() -> None:
     )
     text = (
         f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{platform.node()}: {os.cpu_count()} cores; Python {platform.python_version()}; {args.runs} runs, "
+        f"{platform.node()}: {os.cpu_count()} cores; giamsat on {interpreter(args.python)}; {args.runs} runs, "
         "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
         "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "
         f"{state}; a run is busy when a tool started with a 1-minute load average over {args.busy_load:g} or "
