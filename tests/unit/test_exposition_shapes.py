@@ -132,3 +132,20 @@ def test_job_results_cannot_be_changed() -> None:
     else:
         raise AssertionError("a stored result was changed")
     assert r.success is True
+
+
+def test_probe_gauges_of_every_kind_render_as_their_samples() -> None:
+    from collectors.probes.common import ProbeGauge, result_metrics
+
+    for kind in ("tcp", "http", "dns"):
+        token = current_probe.set(kind)
+        try:
+            fams = result_metrics(True, 0.0123, lookup=0.0, family=socket.AF_INET, ip="127.0.0.1")
+        finally:
+            current_probe.reset(token)
+        assert all(isinstance(f, ProbeGauge) for f in fams)
+        shaped = [result(f"{kind}/{i}", fams, target=f"t{i}") for i in range(3)]
+        walked = [result(f"{kind}/{i}", [plain(f) for f in fams], target=f"t{i}") for i in range(3)]
+        text = render_text(shaped, [], 200)
+        assert text == render_text(walked, [], 200)
+        assert f'probe_success{{probe="{kind}",site="xa-1",target="t2"}} 1.0'.encode() in text[0]
