@@ -1,4 +1,5 @@
-"""The configuration's data without its node tree: the same data, the same line numbers on problems."""
+"""The configuration in memory: its data without the node tree (same data, same line numbers on problems),
+and the key sets its models share."""
 
 from __future__ import annotations
 
@@ -71,3 +72,20 @@ def test_problems_of_a_loaded_file_keep_their_lines(tmp_path: Path) -> None:
     got = [str(p) for p in exc.value.problems]
     assert any(p.startswith(f"{path}:9: targets.icmp[2].count: ") for p in got), got
     assert f"{path}:7: targets.icmp[1].site: unknown site 'nowhere'" in got
+
+
+def test_models_given_the_same_keys_share_their_key_set_and_copies_stay_apart(tmp_path: Path) -> None:
+    path = tmp_path / "giamsat.yml"
+    path.write_text(
+        "sites:\n  - {id: tinh, name: Tinh, level: province}\ntargets:\n  icmp:\n"
+        "    - {name: a, site: tinh, address: 127.0.0.1}\n"
+        "    - {name: b, site: tinh, address: 127.0.0.2}\n"
+        "    - {name: c, site: tinh, address: 127.0.0.3, count: 5}\n"
+    )
+    a, b, c = load_config(path).config.targets_of("icmp")
+    assert a.model_fields_set == b.model_fields_set == {"name", "site", "address"}
+    assert a.model_fields_set is b.model_fields_set
+    assert c.model_fields_set == {"name", "site", "address", "count"}
+    copied = a.model_copy(update={"count": 7})
+    assert copied.count == 7 and copied.model_fields_set == {"name", "site", "address", "count"}
+    assert a.model_fields_set == b.model_fields_set == {"name", "site", "address"}
