@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
 from agent.inventory import Inventory, Level, Site, read_sites_csv, validate_sites
@@ -30,13 +29,14 @@ from agent.kernel.collector import CollectorSettings, SiteShorthand, TargetConfi
 from agent.kernel.errors import ConfigError, ConfigProblem
 from agent.kernel.model import Duration, Model
 from agent.kernel.yamlfile import (
+    Tree,
     config_dir,
     format_loc,
     line_of,
     loc_of,
     problem_at,
     problems_from_validation,
-    read_yaml_mapping,
+    read_yaml_data,
 )
 from collectors import COLLECTORS
 
@@ -291,11 +291,11 @@ class LoadedConfig:
 def load_config(path: str | Path) -> LoadedConfig:
     """Read, validate and cross-check a configuration file. Raises ``ConfigError`` with every problem."""
     path = Path(path)
-    data, root = read_yaml_mapping(path)
+    data, root = read_yaml_data(path)  # the node tree is composed again only if there are problems
     return build_config(data, path, root)
 
 
-def build_config(data: dict[str, Any], path: Path, root: yaml.Node | None = None) -> LoadedConfig:
+def build_config(data: dict[str, Any], path: Path, root: Tree = None) -> LoadedConfig:
     file = str(path)
     problems: list[ConfigProblem] = []
     csv_rows: list[dict[str, str | None]] = []

@@ -14,6 +14,8 @@ import json
 import logging
 import threading
 import time
+import zlib
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -32,12 +34,45 @@ from exporters.exposition import (
     render_openmetrics,
     render_text,
 )
+from exporters.exposition_stream import Exposition, render_exposition
 from exporters.status import StatusPage, StatusSnapshot
 from exporters.webconfig import WWW_AUTHENTICATE, WebConfig
 
 log = logging.getLogger("giamsat.web")
 
 MAX_QUERY_LENGTH = 2048
+
+#: Bytes handed to the socket (or to the compressor) at a time when an answer is streamed.
+STREAM_CHUNK = 256 * 1024
+
+
+def coalesced(pieces: Iterable[bytes], size: int = STREAM_CHUNK) -> Iterator[bytes | bytearray]:
+    """``pieces`` regrouped into slices of about ``size`` bytes: one write per slice instead of per
+    piece (an answer has ~100 000 of them). A yielded bytearray is reused once the caller moves on."""
+    buf = bytearray()
+    for piece in pieces:
+        if len(piece) >= size:
+            if buf:
+                yield buf
+                buf.clear()
+            yield piece
+            continue
+        buf += piece
+        if len(buf) >= size:
+            yield buf
+            buf.clear()
+    if buf:
+        yield buf
+
+
+def gzipped(chunks: Iterable[bytes | bytearray]) -> Iterator[bytes]:
+    """A gzip stream (as ``gzip.compress(compresslevel=1)``) of the chunks, compressed as they come."""
+    z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip header and trailer
+    for chunk in chunks:
+        out = z.compress(chunk)
+        if out:
+            yield out
+    yield z.flush()
 
 
 class AgentView(Protocol):
@@ -103,21 +138,63 @@ class Handler(ManagedConnectionHandler):
         content_type: str = "text/plain; charset=utf-8",
         extra: dict[str, str] | None = None,
     ) -> None:
-        gz = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024
+        gz = self._wants_gzip() and len(body) > 1024
         if gz:
             body = gzip.compress(body, compresslevel=1)
+        self._head(status, content_type, len(body), gz, extra)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _wants_gzip(self) -> bool:
+        return "gzip" in self.headers.get("Accept-Encoding", "")
+
+    def _head(
+        self,
+        status: int,
+        content_type: str,
+        length: int | None,
+        gz: bool,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Status and headers; ``length`` None: the body follows in chunked transfer coding."""
         self.send_response(status)
         for k, v in {**self.server.web_config.headers, **(extra or {})}.items():
             self.send_header(k, v)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if length is None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
         if gz:
             self.send_header("Content-Encoding", "gzip")
         if "X-Content-Type-Options" not in self.server.web_config.headers:
             self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+
+    def _send_exposition(self, status: int, body: Exposition, content_type: str) -> None:
+        """An answer written as it is produced, never joined: as ``_send`` would answer, except that a
+        gzip answer to an HTTP/1.1 GET goes out in chunked transfer coding (its length is known only
+        at its end). Otherwise the compressed answer (~1/15 of the plain one) is held to be counted."""
+        head = self.command == "HEAD"
+        write = self.wfile.write
+        if not (self._wants_gzip() and body.length > 1024):
+            self._head(status, content_type, body.length, False)
+            if not head:
+                for chunk in coalesced(body.pieces()):
+                    write(chunk)
+            return
+        compressed = gzipped(coalesced(body.pieces()))
+        if head or self.request_version != "HTTP/1.1":
+            held = list(compressed)
+            self._head(status, content_type, sum(map(len, held)), True)
+            if not head:
+                for chunk in held:
+                    write(chunk)
+            return
+        self._head(status, content_type, None, True)
+        for chunk in compressed:
+            write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        write(b"0\r\n\r\n")
 
     def _text(self, status: int, text: str) -> None:
         self._send(status, (text.rstrip("\n") + "\n").encode("utf-8"))
@@ -194,13 +271,18 @@ class Handler(ManagedConnectionHandler):
         try:
             results = agent.store.snapshot()
             own = agent.self_metrics.collect()
-            render = render_openmetrics if self._wants_openmetrics() else render_text
-            body, conflicts = render(
-                results, own, agent.max_label_length, self.server.own_cache, self.server.result_cache
+            openmetrics = self._wants_openmetrics()
+            body, conflicts = render_exposition(
+                results,
+                own,
+                agent.max_label_length,
+                openmetrics,
+                self.server.own_cache,
+                self.server.result_cache,
             )
             agent.note_scrape(rejected=False, conflicts=conflicts)
-            ctype = OPENMETRICS_CONTENT_TYPE if render is render_openmetrics else TEXT_CONTENT_TYPE
-            self._send(HTTPStatus.OK, body, ctype)
+            ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+            self._send_exposition(HTTPStatus.OK, body, ctype)
         finally:
             slots.release()
 
