@@ -362,13 +362,15 @@ class ResultRenderCache:
 
     A result is rendered once, on the first scrape after it arrives; later scrapes reuse the lines as
     long as the store still holds that very result object. A job's new result takes the rendering of
-    the families it shares with the previous one. Entries of jobs missing from a scrape (removed
-    by a reload, or stale) are dropped after it, so the cache never outgrows the store.
+    the families it shares with the previous one, and replaces its entry at once, so the previous
+    rendering is freed as the scrape goes rather than held beside the whole new one until it ends.
+    Entries of jobs missing from a scrape (removed by a reload, or stale) are dropped after it, so the
+    cache never outgrows the store. Concurrent scrapes share the entries: each change is one dict
+    operation, and the worst a race costs is rendering a result twice.
     """
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
-        self._lock = threading.Lock()
 
     def render(
         self, results: Sequence[JobResult], max_label_length: int, memo: LabelMemo
@@ -376,12 +378,10 @@ class ResultRenderCache:
         """Each result's rendered families (in the order given), rendering only what is new."""
         entries = self._entries
         out: list[list[RenderedFamily]] = []
-        fresh: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
         for r in results:
             hit = entries.get(r.job_id)
             if hit is not None and hit[0] is r and hit[1] == max_label_length:
                 rendered = hit[2]
-                fresh[r.job_id] = hit
             else:
                 reuse: Reuse | None = None
                 if hit is not None and hit[1] == max_label_length:
@@ -391,10 +391,14 @@ class ResultRenderCache:
                 rendered = render_families(
                     r.families, result_labels(r, max_label_length), max_label_length, memo, reuse
                 )
-                fresh[r.job_id] = (r, max_label_length, rendered)
+                hit = None  # the previous rendering goes with the entry it is replaced in
+                entries[r.job_id] = (r, max_label_length, rendered)
             out.append(rendered)
-        with self._lock:  # concurrent scrapes: the last one to finish leaves its view of the store
-            self._entries = fresh
+        if len(entries) > len(results):
+            keep = {r.job_id for r in results}
+            for job_id in list(entries):  # a copy of the keys: another scrape may add some meanwhile
+                if job_id not in keep:
+                    entries.pop(job_id, None)
         return out
 
 
