@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.inventory import Inventory
+from agent.kernel.families import LabelRows
+from agent.kernel.results import JobHealth
 from agent.kernel.store import Store
 from agent.kernel.version import __version__
+
+Rows = list[tuple[dict[str, str], float]]
+
+#: each job's label dict for its health series, made once while the job's health record lives (the
+#: exporter renders a dict's labels once while it lives)
+_job_labels: dict[str, tuple[JobHealth, dict[str, str]]] = {}
 
 
 @dataclass
@@ -40,44 +48,34 @@ def self_metrics(
         labels=["version", "pythonversion"],
     )
     build.add_metric([__version__, platform.python_version()], 1)
-    labels = ["collector", "site", "target"]
-    duration = GaugeMetricFamily(
-        "giamsat_collector_duration_seconds", "How long the last run of a collection job took.", labels=labels
-    )
-    success = GaugeMetricFamily(
-        "giamsat_collector_success", "Whether the last run of a collection job succeeded.", labels=labels
-    )
-    last_ok = GaugeMetricFamily(
-        "giamsat_collector_last_success_timestamp_seconds",
-        "When a collection job last succeeded.",
-        labels=labels,
-    )
-    skipped = CounterMetricFamily(
-        "giamsat_collector_skipped",
-        "Runs skipped because the previous run of the job was still going.",
-        labels=labels,
-    )
-    failures = CounterMetricFamily(
-        "giamsat_collector_failures", "Failed runs of a collection job.", labels=labels
-    )
-    series_dropped = CounterMetricFamily(
-        "giamsat_target_series_dropped",
-        "Samples left out of a job's results beyond agent.max_series_per_target.",
-        labels=labels,
-    )
-    for h in store.health_snapshot().values():
+    duration: Rows = []
+    success: Rows = []
+    last_ok: Rows = []
+    skipped: Rows = []
+    failures: Rows = []
+    series_dropped: Rows = []
+    health = store.health_snapshot()
+    if len(_job_labels) > 2 * len(health) + 64:  # jobs a reload removed
+        _job_labels.clear()
+    for job_id, h in health.items():
         if h.last_success is None and h.skipped_total == 0:
             continue
-        lv = [h.kind, h.site or "", h.target or ""]
-        skipped.add_metric(lv, h.skipped_total)
+        lv = _job_labels.get(job_id)
+        if lv is None or lv[0] is not h:
+            lv = _job_labels[job_id] = (
+                h,
+                {"collector": h.kind, "site": h.site or "", "target": h.target or ""},
+            )
+        labels = lv[1]
+        skipped.append((labels, h.skipped_total))
         if h.last_success is None:
             # skipped before its first run finished (a slow first round): not failing, only not done yet
             continue
-        duration.add_metric(lv, h.last_duration)
-        success.add_metric(lv, 1.0 if h.last_success else 0.0)
-        last_ok.add_metric(lv, h.last_success_timestamp)
-        failures.add_metric(lv, h.failures_total)
-        series_dropped.add_metric(lv, h.series_dropped_total)
+        duration.append((labels, h.last_duration))
+        success.append((labels, 1.0 if h.last_success else 0.0))
+        last_ok.append((labels, h.last_success_timestamp))
+        failures.append((labels, h.failures_total))
+        series_dropped.append((labels, h.series_dropped_total))
     reload_ok = GaugeMetricFamily(
         "giamsat_config_last_reload_successful",
         "Whether the last configuration reload attempt was successful.",
@@ -100,12 +98,37 @@ def self_metrics(
     )
     out: list[Metric] = [
         build,
-        series_dropped,
-        duration,
-        success,
-        last_ok,
-        skipped,
-        failures,
+        LabelRows(
+            "giamsat_target_series_dropped",
+            "Samples left out of a job's results beyond agent.max_series_per_target.",
+            "counter",
+            series_dropped,
+        ),
+        LabelRows(
+            "giamsat_collector_duration_seconds",
+            "How long the last run of a collection job took.",
+            "gauge",
+            duration,
+        ),
+        LabelRows(
+            "giamsat_collector_success",
+            "Whether the last run of a collection job succeeded.",
+            "gauge",
+            success,
+        ),
+        LabelRows(
+            "giamsat_collector_last_success_timestamp_seconds",
+            "When a collection job last succeeded.",
+            "gauge",
+            last_ok,
+        ),
+        LabelRows(
+            "giamsat_collector_skipped",
+            "Runs skipped because the previous run of the job was still going.",
+            "counter",
+            skipped,
+        ),
+        LabelRows("giamsat_collector_failures", "Failed runs of a collection job.", "counter", failures),
         reload_ok,
         reload_ts,
         rejected,

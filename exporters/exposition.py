@@ -23,8 +23,8 @@ from math import isfinite
 
 from prometheus_client.core import Metric
 
-from agent.kernel.families import ShapedFamily
-from agent.kernel.redact import redact_value
+from agent.kernel.families import LabelRows, ShapedFamily
+from agent.kernel.redact import generation, redact_value
 from agent.kernel.results import JobResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -413,13 +413,30 @@ class OwnFamilyCache:
     def __init__(self) -> None:
         self._entries: dict[int, tuple[Metric, int, RenderedFamily]] = {}
         self._lock = threading.Lock()
+        #: the labels of ``LabelRows`` label dicts, spelled, by dict id (the dict kept, so an id is not
+        #: reused while it is here); only the dicts of the last scrape, spelled under ``_labels_for``
+        self._labels: dict[int, tuple[dict[str, str], str]] = {}
+        #: the secret-redaction generation and label length limit ``_labels`` were spelled under
+        self._labels_for = (-1, -1)
 
     def render(self, own: Sequence[Metric], max_label_length: int) -> list[RenderedFamily]:
         out: list[RenderedFamily] = []
         fresh: dict[int, tuple[Metric, int, RenderedFamily]] = {}
         memo: LabelMemo = {}  # per-job families of one scrape repeat the same labels
         with self._lock:
+            seen: dict[int, tuple[dict[str, str], str]] | None = None
             for fam in own:
+                if isinstance(fam, LabelRows):
+                    if seen is None:
+                        spelled_for = (generation(), max_label_length)
+                        if spelled_for != self._labels_for:
+                            self._labels, self._labels_for = {}, spelled_for
+                        seen = {}
+                    rows = self._render_rows(fam, max_label_length, seen)
+                    out.append(
+                        rows if rows is not None else render_families([fam], (), max_label_length, memo)[0]
+                    )
+                    continue
                 hit = self._entries.get(id(fam))
                 if hit is not None and hit[0] is fam and hit[1] == len(fam.samples):
                     rf = hit[2]
@@ -428,7 +445,42 @@ class OwnFamilyCache:
                 fresh[id(fam)] = (fam, len(fam.samples), rf)
                 out.append(rf)
             self._entries = fresh
+            if seen is not None:
+                self._labels = seen
         return out
+
+    def _render_rows(
+        self, fam: LabelRows, max_label_length: int, seen: dict[int, tuple[dict[str, str], str]]
+    ) -> RenderedFamily | None:
+        """A ``LabelRows`` family's lines, each label dict spelled once while it lives; None when its
+        rows break the contract (equal labels twice): then it is rendered sample by sample."""
+        known = self._labels
+        spelled: list[str] = []
+        for labels, _value in fam.rows:
+            hit = seen.get(id(labels))
+            if hit is None:
+                hit = known.get(id(labels))
+                if hit is None or hit[0] is not labels:
+                    text = ",".join(
+                        f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"'
+                        for k, v in labels.items()
+                    )
+                    hit = (labels, text)
+                seen[id(labels)] = hit
+            spelled.append(hit[1])
+        if len(set(spelled)) != len(spelled):
+            return None
+        values = [value for _labels, value in fam.rows]
+        finite = isfinite(sum(values))
+        numbers = map(repr, map(float, values)) if finite else map(format_value, values)
+        body = "\n".join(
+            map("".join, zip(repeat(fam.sample_name + "{"), spelled, repeat("} "), numbers))
+        ).encode()
+        if fam.type == "counter":
+            meta = _meta(fam.sample_name, fam.documentation, "counter", fam.name, "counter", "")
+        else:
+            meta = _meta(fam.name, fam.documentation, fam.type, fam.name, fam.type, "")
+        return RenderedFamily(meta, body, len(spelled), None)
 
 
 class _Merged:
@@ -446,8 +498,9 @@ class _Merged:
         self.scrape_time = rf.scrape_time
         #: the tails of the contributors so far while all of them had one (see ``RenderedFamily.tail``)
         self.tails: set[str] | None = {rf.tail} if rf.tail is not None else None
-        #: every series key so far, once a contributor could repeat one (built then, from ``_seen``)
-        self.keys: set[bytes] | None = None if self.tails is not None else set(rf.series_keys())
+        #: every series key so far, once a second contributor could repeat one (built then, from the
+        #: contributors so far); a family's own lines never repeat one (``render_families``)
+        self.keys: set[bytes] | None = None
 
 
 def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
@@ -476,9 +529,8 @@ def _merge(groups: Iterable[list[RenderedFamily]]) -> tuple[list[_Merged], int]:
                 if om_names.setdefault(meta.om_name, meta.name) != meta.name:
                     conflicts += rf.count
                     continue
-                merged[meta.name] = m = _Merged(rf)
-                if m.keys is None:
-                    contributors[meta.name] = [rf]
+                merged[meta.name] = _Merged(rf)
+                contributors[meta.name] = [rf]
                 continue
             if cur.first.signature != meta.signature:
                 conflicts += rf.count

@@ -27,6 +27,7 @@ from types import MemberDescriptorType
 from typing import Any
 
 from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 
 
 class FamilyShape:
@@ -57,3 +58,25 @@ class ShapedFamily(Metric):
     def sample_values(self) -> Sequence[float]:
         """The values of ``samples``, in order."""
         raise NotImplementedError
+
+
+class LabelRows(Metric):
+    """A family of one sample per row, ``(labels, value)``, whose label dicts its source keeps across
+    scrapes (one dict per job for the agent's per-job health series): the exporter spells each dict's
+    labels once while the dict lives, instead of 30 000 label sets on every scrape at 5 000 targets.
+    The dicts are never changed once given, no two rows have equal labels, and a row's labels hold
+    neither ``site`` nor ``target`` of a result (they are the family's own).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, typ: str, rows: list[tuple[dict[str, str], float]]
+    ) -> None:  # no Metric.__init__: its name checks ran once per family and scrape
+        self.name, self.documentation, self.type, self.unit = name, documentation, typ, ""
+        #: the name every sample has (a counter's ends in ``_total``)
+        self.sample_name = name + "_total" if typ == "counter" else name
+        self.rows = rows
+
+    @property
+    def samples(self) -> list[Sample]:  # type: ignore[override]
+        name = self.sample_name
+        return [Sample(name, labels, float(value)) for labels, value in self.rows]

@@ -26,6 +26,7 @@ _SCHEME = r"(?P<scheme>\b(?:Basic|basic|BASIC|Bearer|bearer|BEARER)\s+)(?P<token
 
 _lock = threading.Lock()
 _forms: set[str] = set()
+_generation = 0
 _pattern: re.Pattern[str] = re.compile(_SCHEME)
 _secret_pattern: re.Pattern[str] | None = None
 
@@ -43,15 +44,21 @@ def register_secret(secret: str, user: str | None = None) -> None:
     forms = {secret, quote(secret, safe="")} | _encodings(secret.encode("utf-8"))
     if user is not None:
         forms |= _encodings(f"{user}:{secret}".encode())
-    global _pattern, _secret_pattern
+    global _pattern, _secret_pattern, _generation
     with _lock:
         if forms <= _forms:
             return
         _forms.update(forms)
+        _generation += 1
         # Longest first, so a form is never cut by a shorter one inside it.
         alternation = "|".join(re.escape(f) for f in sorted(_forms, key=len, reverse=True))
         _secret_pattern = re.compile(alternation)
         _pattern = re.compile(f"{alternation}|{_SCHEME}")
+
+
+def generation() -> int:
+    """Changes whenever a secret is registered: a label value redacted before may read differently now."""
+    return _generation
 
 
 def redact(text: str) -> str:
