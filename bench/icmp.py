@@ -6,8 +6,9 @@ For N targets in 127.0.0.0/8 (default 1000 and 5000), 3 echoes each, it runs in 
   targets, as the agent schedules them) -> IcmpCollector.collect_batch -> shared IcmpEngine.ping_many ->
   per-target metric families, JobResults, store and health; with the collector thresholds and
   ``gc.freeze()`` the agent applies at start-up (agent/lifecycle.py). CPU and peak RSS of the probing
-  round are measured inside it (config loading excluded); the CPU of rendering every result once (what
-  the next scrape adds, then cached) is measured after it and printed apart.
+  rounds are measured inside it (config loading and a first round excluded; the mean of 4 rounds); the
+  CPU of rendering every result once after each round (what the next scrape adds, then cached) is
+  measured apart.
 - giamsat engine: ``IcmpEngine.ping_many`` alone, the echo path without jobs or metrics.
 - fping: ``fping -C 3 -q -i 0 -p <interval> -t <timeout>`` over the same list; CPU and peak RSS from
   wait4() of that child.
@@ -43,20 +44,24 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import LoadMeter
 
-# A worker measuring another tree (--baseline) imports the agent from there.
+# A worker measuring another tree (--baseline) imports the agent from there, and nothing of the agent
+# before this line (bench.common imports the kernel: it is imported by the parent process only).
 if os.environ.get("GIAMSAT_BENCH_TREE"):
     sys.path.insert(0, os.environ["GIAMSAT_BENCH_TREE"])
 
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL_MS = 100
+#: rounds measured per giamsat run, after a first one (their mean is the run's figure)
+ROUNDS = 4
 TIMEOUT_MS = 1000
 COUNT = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READING = """Reading: the `giamsat` row is what the agent spends per round on the whole probing path in its
-steady state (a first round, which also builds each target's lasting state, runs before and is not
-counted, and a scrape after it fills the render cache as Prometheus would). Per round: one scheduler
+steady state: the mean of 4 rounds, each followed by a scrape as Prometheus would make it, after a
+first round that also builds each target's lasting state (not counted). A mean, not the second round
+alone: the cyclic garbage collector runs now and then, and a single round shows it in full or not at
+all. Per round: one scheduler
 batch for all targets (no task or deadline per target); `IcmpEngine.ping_many` sends echo i to every
 target in one sender run (sequence number and checksum written into a prebuilt packet, one `sendto`
 each) and one reader drains the replies with kernel timestamps; then per target ~15 metric families
@@ -78,7 +83,7 @@ BLACKBOX_MAX = 5000
 TOOLS = {
     "giamsat": "the full agent path as it runs: one scheduler batch -> IcmpCollector.collect_batch -> "
     "IcmpEngine.ping_many -> per-target families, JobResult, store, health; the agent's GC settings "
-    "(gc.set_threshold(50000, 20, 20) at start, gc.freeze() once collectors are open)",
+    "(young threshold 50 000 + 40 per job, gc.freeze() once collectors are open: agent/lifecycle.py)",
     "giamsat baseline": "the same path from another tree (--baseline DIR, e.g. the commit before a change; "
     "only with --baseline)",
     "giamsat default GC": "the same with CPython's default GC settings (not how the agent runs; "
@@ -97,16 +102,34 @@ def targets(n: int) -> list[str]:
 # -- giamsat (child process) -------------------------------------------------------------------------
 
 
+def _gc_thresholds(jobs: int) -> tuple[int, int, int]:
+    try:
+        from agent.lifecycle import gc_thresholds
+    except ImportError:  # a --baseline tree from before the thresholds scaled with the jobs
+        return (50_000, 20, 20)
+    return gc_thresholds(jobs)
+
+
 def agent_gc_before_start() -> None:
     """The collector thresholds the agent sets first thing (agent/lifecycle.py, ``Agent.run``)."""
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(*_gc_thresholds(0))
 
 
-def agent_gc_after_start() -> None:
+def agent_gc_after_start(jobs: int) -> None:
     """What the agent does once a configuration's collectors are open (agent/lifecycle.py, ``_apply``)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*_gc_thresholds(jobs))
+
+
+def agent_gc_after_first_round() -> None:
+    """What the agent does once a configuration's first round is in (agent/lifecycle.py, ``settle_gc``)."""
+    try:
+        from agent.lifecycle import settle_gc
+    except ImportError:  # a --baseline tree from before
+        return
+    settle_gc()
 
 
 def giamsat_worker(n: int, gc_mode: str) -> None:
@@ -150,28 +173,34 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
         max_len = loaded.config.agent.max_label_length
         await runner.open()
         if gc_mode == "agent":
-            agent_gc_after_start()
+            agent_gc_after_start(len(runner.jobs))
         try:
             # The first round also builds each target's lasting state (histogram, parsed address): the
-            # agent pays that once; every later round, every 30 s, is the one measured. A scrape after
-            # it fills the exporter's render cache, as Prometheus would.
+            # agent pays that once; the rounds after it, each followed by a scrape (which renders what
+            # is new, as Prometheus's next scrape would) and a second scrape of the same round, are the
+            # ones measured: the mean of ROUNDS rounds, so what the agent pays only now and then (a
+            # collection by the cyclic garbage collector) is counted at its share.
             first = time.process_time()
             await runner.run_once()
             first = time.process_time() - first
             render_text(store.snapshot(), [], max_len, result_cache=cache)
-            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            results = await runner.run_once()
-            wall = time.perf_counter() - t0
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
-            rss = _proc_hwm_mb(os.getpid())  # before rendering, which needs memory of its own
-            # What the first scrape after the round adds: rendering every new result once (then
-            # cached) and merging; then what every later scrape of the same round costs.
-            c0 = time.process_time()
-            body, _ = render_text(store.snapshot(), [], max_len, result_cache=cache)
-            render = time.process_time() - c0
-            c0 = time.process_time()
-            render_text(store.snapshot(), [], max_len, result_cache=cache)
-            cached = time.process_time() - c0
+            if gc_mode == "agent":
+                agent_gc_after_first_round()
+            cpu = wall = render = cached = 0.0
+            rss = 0.0
+            for _ in range(ROUNDS):
+                r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                results = await runner.run_once()
+                wall += time.perf_counter() - t0
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                cpu += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+                rss = max(rss, _proc_hwm_mb(os.getpid()))  # before the first scrape needs memory of its own
+                c0 = time.process_time()
+                body, _ = render_text(store.snapshot(), [], max_len, result_cache=cache)
+                render += time.process_time() - c0
+                c0 = time.process_time()
+                render_text(store.snapshot(), [], max_len, result_cache=cache)
+                cached += time.process_time() - c0
         finally:
             await runner.close()
         received = 0
@@ -180,14 +209,13 @@ def giamsat_worker(n: int, gc_mode: str) -> None:
                 for s in fam.samples:
                     if s.name == "probe_icmp_packets_received":
                         received += int(s.value)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         return {
-            "wall": wall,
-            "cpu": cpu,
+            "wall": wall / ROUNDS,
+            "cpu": cpu / ROUNDS,
             "rss_mb": rss,
             "received": received,
-            "render_cpu": render,
-            "cached_scrape_cpu": cached,
+            "render_cpu": render / ROUNDS,
+            "cached_scrape_cpu": cached / ROUNDS,
             "render_rss_mb": _proc_hwm_mb(os.getpid()),
             "render_bytes": len(body),
             "first_round_cpu": first,
@@ -204,26 +232,46 @@ def engine_worker(n: int) -> None:
     async def go() -> dict[str, float]:
         engine = IcmpEngine("auto")
         await engine.start()
-        agent_gc_after_start()
+        agent_gc_after_start(n)
         addresses = targets(n)
+        cpu = wall = 0.0
         try:
-            for _round in (1, 2):  # as for the agent path: the second round is measured
+            for k in range(1 + ROUNDS):  # as for the agent path: the rounds after the first are measured
                 r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 results = await engine.ping_many(
                     addresses, count=COUNT, interval=INTERVAL_MS / 1000, timeout=TIMEOUT_MS / 1000
                 )
-                wall = time.perf_counter() - t0
                 r1 = resource.getrusage(resource.RUSAGE_SELF)
+                if not k:
+                    agent_gc_after_first_round()
+                if k:
+                    wall += time.perf_counter() - t0
+                    cpu += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         finally:
             await engine.close()
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         received = sum(r.received for r in results)
-        return {"wall": wall, "cpu": cpu, "rss_mb": _proc_hwm_mb(os.getpid()), "received": received}
+        return {
+            "wall": wall / ROUNDS,
+            "cpu": cpu / ROUNDS,
+            "rss_mb": _proc_hwm_mb(os.getpid()),
+            "received": received,
+        }
 
     print(json.dumps(asyncio.run(go())))
 
 
 BASELINE: list[Path] = []  # --baseline: the tree the "giamsat baseline" row is measured from
+WORKER_PYTHON: list[str] = [sys.executable]  # --python: the interpreter the giamsat rows run on
+
+
+def interpreter(python: str) -> str:
+    """Which interpreter ran the giamsat rows. How CPython was built matters as much as its version:
+    pyenv's default build (no profile-guided optimisation) ran this code 1.2-2x slower than Debian's
+    python3, which the package runs on (docs/benchmarks.md)."""
+    code = "import sys; print(sys.version.splitlines()[0], '|', sys.base_prefix)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    version, prefix = out.split(" | ")
+    return f"Python {version} from {prefix}"
 
 
 def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None) -> dict[str, float]:
@@ -232,7 +280,7 @@ def _worker(mode: str, n: int, gc_mode: str = "agent", tree: Path | None = None)
     if tree is not None:
         env["GIAMSAT_BENCH_TREE"] = str(tree)
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
+        [WORKER_PYTHON[0], __file__, "--worker", str(n), "--worker-mode", mode, "--gc", gc_mode],
         capture_output=True,
         text=True,
         check=True,
@@ -496,6 +544,8 @@ def write_section(text: str) -> None:
 
 
 def main() -> None:
+    from bench.common import LoadMeter
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, nargs="+", default=[1000, 5000, 10000])
     ap.add_argument(
@@ -522,6 +572,13 @@ def main() -> None:
         type=Path,
         help="also measure the agent path from this tree (e.g. a `git archive` of main)",
     )
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter the giamsat rows run on (a venv of it with this tree installed); the "
+        "package runs on Debian's python3, e.g. `/usr/bin/python3 -m venv .venv-deb && .venv-deb/bin/pip "
+        "install -e .` then --python .venv-deb/bin/python",
+    )
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-mode", default="job", help=argparse.SUPPRESS)
     ap.add_argument("--gc", default="agent", choices=["agent", "default"], help=argparse.SUPPRESS)
@@ -532,6 +589,7 @@ def main() -> None:
         else:
             giamsat_worker(args.worker, args.gc)
         return
+    WORKER_PYTHON[0] = args.python
     if args.baseline:
         BASELINE.append(args.baseline.resolve())
         if "giamsat baseline" not in args.tools:
@@ -584,7 +642,7 @@ def main() -> None:
     )
     text = (
         f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{platform.node()}: {os.cpu_count()} cores; Python {platform.python_version()}; {args.runs} runs, "
+        f"{platform.node()}: {os.cpu_count()} cores; giamsat on {interpreter(args.python)}; {args.runs} runs, "
         "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
         "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "
         f"{state}; a run is busy when a tool started with a 1-minute load average over {args.busy_load:g} or "

@@ -164,13 +164,15 @@ def make_collector(engine: str) -> SnmpCollector:
     return SnmpCollector(cfg, ctx)
 
 
-def agent_gc() -> None:
+def agent_gc(jobs: int = 0) -> None:
     """The garbage-collector settings the agent runs with (agent/lifecycle.py: a higher young-object
     threshold, and what lives as long as the configuration frozen out of the collector's reach once it
     is loaded), so giamsat's CPU here is what it costs in the agent."""
-    gc.set_threshold(50_000, 20, 20)
+    from agent.lifecycle import gc_thresholds
+
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*gc_thresholds(jobs))
 
 
 def target(i: int, port: int, module: str = "if_mib") -> SnmpTarget:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from itertools import repeat
+from math import isfinite
 
 from prometheus_client.core import Metric
 
+from agent.kernel.families import ShapedFamily
 from agent.kernel.redact import redact_value
 from agent.kernel.results import JobResult
 
@@ -44,6 +47,7 @@ def format_value(v: float) -> str:
 
 
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+_UNSEEN = object()
 
 
 def _escape_label(s: str) -> str:
@@ -172,14 +176,59 @@ class RenderedFamily:
 #: own per-job families each build their own) share one rendering, keyed by the items.
 LabelMemo = dict[int | tuple[tuple[str, str], ...], tuple[dict[str, str], str, bool, frozenset[str]]]
 
-#: A result's families rendered before, by id, for ``render_families(reuse=...)``
-Reuse = dict[int, tuple[Metric, "RenderedFamily"]]
+#: The job's previous result's families and their rendering, for ``render_families(reuse=...)``
+Reuse = tuple[Sequence[Metric], Sequence["RenderedFamily"]]
 
 _RESULT_KEYS = frozenset(("site", "target"))
 
 #: the value written for a scrape-time gauge (``agent.kernel.scrapetime``) until it is served
 SCRAPE_TIME = "\x00now"
 _SCRAPE_TIME = SCRAPE_TIME.encode()
+
+
+class _ShapeLines:
+    """What a shape's samples spell the same for every result: each line's ``name{labels,`` (or
+    ``name{``) before the result's own labels, and the family's metadata."""
+
+    __slots__ = ("meta", "prefixes")
+
+    def __init__(self, meta: FamilyMeta, prefixes: tuple[str, ...]) -> None:
+        self.meta, self.prefixes = meta, prefixes
+
+
+_SHAPES_MAX = 10_000
+#: by (shape, max label length); None: the shape's samples break the contract, render them one by one
+_shapes: dict[tuple[object, int], _ShapeLines | None] = {}
+
+
+def _shape_lines(fam: ShapedFamily, max_label_length: int) -> _ShapeLines | None:
+    """Spell a shape's line prefixes from one of its families (once per shape), or None when its samples
+    do not keep the contract (``agent.kernel.families``): those are rendered sample by sample."""
+    prefixes: list[str] = []
+    for s in fam.samples:
+        if s.timestamp is not None or s.name.endswith("_created") or not _RESULT_KEYS.isdisjoint(s.labels):
+            return None
+        own = ",".join(
+            f'{k}="{_escape_label(clean_label_value(v, max_label_length))}"' for k, v in s.labels.items()
+        )
+        prefixes.append(f"{s.name}{{{own}," if own else f"{s.name}{{")
+    if not prefixes or len(set(prefixes)) != len(prefixes) or getattr(fam, "scrape_time", False) is True:
+        return None
+    name, typ = exposed_name_and_type(fam)
+    meta = _meta(name, fam.documentation, typ, fam.name, openmetrics_type(fam), fam.unit or "")
+    return _ShapeLines(meta, tuple(prefixes))
+
+
+def _shaped_text(lines: _ShapeLines, values: Sequence[float], tail: str) -> bytes:
+    """A shaped family's lines: each prefix, the result's labels (``tail``: ``site="..",target=".."} ``),
+    the value."""
+    if isfinite(sum(values)):  # repr() spells every finite float as the exposition format does
+        spelled: Iterable[str] = map(repr, map(float, values))
+    else:
+        spelled = map(format_value, values)
+    if len(values) == 1:
+        return f"{lines.prefixes[0]}{tail}{next(iter(spelled))}".encode()
+    return "\n".join(map(str.__add__, map(str.__add__, lines.prefixes, repeat(tail)), spelled)).encode()
 
 
 def render_families(
@@ -195,24 +244,41 @@ def render_families(
     ``{"probe": "icmp"}``, the histogram's ``le`` dicts), so a dict's labels are rendered once per
     ``memo`` (pass one memo to many calls, e.g. all results of one scrape) and only the result's own
     labels are appended per sample. This runs for every sample of every new result: the common path
-    (labels without site/target, no timestamp) is kept to one lookup and one f-string per sample.
+    (labels without site/target, no timestamp) is kept to one lookup and one f-string per sample, and a
+    shaped family (``agent.kernel.families``) skips it: its line prefixes are spelled once per shape and
+    only its values are written.
 
-    ``reuse`` maps the families of the job's previous result (same labels) to their rendering: a family
-    object that is in the new result again is the same family (results are immutable, and collectors
-    share objects for values that do not change: ``probe_success 1``), so its rendering is taken as is.
+    ``reuse`` holds the families of the job's previous result (same labels) and their rendering: a
+    family object that is in the new result again, at the same place, is the same family (results are
+    immutable, and collectors share objects for values that do not change: ``probe_success 1``), so its
+    rendering is taken as is.
     """
     if memo is None:
         memo = {}
     extra_keys = frozenset(k for k, _ in extra)
     extra_body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in extra)
     special = _SPECIAL
+    shaped_tail = extra_body + "} " if extra_body else ""
+    prev_fams, prev_rendered = reuse if reuse is not None else ((), ())
+    n_prev = len(prev_fams)
     out: list[RenderedFamily] = []
-    for fam in families:
-        if reuse is not None:
-            before = reuse.get(id(fam))
-            if before is not None and before[0] is fam:
-                out.append(before[1])
-                continue
+    for pos, fam in enumerate(families):
+        if pos < n_prev and prev_fams[pos] is fam:
+            out.append(prev_rendered[pos])
+            continue
+        if shaped_tail and isinstance(fam, ShapedFamily):
+            shape_key = (fam.shape, max_label_length)
+            shape = _shapes.get(shape_key, _UNSEEN)
+            if shape is _UNSEEN:
+                if len(_shapes) >= _SHAPES_MAX:  # collectors make shapes once; a reload makes new ones
+                    _shapes.clear()
+                shape = _shapes[shape_key] = _shape_lines(fam, max_label_length)
+            if isinstance(shape, _ShapeLines):
+                values = fam.sample_values()
+                if len(values) == len(shape.prefixes):  # else a broken family: rendered as it reads
+                    text = _shaped_text(shape, values, shaped_tail)
+                    out.append(RenderedFamily(shape.meta, text, len(values), extra_body))
+                    continue
         samples = fam.samples
         name, typ = exposed_name_and_type(fam)
         scrape_time = getattr(fam, "scrape_time", False) is True
@@ -296,13 +362,15 @@ class ResultRenderCache:
 
     A result is rendered once, on the first scrape after it arrives; later scrapes reuse the lines as
     long as the store still holds that very result object. A job's new result takes the rendering of
-    the families it shares with the previous one. Entries of jobs missing from a scrape (removed
-    by a reload, or stale) are dropped after it, so the cache never outgrows the store.
+    the families it shares with the previous one, and replaces its entry at once, so the previous
+    rendering is freed as the scrape goes rather than held beside the whole new one until it ends.
+    Entries of jobs missing from a scrape (removed by a reload, or stale) are dropped after it, so the
+    cache never outgrows the store. Concurrent scrapes share the entries: each change is one dict
+    operation, and the worst a race costs is rendering a result twice.
     """
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
-        self._lock = threading.Lock()
 
     def render(
         self, results: Sequence[JobResult], max_label_length: int, memo: LabelMemo
@@ -310,25 +378,27 @@ class ResultRenderCache:
         """Each result's rendered families (in the order given), rendering only what is new."""
         entries = self._entries
         out: list[list[RenderedFamily]] = []
-        fresh: dict[str, tuple[JobResult, int, list[RenderedFamily]]] = {}
         for r in results:
             hit = entries.get(r.job_id)
             if hit is not None and hit[0] is r and hit[1] == max_label_length:
                 rendered = hit[2]
-                fresh[r.job_id] = hit
             else:
                 reuse: Reuse | None = None
                 if hit is not None and hit[1] == max_label_length:
                     before = hit[0]
                     if before.site == r.site and before.target == r.target:
-                        reuse = {id(f): (f, rf) for f, rf in zip(before.families, hit[2], strict=True)}
+                        reuse = (before.families, hit[2])
                 rendered = render_families(
                     r.families, result_labels(r, max_label_length), max_label_length, memo, reuse
                 )
-                fresh[r.job_id] = (r, max_label_length, rendered)
+                hit = None  # the previous rendering goes with the entry it is replaced in
+                entries[r.job_id] = (r, max_label_length, rendered)
             out.append(rendered)
-        with self._lock:  # concurrent scrapes: the last one to finish leaves its view of the store
-            self._entries = fresh
+        if len(entries) > len(results):
+            keep = {r.job_id for r in results}
+            for job_id in list(entries):  # a copy of the keys: another scrape may add some meanwhile
+                if job_id not in keep:
+                    entries.pop(job_id, None)
         return out
 
 

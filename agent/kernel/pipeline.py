@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
@@ -39,10 +39,11 @@ class Job:
     site: str | None
     interval: float
     timeout: float
+    #: the target's name (None for this host's kinds): read for every result, so kept, not looked up
+    target_name: str | None = field(init=False, compare=False)
 
-    @property
-    def target_name(self) -> str | None:
-        return self.target.name if self.target is not None else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_name", self.target.name if self.target is not None else None)
 
 
 class Pipeline:
@@ -52,6 +53,9 @@ class Pipeline:
         self.store = store
         self.max_series_per_target = max_series_per_target
         self._subscribers: tuple[Subscriber, ...] = ()
+        #: whether a collector's results always fit the per-target series limit (``max_series``), by
+        #: collector (kept with the collector, so an id is never reused while it is here) and limit
+        self._fits: dict[int, tuple[Collector, int, bool]] = {}
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers = (*self._subscribers, subscriber)
@@ -72,12 +76,13 @@ class Pipeline:
         success = not reason
         limit = self.max_series_per_target
         collector = job.collector
-        bound = collector.max_series()
-        capped, dropped = (
-            (families, 0)
-            if bound is not None and bound <= limit
-            else cap_series(families, limit, collector.health_families)
-        )
+        fits = self._fits.get(id(collector))
+        if fits is None or fits[0] is not collector or fits[1] != limit:
+            if len(self._fits) > 256:  # collectors of replaced configurations
+                self._fits.clear()
+            bound = collector.max_series()
+            fits = self._fits[id(collector)] = (collector, limit, bound is not None and bound <= limit)
+        capped, dropped = (families, 0) if fits[2] else cap_series(families, limit, collector.health_families)
         if success:
             link = collector.link_status(capped)
         else:

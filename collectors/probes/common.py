@@ -34,6 +34,7 @@ from agent.kernel.collector import (
     RouteRequest,
     TargetConfig,
 )
+from agent.kernel.families import FamilyShape, ShapedFamily
 from agent.kernel.model import Model, certificate_bundle
 from agent.kernel.resolver import ResolveError as KernelResolveError
 from agent.kernel.resolver import Resolver
@@ -154,12 +155,43 @@ def probe_labels() -> dict[str, str]:
     return labels
 
 
+class ProbeGauge(ShapedFamily):
+    """A gauge family with one sample labelled ``probe`` only: most of what a probe reports. Shaped
+    (``agent.kernel.families``): its name, help and probe kind are its shape, so the exporter writes
+    only its value for every target and round after the first."""
+
+    __slots__ = ("documentation", "labels", "name", "shape", "value")
+    type = "gauge"
+    unit = ""
+
+    def __init__(self, name: str, doc: str, value: float) -> None:  # no Metric.__init__: see ``family``
+        labels = probe_labels()
+        key = (name, doc, labels["probe"])
+        shape = _GAUGE_SHAPES.get(key)
+        if shape is None:
+            if len(_GAUGE_SHAPES) >= 4096:  # names are constants; bounded all the same
+                _GAUGE_SHAPES.clear()
+            shape = _GAUGE_SHAPES[key] = FamilyShape(f"{labels['probe']} {name}")
+        self.name, self.documentation, self.labels, self.shape = name, doc, labels, shape
+        self.value = float(value)
+
+    @property
+    def samples(self) -> list[Sample]:  # type: ignore[override]
+        return [Sample(self.name, self.labels, self.value)]
+
+    def sample_values(self) -> tuple[float]:
+        return (self.value,)
+
+
+_GAUGE_SHAPES: dict[tuple[str, str, str], FamilyShape] = {}
+
+
 def gauge(name: str, doc: str, value: float | None = None) -> Metric:
-    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given."""
-    fam = family(name, doc)
+    """A gauge family, with its one sample (labelled ``probe`` only) when ``value`` is given; without
+    one, an empty family to ``add`` samples with more labels to."""
     if value is not None:
-        fam.samples.append(Sample(name, probe_labels(), float(value)))
-    return fam
+        return ProbeGauge(name, doc, value)
+    return family(name, doc)
 
 
 def add(fam: Metric, value: float, **labels: str) -> None:

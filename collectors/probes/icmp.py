@@ -34,6 +34,7 @@ from agent.kernel.collector import (
     DoctorCheck,
     TargetConfig,
 )
+from agent.kernel.families import FamilyShape, ShapedFamily
 from agent.kernel.model import Duration, Model
 from agent.kernel.results import LINK_UP, LinkStatus
 from collectors.probes.common import (
@@ -187,8 +188,9 @@ _TAIL = (None,) * (len(Sample._fields) - 3)
 # (``probe_success 1``) is one shared object.
 
 
-class _Value(Metric):
-    """A gauge family with one sample labelled ``probe="icmp"``; name and help are class attributes."""
+class _Value(ShapedFamily):
+    """A gauge family with one sample labelled ``probe="icmp"``; name and help are class attributes (each
+    subclass is its own shape)."""
 
     __slots__ = ("value",)
     type = "gauge"
@@ -200,6 +202,9 @@ class _Value(Metric):
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [_new_tuple(Sample, (self.name, _PROBE, self.value, *_TAIL))]
+
+    def sample_values(self) -> tuple[float]:
+        return (self.value,)
 
 
 def _value_family(name: str, doc: str) -> type[_Value]:
@@ -229,6 +234,7 @@ _IpHash = _value_family(
 _SHARED_MAX = 4096
 _HASHES_MAX = 65536
 _shared: dict[tuple[type[_Value], float], _Value] = {}
+_NO_LOOKUP = _Lookup(0.0)  # an IP literal: nothing was looked up
 
 
 def _shared_value(cls: type[_Value], value: float) -> _Value:
@@ -256,7 +262,7 @@ def _shared_families(
     )
 
 
-class _Phases(Metric):
+class _Phases(ShapedFamily):
     """``probe_icmp_duration_seconds{phase}``: resolve, setup (from the end of resolution to the echoes
     being handed to the shared engine: its sockets are opened once, at start) and rtt."""
 
@@ -277,21 +283,34 @@ class _Phases(Metric):
             _new_tuple(Sample, (self.name, _RTT_LABELS, self.rtt, *_TAIL)),
         ]
 
+    def sample_values(self) -> tuple[float, float, float]:
+        return (self.resolve, self.setup, self.rtt)
 
-class _RttHistogram(Metric):
-    """The cumulative RTT histogram of one target (smokeping_prober style), as of one round."""
 
-    __slots__ = ("bucket_labels", "buckets", "count", "total")
+class _RttHistogram(ShapedFamily):
+    """The cumulative RTT histogram of one target (smokeping_prober style), as of one round; its shape
+    is the collector's (its buckets)."""
+
+    __slots__ = ("bucket_labels", "buckets", "count", "shape", "total")
     name = _HISTOGRAM
     documentation = "Round-trip times of every echo reply since the agent started (for latency heatmaps)"
     type = "histogram"
     unit = ""
 
     def __init__(
-        self, bucket_labels: list[dict[str, str]], buckets: tuple[float, ...], count: float, total: float
+        self,
+        shape: FamilyShape,
+        bucket_labels: list[dict[str, str]],
+        buckets: tuple[float, ...],
+        count: float,
+        total: float,
     ) -> None:
         # per-bucket counts (a snapshot: made cumulative when read, so a round allocates no floats)
-        self.bucket_labels, self.buckets, self.count, self.total = bucket_labels, buckets, count, total
+        self.shape, self.bucket_labels, self.buckets = shape, bucket_labels, buckets
+        self.count, self.total = count, total
+
+    def sample_values(self) -> tuple[float, ...]:
+        return (*accumulate(self.buckets), self.count, self.total)
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
@@ -311,6 +330,22 @@ class _RttHistogram(Metric):
         out.append(_new_tuple(Sample, (_HISTOGRAM + "_count", _PROBE, self.count, *_TAIL)))
         out.append(_new_tuple(Sample, (_HISTOGRAM + "_sum", _PROBE, self.total, *_TAIL)))
         return out
+
+
+class _Group:
+    """Targets with the same echo settings (one ``ping_many`` call) and what is known of their
+    addresses: ``live``/``addrs``/``families`` for the literal ones, ``names`` (indexes) for those to
+    resolve every round; None until prepared."""
+
+    __slots__ = ("addrs", "families", "live", "names", "slots", "target_names", "targets")
+
+    def __init__(self, targets: list[IcmpTarget], slots: list[int]) -> None:
+        self.targets, self.slots = targets, slots
+        self.target_names = [t.name for t in targets]
+        self.live: list[int] | None = None
+        self.addrs: list[str] | None = None
+        self.families: list[int] | None = None
+        self.names: list[int] = []
 
 
 class IcmpCollector(ProbeCollector):
@@ -333,7 +368,10 @@ class IcmpCollector(ProbeCollector):
         self._bucket_labels = [
             {"le": le, "probe": "icmp"} for le in (*(_fmt(b) for b in self._bounds), "+Inf")
         ]
+        self._hist_shape = FamilyShape(f"icmp RTT histogram {self._bounds}")
         self._literals: dict[tuple[str, str, bool], tuple[str, int]] = {}
+        #: each batch's targets (by identity) grouped by echo settings
+        self._plans: dict[int, tuple[Sequence[TargetConfig], list[_Group]]] = {}
         self._hashes: dict[str, _Value] = {}  # address -> its probe_ip_addr_hash family
         self._reasons: dict[str, Metric] = {}
         # (received, sent, hop limit, address family) -> the families those decide (bounded like _shared)
@@ -408,7 +446,7 @@ class IcmpCollector(ProbeCollector):
     async def probe(self, target: TargetConfig | None, deadline: Deadline) -> list[Metric]:
         assert isinstance(target, IcmpTarget)
         out: list[Sequence[Metric] | BaseException] = []
-        await self._probe_group([target], [0], lambda _i, fams: out.append(fams), deadline)
+        await self._probe_group(_Group([target], [0]), lambda _i, fams: out.append(fams), deadline)
         if isinstance(out[0], BaseException):
             raise out[0]
         return list(out[0])
@@ -419,39 +457,35 @@ class IcmpCollector(ProbeCollector):
         report: Callable[[int, Sequence[Metric] | BaseException], None],
         deadline: Deadline,
     ) -> None:
-        groups: dict[_GroupKey, list[int]] = {}
-        for i, t in enumerate(targets):
-            assert isinstance(t, IcmpTarget)
-            key = (t.count, t.packet_interval, t.packet_timeout, t.payload_size, t.dont_fragment, t.ttl)
-            groups.setdefault(key, []).append(i)
+        # A batch hands the same targets every round: they are grouped (and their literal addresses
+        # looked up) once, not for every target and round.
+        plan = self._plans.get(id(targets))
+        if plan is None or plan[0] is not targets:
+            groups: dict[_GroupKey, list[int]] = {}
+            for i, t in enumerate(targets):
+                assert isinstance(t, IcmpTarget)
+                key = (t.count, t.packet_interval, t.packet_timeout, t.payload_size, t.dont_fragment, t.ttl)
+                groups.setdefault(key, []).append(i)
+            if len(self._plans) >= 64:  # batches of a replaced configuration
+                self._plans.clear()
+            plan = self._plans[id(targets)] = (
+                targets,
+                [_Group([cast(IcmpTarget, targets[i]) for i in idx], idx) for idx in groups.values()],
+            )
         token = current_probe.set(self.kind)
         try:
-            await asyncio.gather(
-                *(
-                    self._probe_group([cast(IcmpTarget, targets[i]) for i in idx], idx, report, deadline)
-                    for idx in groups.values()
-                )
-            )
+            await asyncio.gather(*(self._probe_group(group, report, deadline) for group in plan[1]))
         finally:
             current_probe.reset(token)
 
-    async def _probe_group(
-        self,
-        targets: list[IcmpTarget],
-        slots: list[int],
-        report: Callable[[int, Sequence[Metric] | BaseException], None],
-        deadline: Deadline,
-    ) -> None:
-        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
-        as soon as it is done."""
-        assert self.engine is not None
-        start = time.perf_counter()
+    def _prepare(self, group: _Group) -> None:
+        """Split a group into the targets whose address is a known literal (pinged as they are) and the
+        ones to resolve first."""
+        live: list[int] = []
         addrs: list[str] = []
-        live: list[int] = []  # index into targets of each address pinged
-        lookups: list[float] = []
         families: list[int] = []
         names: list[int] = []
-        for i, t in enumerate(targets):
+        for i, t in enumerate(group.targets):
             hit = self._literals.get((t.address, t.ip_protocol, t.ip_protocol_fallback))
             if hit is None:
                 names.append(i)
@@ -459,8 +493,26 @@ class IcmpCollector(ProbeCollector):
             live.append(i)
             addrs.append(hit[0])
             families.append(hit[1])
-            lookups.append(0.0)
+        group.live, group.addrs, group.families, group.names = live, addrs, families, names
+
+    async def _probe_group(
+        self,
+        group: _Group,
+        report: Callable[[int, Sequence[Metric] | BaseException], None],
+        deadline: Deadline,
+    ) -> None:
+        """Probe targets with the same echo settings; ``report(slots[i], families)`` for ``targets[i]``
+        as soon as it is done."""
+        assert self.engine is not None
+        start = time.perf_counter()
+        targets, slots, target_names = group.targets, group.slots, group.target_names
+        if group.live is None:
+            self._prepare(group)
+        assert group.live is not None and group.addrs is not None and group.families is not None
+        live, addrs, families, names = group.live, group.addrs, group.families, group.names
+        lookups = [0.0] * len(live)
         if names:
+            live, addrs, families = list(live), list(addrs), list(families)  # the group's stay as they are
             resolved = await asyncio.gather(
                 *(
                     resolve(
@@ -485,6 +537,7 @@ class IcmpCollector(ProbeCollector):
                     if _is_literal(targets[i].address):  # nothing to look up next time
                         t = targets[i]
                         self._literals[(t.address, t.ip_protocol, t.ip_protocol_fallback)] = (ip, family)
+                        group.live = None  # prepared again next round, with this literal known
                     live.append(i)
                     addrs.append(ip)
                     families.append(family)
@@ -511,7 +564,7 @@ class IcmpCollector(ProbeCollector):
             i = live[j]
             try:
                 fams = self._metrics(
-                    targets[i].name,
+                    target_names[i],
                     result,
                     time.perf_counter() - start,
                     lookups[j],
@@ -581,8 +634,9 @@ class IcmpCollector(ProbeCollector):
 
     def _metrics(
         self, name: str, r: EchoResult, duration: float, lookup: float, family: int, ip: str, setup: float
-    ) -> list[Metric]:
-        """Every family of one target's result (blackbox names first, then the ICMP ones)."""
+    ) -> tuple[Metric, ...]:
+        """Every family of one target's result (blackbox names first, then the ICMP ones), as the tuple
+        the result keeps (this runs for every target and round: nothing here is built twice)."""
         rtts = r.rtts
         n = len(rtts)
         hop = r.hop_limit
@@ -593,16 +647,26 @@ class IcmpCollector(ProbeCollector):
             if len(self._shared) < _SHARED_MAX:
                 self._shared[key] = shared
         success, proto, sent, received, loss, hop_limit = shared
-        lookup_fam = _shared_value(_Lookup, 0.0) if lookup == 0.0 else _Lookup(lookup)
+        lookup_fam = _NO_LOOKUP if lookup == 0.0 else _Lookup(lookup)
         ip_hash_fam = self._hashes.get(ip)
         if ip_hash_fam is None:
             ip_hash_fam = _IpHash(ip_hash(ip))
             if len(self._hashes) < _HASHES_MAX:
                 self._hashes[ip] = ip_hash_fam
+        tail: tuple[Metric, ...] = () if hop_limit is None else (hop_limit,)
+        if r.errors:
+            # Built in the engine's reader callback, outside the batch's context: labels given here.
+            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
+            for reason_, count in sorted(r.errors.items()):
+                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
+            tail += (errs,)
+        if self._bounds:
+            tail += (self._histogram(name, rtts),)
         if n:
             avg = sum(rtts) / n
-            stddev = math.sqrt(sum([(x - avg) ** 2 for x in rtts]) / n)
-            out: list[Metric] = [
+            # population standard deviation, in C: the distance to the mean over sqrt(n)
+            stddev = math.dist(rtts, [avg] * n) / math.sqrt(n)
+            return (
                 success,
                 _Duration(duration),
                 lookup_fam,
@@ -616,32 +680,21 @@ class IcmpCollector(ProbeCollector):
                 _RttAvg(avg),
                 _RttMax(max(rtts)),
                 _RttStddev(stddev),
-            ]
-        else:
-            reason = self._failure_reason(failure_reason(r))
-            out = [
-                success,
-                _Duration(duration),
-                lookup_fam,
-                proto,
-                ip_hash_fam,
-                reason,
-                _Phases(lookup, setup, 0.0),
-                sent,
-                received,
-                loss,
-            ]
-        if hop_limit is not None:
-            out.append(hop_limit)
-        if r.errors:
-            # Built in the engine's reader callback, outside the batch's context: labels given here.
-            errs = new_family("probe_icmp_errors", "ICMP errors received for this probe's echoes, by reason")
-            for reason_, count in sorted(r.errors.items()):
-                errs.samples.append(Sample(errs.name, {"reason": reason_, "probe": "icmp"}, float(count)))
-            out.append(errs)
-        if self._bounds:
-            out.append(self._histogram(name, rtts))
-        return out
+                *tail,
+            )
+        return (
+            success,
+            _Duration(duration),
+            lookup_fam,
+            proto,
+            ip_hash_fam,
+            self._failure_reason(failure_reason(r)),
+            _Phases(lookup, setup, 0.0),
+            sent,
+            received,
+            loss,
+            *tail,
+        )
 
     def _failure_reason(self, reason: str) -> Metric:
         fam = self._reasons.get(reason)  # bounded: REASONS
@@ -659,11 +712,14 @@ class IcmpCollector(ProbeCollector):
         if h is None:
             h = self._hist[name] = _RttCounts([0.0] * (len(bounds) + 1))
         if rtts or h.family is None:
+            buckets, bisect_left = h.buckets, bisect.bisect_left
             for x in rtts:
-                h.buckets[bisect.bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
+                buckets[bisect_left(bounds, x)] += 1.0  # le: x <= bound; the last slot is +Inf
             h.total += sum(rtts)
             h.count += len(rtts)
-            h.family = _RttHistogram(self._bucket_labels, tuple(h.buckets), h.count, h.total)
+            h.family = _RttHistogram(
+                self._hist_shape, self._bucket_labels, tuple(h.buckets), h.count, h.total
+            )
         return h.family
 
 
