@@ -1,7 +1,8 @@
-"""After a configuration is loaded the C heap's free pages go back to the system (glibc)."""
+"""Memory settings of the C heap: trimmed after a configuration is applied, one arena for a large agent (glibc)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -17,3 +18,14 @@ def test_a_small_configuration_does_not_import_ctypes_for_it() -> None:
     code = "import sys; from agent.lifecycle import release_free_memory as r; print(r(10), 'ctypes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_large_configuration_shares_one_malloc_arena_unless_the_environment_says_otherwise() -> None:
+    code = "from agent.lifecycle import limit_malloc_arenas as f; print(f(5000))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout.split() == [str(platform.libc_ver()[0] == "glibc")]
+    env = {**os.environ, "MALLOC_ARENA_MAX": "4"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env
+    )
+    assert run.stdout.split() == ["False"]
