@@ -13,7 +13,9 @@ not mistaken for growth) and peak RSS (VmHWM), its CPU over the minute, the scra
 size, and the machine's load. At the end: the peak, and the growth of RSS from the second minute to
 the last (the first minute holds start-up: loading the configuration, the first rounds).
 
-``--tracemalloc SECONDS`` traces the agent's allocations from readiness on (slower, and its RSS is not
+``--malloc-stats`` prints pymalloc's and glibc's figures before a scrape each minute (with
+GIAMSAT_TRIM=1 in the environment, what ``malloc_trim`` then returns; GIAMSAT_TYPES=1, the live
+objects' sizes by type). ``--tracemalloc SECONDS`` traces the agent's allocations from readiness on (slower, and its RSS is not
 comparable; what start-up allocated, the configuration's models, is not seen) and prints, that long
 after start, the largest holders of memory: by the line that allocated it, and by the innermost line
 of this project's code on the way there (what a pydantic or library allocation was for).
@@ -98,7 +100,7 @@ sys.exit(main())
 
 #: The agent with SIGUSR2 printing where its heap is: pymalloc's arenas and glibc's malloc (into its log).
 MALLOC_STATS = """
-import ctypes, signal, sys
+import ctypes, os, signal, sys
 class _Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
@@ -109,6 +111,30 @@ def stats(*_):
     i = _libc.mallinfo2()
     print(f"glibc: heap {i.arena >> 20} MiB (in use {i.uordblks >> 20}, free {i.fordblks >> 20}, "
           f"top {i.keepcost >> 20}), mmapped {i.hblkhd >> 20} MiB in {i.hblks} blocks", file=sys.stderr, flush=True)
+    if os.environ.get("GIAMSAT_TRIM"):
+        before = rss()
+        _libc.malloc_trim(0)
+        print(f"malloc_trim: RSS {before:.1f} -> {rss():.1f} MiB", file=sys.stderr, flush=True)
+    if os.environ.get("GIAMSAT_TYPES"):  # after the trim: its own walk takes memory
+        types()
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+def types():
+    # every object reachable from a gc-tracked one, counted once: bytes, str and floats are not tracked
+    import gc
+    seen, size, count = set(), {}, {}
+    for o in gc.get_objects():
+        for x in (o, *gc.get_referents(o)):
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            t = type(x).__name__
+            size[t] = size.get(t, 0) + sys.getsizeof(x)
+            count[t] = count.get(t, 0) + 1
+    top = sorted(size.items(), key=lambda kv: -kv[1])[:15]
+    print("types: " + "; ".join(f"{t} {n / 2**20:.1f} MiB/{count[t]}" for t, n in top), file=sys.stderr, flush=True)
 signal.signal(signal.SIGUSR2, stats)
 from agent.cli import main
 sys.exit(main())
@@ -126,6 +152,8 @@ def show_malloc_stats(log: Path, since: int) -> None:
         "bytes lost to",
         "Total",
         "glibc:",
+        "types:",
+        "malloc_trim:",
     )
     for line in text.splitlines():
         if line.strip().startswith(wanted):
@@ -264,7 +292,7 @@ def main() -> None:
             if args.malloc_stats:  # just before the next scrape: no answer in memory
                 mark = (tmp / "agent.log").stat().st_size
                 proc.send_signal(signal.SIGUSR2)
-                time.sleep(1.0)
+                time.sleep(10.0 if os.environ.get("GIAMSAT_TYPES") else 1.0)
                 print(f"heap at minute {minute} (RSS {rss_bytes(proc.pid) / 2**20:.1f} MiB):")
                 show_malloc_stats(tmp / "agent.log", mark)
             rss, hwm = rss_bytes(proc.pid) / 2**20, hwm_bytes(proc.pid) / 2**20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
+import weakref
 
 import pytest
 from prometheus_client.core import (
@@ -18,7 +19,7 @@ from prometheus_client.core import (
 from agent.kernel.results import JobResult
 from agent.kernel.scrapetime import ScrapeTimeGauge
 from exporters.exposition import OwnFamilyCache, ResultRenderCache, render_openmetrics, render_text
-from exporters.exposition_stream import render_exposition
+from exporters.exposition_stream import WeakOwnFamilyCache, render_exposition
 from exporters.prometheus import coalesced, gzipped
 
 
@@ -89,3 +90,22 @@ def test_coalesced_slices_keep_the_bytes_and_their_order() -> None:
 def test_gzipped_stream_decompresses_to_the_input() -> None:
     chunks = [b"probe_success 1\n" * 10_000, b"", b"more\n" * 3]
     assert gzip.decompress(b"".join(gzipped(chunks))) == b"".join(chunks)
+
+
+def test_own_family_cache_keeps_what_its_source_keeps_and_nothing_else() -> None:
+    cache = WeakOwnFamilyCache()
+    kept = GaugeMetricFamily("giamsat_site_up", "site", labels=["site"])
+    kept.add_metric(["xa-1"], 1)
+    rf = cache.render([kept], 256)[0]
+    assert cache.render([kept], 256)[0] is rf  # the source still holds it: not rendered again
+    rebuilt = GaugeMetricFamily("giamsat_collector_success", "per job", labels=["target"])
+    rebuilt.add_metric(["t1"], 1)
+    gone = weakref.ref(rebuilt)
+    body, _ = render_exposition([], [kept, rebuilt], 256, False, cache)
+    assert b'giamsat_collector_success{target="t1"} 1.0' in b"".join(body.pieces())
+    del rebuilt, body
+    assert gone() is None  # the cache did not keep the scrape's families alive
+    again = GaugeMetricFamily("giamsat_collector_success", "per job", labels=["target"])
+    again.add_metric(["t1"], 0)
+    body, _ = render_exposition([], [kept, again], 256, False, cache)
+    assert b'giamsat_collector_success{target="t1"} 0.0' in b"".join(body.pieces())
