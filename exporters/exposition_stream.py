@@ -10,7 +10,6 @@ references. The bytes are exactly those of ``render_text``/``render_openmetrics`
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
@@ -18,9 +17,7 @@ from prometheus_client.core import Metric
 from agent.kernel.results import JobResult
 from exporters.exposition import (
     _SCRAPE_TIME,
-    LabelMemo,
     OwnFamilyCache,
-    RenderedFamily,
     ResultRenderCache,
     _escape_help,
     _escape_om_help,
@@ -28,7 +25,6 @@ from exporters.exposition import (
     _merge,
     _Merged,
     format_value,
-    render_families,
 )
 
 
@@ -67,44 +63,6 @@ class Exposition:
             yield b"\n"
         if openmetrics:
             yield b"# EOF\n"
-
-
-class WeakOwnFamilyCache(OwnFamilyCache):
-    """``OwnFamilyCache`` that does not keep the families themselves alive between scrapes.
-
-    Sources that build their families anew on every scrape (the per-job health families: six per job,
-    30 000 samples at 5 000 targets) never hit the cache, and holding them until the next scrape kept
-    ~10 MiB resident, twice over while that scrape built the next ones. A family its source keeps (the
-    site tracker's, while nothing changed) is still alive at the next scrape and found as before.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._refs: dict[int, tuple[weakref.ref[Metric] | Metric, int, RenderedFamily]] = {}
-
-    def render(self, own: Sequence[Metric], max_label_length: int) -> list[RenderedFamily]:
-        out: list[RenderedFamily] = []
-        fresh: dict[int, tuple[weakref.ref[Metric] | Metric, int, RenderedFamily]] = {}
-        memo: LabelMemo = {}  # per-job families of one scrape repeat the same labels
-        with self._lock:
-            for fam in own:
-                hit = self._refs.get(id(fam))
-                if hit is not None and _alive(hit[0]) is fam and hit[1] == len(fam.samples):
-                    rf = hit[2]
-                else:
-                    rf = render_families([fam], (), max_label_length, memo)[0]
-                try:
-                    ref: weakref.ref[Metric] | Metric = weakref.ref(fam)
-                except TypeError:  # a family class with __slots__ and no __weakref__: held as before
-                    ref = fam
-                fresh[id(fam)] = (ref, len(fam.samples), rf)
-                out.append(rf)
-            self._refs = fresh
-        return out
-
-
-def _alive(ref: weakref.ref[Metric] | Metric) -> Metric | None:
-    return ref() if isinstance(ref, weakref.ref) else ref
 
 
 def render_exposition(

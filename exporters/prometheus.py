@@ -29,11 +29,12 @@ from exporters.connections import ConnectionManagedServer, ManagedConnectionHand
 from exporters.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
+    OwnFamilyCache,
     ResultRenderCache,
     render_openmetrics,
     render_text,
 )
-from exporters.exposition_stream import Exposition, WeakOwnFamilyCache, render_exposition
+from exporters.exposition_stream import Exposition, render_exposition
 from exporters.status import StatusPage, StatusSnapshot
 from exporters.webconfig import WWW_AUTHENTICATE, WebConfig
 
@@ -103,7 +104,7 @@ class ExporterServer(ConnectionManagedServer):
     ) -> None:
         self.agent = agent
         self.scrape_slots = threading.BoundedSemaphore(max_concurrent)
-        self.own_cache = WeakOwnFamilyCache()
+        self.own_cache = OwnFamilyCache()
         self.result_cache = ResultRenderCache()
         self.status_page = StatusPage()
         super().__init__(address, Handler, web_config, max_connections)

@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from agent.kernel.results import JobResult
 from agent.kernel.scrapetime import ScrapeTimeGauge
 from exporters.exposition import OwnFamilyCache, ResultRenderCache, render_openmetrics, render_text
-from exporters.exposition_stream import WeakOwnFamilyCache, render_exposition
+from exporters.exposition_stream import render_exposition
 from exporters.prometheus import coalesced, gzipped
 
 
@@ -93,7 +93,7 @@ def test_gzipped_stream_decompresses_to_the_input() -> None:
 
 
 def test_own_family_cache_keeps_what_its_source_keeps_and_nothing_else() -> None:
-    cache = WeakOwnFamilyCache()
+    cache = OwnFamilyCache()
     kept = GaugeMetricFamily("giamsat_site_up", "site", labels=["site"])
     kept.add_metric(["xa-1"], 1)
     rf = cache.render([kept], 256)[0]
