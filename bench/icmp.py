@@ -76,7 +76,8 @@ their rendering; the duration, phases, RTT figures and the histogram are new eve
 all results into one answer, built as bytes once. Later scrapes of the same round only merge.
 
 A run is busy when other processes used the machine meanwhile: fping's own cost per echo then rises
-(on a quiet machine it is ~6 µs, on a loaded one 11-19 µs) and every ratio to it shrinks, so only quiet
+(quiet, it was ~6 µs on one VM and 18-22 µs on another; loaded, it rises by half or more) and every
+ratio to it shrinks, so only quiet
 runs (`--quiet-only`) say whether a ratio target is met; busy runs still compare two trees fairly when
 they are interleaved (`--baseline DIR`, e.g. `git archive` of main into DIR)."""
 BLACKBOX_MAX = 5000
@@ -641,7 +642,9 @@ def main() -> None:
         else f"**a busy machine: {n_busy} of {len(busy)} runs over the busy limits** (marked * below)"
     )
     text = (
-        f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''} --write` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`python bench/icmp.py --runs {args.runs}{' --baseline DIR' if args.baseline else ''}"
+        f"{' --python ' + args.python if args.python != sys.executable else ''} --write` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{platform.node()}: {os.cpu_count()} cores; giamsat on {interpreter(args.python)}; {args.runs} runs, "
         "the tools interleaved in each run and in reverse order every other run; the table shows per-field "
         "medians over the runs, and the ratio column the median of each run's own ratio). Taken on "
@@ -649,7 +652,7 @@ def main() -> None:
         f"other processes used over {args.busy_others * 100:.0f} % of all cores while a giamsat row or "
         "blackbox_exporter ran (the 'load, others' CPU' column: /proc/stat's process time minus the bench's "
         "own; for fping and the engine it includes the kernel threads answering their echo floods, so it is "
-        "shown but not judged). {COUNT} echoes per target to "
+        f"shown but not judged). {COUNT} echoes per target to "
         f"127.0.0.0/8, {INTERVAL_MS} ms apart, {TIMEOUT_MS} ms reply timeout. 'core share' is the CPU of one "
         "round spread over a 30 s interval.\n\n"
         + table(rows, runs)
