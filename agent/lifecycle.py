@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -64,11 +64,9 @@ def limit_malloc_arenas(jobs: int) -> bool:
     nothing from it (docs/benchmarks.md) and is left alone unless ctypes is loaded already; an
     explicit ``MALLOC_ARENA_MAX`` in the environment wins.
     """
-    if "MALLOC_ARENA_MAX" in os.environ or ("ctypes" not in sys.modules and jobs < 1000):
+    if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    import ctypes
-
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    mallopt = _glibc("mallopt", jobs)
     return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
 
 
@@ -80,15 +78,23 @@ def release_free_memory(jobs: int) -> bool:
     ~0.8 MiB the first time, so a small configuration only trims if something already imported it
     (the host collector does). False where there is no glibc.
     """
-    if "ctypes" not in sys.modules and jobs < 1000:
-        return False
-    import ctypes
-
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    trim = _glibc("malloc_trim", jobs)
     if trim is None:
         return False
     trim(0)
     return True
+
+
+def _glibc(name: str, jobs: int) -> Callable[..., int] | None:
+    """A function of the C library, for a configuration of ``jobs`` jobs: None where there is none, and
+    for a small configuration unless ctypes is loaded already (it costs ~0.8 MiB, more than a small
+    agent gains)."""
+    if "ctypes" not in sys.modules and jobs < 1000:
+        return None
+    import ctypes
+
+    function: Callable[..., int] | None = getattr(ctypes.CDLL(None), name, None)
+    return function
 
 
 #: Young objects that may pile up before the cyclic collector runs, at the least and per job.

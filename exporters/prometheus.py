@@ -29,12 +29,13 @@ from exporters.connections import ConnectionManagedServer, ManagedConnectionHand
 from exporters.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
+    Exposition,
     OwnFamilyCache,
     ResultRenderCache,
+    render_exposition,
     render_openmetrics,
     render_text,
 )
-from exporters.exposition_stream import Exposition, render_exposition
 from exporters.status import StatusPage, StatusSnapshot
 from exporters.webconfig import WWW_AUTHENTICATE, WebConfig
 

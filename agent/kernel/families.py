@@ -50,10 +50,8 @@ class ShapedFamily(Metric):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not isinstance(cls.__dict__.get("shape"), MemberDescriptorType) and not isinstance(
-            getattr(cls, "shape", None), MemberDescriptorType
-        ):
-            cls.shape = cls  # each class is its own shape, unless its instances carry one
+        if not isinstance(getattr(cls, "shape", None), MemberDescriptorType):
+            cls.shape = cls  # each class is its own shape, unless its instances carry one (a slot)
 
     def sample_values(self) -> Sequence[float]:
         """The values of ``samples``, in order."""
@@ -64,8 +62,8 @@ class LabelRows(Metric):
     """A family of one sample per row, ``(labels, value)``, whose label dicts its source keeps across
     scrapes (one dict per job for the agent's per-job health series): the exporter spells each dict's
     labels once while the dict lives, instead of 30 000 label sets on every scrape at 5 000 targets.
-    The dicts are never changed once given, no two rows have equal labels, and a row's labels hold
-    neither ``site`` nor ``target`` of a result (they are the family's own).
+    The dicts are never changed once given and no two rows have equal labels; the lines are written
+    with exactly these labels (no result's ``site``/``target`` is added).
     """
 
     def __init__(

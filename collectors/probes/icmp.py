@@ -662,16 +662,13 @@ class IcmpCollector(ProbeCollector):
             tail += (errs,)
         if self._bounds:
             tail += (self._histogram(name, rtts),)
+        head = (success, _Duration(duration), lookup_fam, proto, ip_hash_fam)
         if n:
             avg = sum(rtts) / n
             # population standard deviation, in C: the distance to the mean over sqrt(n)
             stddev = math.dist(rtts, [avg] * n) / math.sqrt(n)
             return (
-                success,
-                _Duration(duration),
-                lookup_fam,
-                proto,
-                ip_hash_fam,
+                *head,
                 _Phases(lookup, setup, avg),
                 sent,
                 received,
@@ -682,19 +679,8 @@ class IcmpCollector(ProbeCollector):
                 _RttStddev(stddev),
                 *tail,
             )
-        return (
-            success,
-            _Duration(duration),
-            lookup_fam,
-            proto,
-            ip_hash_fam,
-            self._failure_reason(failure_reason(r)),
-            _Phases(lookup, setup, 0.0),
-            sent,
-            received,
-            loss,
-            *tail,
-        )
+        reason = self._failure_reason(failure_reason(r))
+        return (*head, reason, _Phases(lookup, setup, 0.0), sent, received, loss, *tail)
 
     def _failure_reason(self, reason: str) -> Metric:
         fam = self._reasons.get(reason)  # bounded: REASONS

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,9 +101,7 @@ def _rounds_under(tmp_path: Path, thresholds: tuple[int, int, int] | None, seen:
 
 
 def test_a_round_of_2000_targets_runs_no_young_collection(tmp_path: Path, collections: list[int]) -> None:
-    t0 = time.monotonic()
     assert _rounds_under(tmp_path, None, collections) == 0
-    assert time.monotonic() - t0 < 60
 
 
 def test_a_threshold_below_the_churn_does_collect(tmp_path: Path, collections: list[int]) -> None:

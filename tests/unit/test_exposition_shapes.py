@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
@@ -149,3 +150,20 @@ def test_probe_gauges_of_every_kind_render_as_their_samples() -> None:
         text = render_text(shaped, [], 200)
         assert text == render_text(walked, [], 200)
         assert f'probe_success{{probe="{kind}",site="xa-1",target="t2"}} 1.0'.encode() in text[0]
+
+
+def test_a_secret_registered_later_is_masked_in_a_spelled_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from agent.kernel import redact as redact_module
+    from agent.kernel.redact import MASK, register_secret
+
+    monkeypatch.setattr(redact_module, "_forms", set())
+    monkeypatch.setattr(redact_module, "_secret_pattern", None)
+    monkeypatch.setattr(redact_module, "_pattern", re.compile(redact_module._SCHEME))
+    shape = FamilyShape("a label that turns out to be secret")
+    first = render_text([result("icmp/a", [_Pair(1.0, 2.0, shape, {"side": "s3cret-label-x"})])], [], 200)[0]
+    assert b"s3cret-label-x" in first
+    register_secret("s3cret-label-x")
+    again = render_text([result("icmp/a", [_Pair(1.0, 2.0, shape, {"side": "s3cret-label-x"})])], [], 200)[0]
+    assert b"s3cret-label-x" not in again and MASK.encode() in again

@@ -18,8 +18,13 @@ from prometheus_client.core import (
 
 from agent.kernel.results import JobResult
 from agent.kernel.scrapetime import ScrapeTimeGauge
-from exporters.exposition import OwnFamilyCache, ResultRenderCache, render_openmetrics, render_text
-from exporters.exposition_stream import render_exposition
+from exporters.exposition import (
+    OwnFamilyCache,
+    ResultRenderCache,
+    render_exposition,
+    render_openmetrics,
+    render_text,
+)
 from exporters.prometheus import coalesced, gzipped
 
 
