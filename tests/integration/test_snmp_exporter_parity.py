@@ -35,6 +35,8 @@ EXPORTER = shutil.which("prometheus-snmp-exporter")
 VENDOR = ("ucd_la_table", "ucd_memory", "ucd_system_stats", "ip_mib", "hrSWInstalled")
 #: keys snmp_exporter 0.21 does not know (added later): dropped from its copy, applied to expectations
 NEWER_KEYS = ("scale", "offset", "datetime_pattern")
+#: read triples before a difference counts (see the parity test: the host's tables move under parallel tests)
+HOST_CHANGE_ATTEMPTS = 4
 #: giamsat's own failure signalling, on top of snmp_exporter's series
 GIAMSAT_ONLY = {"snmp_up", "snmp_failure_reason"}
 #: timings: compared as present, not by value
@@ -231,12 +233,22 @@ def test_same_series_and_values_as_snmp_exporter(
     agent: Snmpd, exporter: str, tmp_path: Path, module: str
 ) -> None:
     c = _collector(tmp_path, [str(ORACLES / "snmp.yml")] if module in VENDOR else None)
-    g1 = _giamsat(c, agent, module)
-    ex = _exporter(exporter, agent, module)
-    g2 = _giamsat(c, agent, module)
-    assert g1.get(("snmp_up", frozenset())) == 1.0
-    assert len(ex) > 3, ex
-    _compare(module, g1, ex, g2, _scale_offset((module,)))
+    for attempt in range(1, HOST_CHANGE_ATTEMPTS + 1):
+        g1 = _giamsat(c, agent, module)
+        ex = _exporter(exporter, agent, module)
+        g2 = _giamsat(c, agent, module)
+        assert g1.get(("snmp_up", frozenset())) == 1.0
+        assert len(ex) > 3, ex
+        try:
+            _compare(module, g1, ex, g2, _scale_offset((module,)))
+            return
+        except AssertionError:
+            # The host's tables (interfaces, mounts) change while other tests run beside this one: a
+            # veth or tmpfs that exists for one read and not the next. A real difference shows on
+            # every read; a passing host change does not.
+            if attempt == HOST_CHANGE_ATTEMPTS:
+                raise
+            time.sleep(1.0)
 
 
 def test_meta_metrics_have_snmp_exporter_names_and_labels(
