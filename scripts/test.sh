@@ -18,6 +18,7 @@ DEB_PACKAGES=(
   systemd                         # systemd-analyze for the unit checks
   prometheus-alertmanager         # amtool check-config for the shipped alertmanager.yml example
   python3-venv
+  python3-yaml                    # PyYAML on Debian's own libyaml (no nesting limit): the YAML reader must not use it
   make                            # make bundle (offline install tarball) in the install tests
   passwd procps                   # useradd/chpasswd/userdel and pkill for the SSH password test
   faketime                        # libfaketime: step the wall clock of one agent process (clock tests)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.kernel.errors import ConfigError, ConfigProblem
@@ -310,30 +309,10 @@ def _problems(
     return [ConfigProblem(file, ".".join(prefix), str(exc))]
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Any]:
-    """``read_yaml_mapping`` with libyaml when present: upstream's snmp.yml is 2 MB."""
-    loader_cls = getattr(yaml, "CSafeLoader", None)
-    if loader_cls is None:
-        return read_yaml_mapping(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        loader = loader_cls(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
-        return read_yaml_mapping(path)  # its errors name the problem
-    if not isinstance(data, dict):
-        return read_yaml_mapping(path)
-    return data, root
-
-
 def load_file(path: Path) -> ModuleFile:
     """One snmp.yml file. Raises ``ConfigError`` naming file, line and key of every problem."""
     file = str(path)
-    data, root = _read(path)
+    data, root = read_yaml_mapping(path)  # libyaml where it is safe: upstream's snmp.yml is 2 MB
     out = ModuleFile()
     problems: list[ConfigProblem] = []
     current = "modules" in data or "auths" in data
