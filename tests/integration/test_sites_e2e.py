@@ -194,7 +194,16 @@ def test_outages_as_shipped(stack: Any, province: Any) -> None:
     assert all(cycle.to_resolved[s] is not None for s in ("vx", "bm-yenphu"))
     assert cycle.behind == dict.fromkeys(VX_COMMUNES, "unreachable")
     assert cycle.behind_paged == []
-    leaked = stack.query(f'max_over_time(ALERTS{{site=~"{"|".join(VX_COMMUNES)}"}}[10m])')
+    behind = "|".join(VX_COMMUNES)
+    # The round under way when the link is cut can lose some of its echoes and still succeed: with
+    # the few samples a test's 10-minute window holds, LinkDegraded may then go pending for an
+    # evaluation or two, until the next round fails and its `unless` ends it. Pending is not alerting
+    # (`for: 5m`, never sent to Alertmanager); anything else is a leak, as is a pending one still there.
+    leaked = stack.query(
+        f'max_over_time(ALERTS{{site=~"{behind}", alertstate="firing"}}[10m])'
+        f' or max_over_time(ALERTS{{site=~"{behind}", alertname!="LinkDegraded"}}[10m])'
+        f' or ALERTS{{site=~"{behind}"}}'
+    )
     if leaked:  # what led to it
         for q in (
             'ALERTS{site="vx-daoduc"}',
