@@ -58,6 +58,11 @@ CONFIRM_ECHOES = 9
 #: Spacing of the confirmation burst's echoes (CONFIRM_ECHOES less the round's own: 6 after a default
 #: round of 3, sent over 1.0 s).
 CONFIRM_INTERVAL = 0.2
+#: The closest spacing the burst is squeezed to when the round left little of the timeout: a burst
+#: sent closer together still confirms, where no burst would report the target down on one round.
+CONFIRM_MIN_INTERVAL = 0.01
+#: The shortest wait for the burst's replies; with less time left the round's result is reported.
+CONFIRM_MIN_WINDOW = 0.05
 
 #: 1 ms doubling to ~4 s (13 buckets): what the shipped latency heatmap (site detail dashboard) needs
 #: for district and commune links, up to the longest RTT a default probe can see ((count - 1) x
@@ -606,9 +611,8 @@ class IcmpCollector(ProbeCollector):
         to the targets that lost theirs. One reply and the link works (recovery needs no confirmation);
         the result a target reports counts the echoes of both."""
         assert self.engine is not None
-        sending = (burst - 1) * CONFIRM_INTERVAL
-        window = min(t0.packet_timeout, deadline.left(0.2) - sending)
-        if window < 0.05:  # no time left before the deadline: report what the round saw
+        interval, window = confirm_schedule(burst, t0.packet_timeout, deadline.left(0.2))
+        if window < CONFIRM_MIN_WINDOW:  # no time left before the deadline: report what the round saw
             for j, r in first:
                 report_one(j, r)
             return
@@ -624,7 +628,7 @@ class IcmpCollector(ProbeCollector):
         await self.engine.ping_many(
             addrs,
             count=burst,
-            interval=CONFIRM_INTERVAL,
+            interval=interval,
             timeout=window,
             payload_size=t0.payload_size,
             dont_fragment=t0.dont_fragment,
@@ -726,6 +730,18 @@ def failure_reason(r: EchoResult) -> str:
     if r.errors:
         return max(sorted(r.errors), key=lambda k: r.errors[k])
     return "timeout"
+
+
+def confirm_schedule(burst: int, packet_timeout: float, left: float) -> tuple[float, float]:
+    """Spacing of the confirmation burst's echoes and the wait for their replies, in ``left`` seconds.
+
+    ``CONFIRM_INTERVAL`` apart while sending takes at most half of what is left; closer (down to
+    ``CONFIRM_MIN_INTERVAL``) when the round used most of the timeout, so the other half stays for
+    the replies. A window under ``CONFIRM_MIN_WINDOW`` means there is no time for a burst."""
+    interval = CONFIRM_INTERVAL
+    if burst > 1:
+        interval = max(CONFIRM_MIN_INTERVAL, min(CONFIRM_INTERVAL, left / 2 / (burst - 1)))
+    return interval, min(packet_timeout, left - (burst - 1) * interval)
 
 
 def check_icmp_permission(needed: bool) -> DoctorCheck:

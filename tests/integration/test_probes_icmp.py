@@ -275,6 +275,33 @@ def test_blackholed_target_in_a_batch_does_not_hold_back_the_others(lab: Lab, tm
         assert results[name].duration < dead.duration
 
 
+def test_a_round_that_used_most_of_its_timeout_is_still_confirmed(lab: Lab, tmp_path: Path) -> None:
+    """The round of a dead target left 0.5 s of its 1 s timeout (less the reporting margin): the
+    confirmation burst is squeezed into it rather than left out (a target reported down on one round's
+    loss), and the result still comes within the timeout. A live target beside it is unaffected."""
+    lab.nft(lab.router, "forward", "ip daddr 198.18.31.77 drop")
+    echo = {"count": 2, "packet_interval": "10ms", "packet_timeout": "400ms", "timeout": "1s"}
+    cfg = write_config(
+        tmp_path,
+        {
+            "icmp": [
+                {"name": "dead", "address": "198.18.31.77", **echo},
+                {"name": "live", "address": TARGET_IP, **echo},
+            ]
+        },
+    )
+    try:
+        results = run(run_config(cfg))
+    finally:
+        lab.flush_nft(lab.router)
+    dead = results["dead"]
+    assert value(dead.families, "probe_success") == 0
+    assert value(dead.families, "probe_icmp_packets_sent") == 9  # 2 + the 7-echo confirmation burst
+    assert dead.duration < 1.0
+    assert value(results["live"].families, "probe_success") == 1
+    assert value(results["live"].families, "probe_icmp_packets_sent") == 2
+
+
 @pytest.mark.parametrize("mode", ["dgram", "raw"])
 def test_socket_modes_inside_a_namespace(lab: Lab, mode: str) -> None:
     """Datagram (unprivileged) and raw sockets: replies, TTL exceeded via IP_RECVERR / embedded headers."""
