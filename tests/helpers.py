@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from prometheus_client.core import Metric
 
@@ -168,7 +169,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(
-                f"{proc.args[0]!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
+                f"{cast(list[str], proc.args)[0]!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
             )
         try:
             return http_get(url, timeout=2)[0] == 200

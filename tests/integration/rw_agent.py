@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from exporters.remote_write import RemoteWriter, RemoteWriteSettings
+from exporters.remote_write import RemoteWriter
+from exporters.remote_write_settings import RemoteWriteSettings
 
 
 def write_status(path: Path, w: RemoteWriter, extra: dict[str, object]) -> None:

@@ -267,10 +267,10 @@ def test_the_agent_serves_ntp_targets_and_takes_them_as_site_uplinks(chrony: int
     finally:
         stop_process(proc)
         silent.close()
-    log = log_path.read_text(encoding="utf-8")
-    failing = [ln for ln in log.splitlines() if "ntp server failing" in ln]
+    log_text = log_path.read_text(encoding="utf-8")
+    failing = [ln for ln in log_text.splitlines() if "ntp server failing" in ln]
     assert len(failing) == 1 and "target=tinh-ntp-backup" in failing[0] and "reason=timeout" in failing[0]
-    assert "Traceback" not in log
+    assert "Traceback" not in log_text
 
 
 def test_doctor_names_the_silent_server_and_its_fix(chrony: int, tmp_path: Path) -> None:

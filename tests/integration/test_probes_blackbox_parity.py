@@ -564,12 +564,12 @@ def test_prometheus_with_the_readme_scrape_job_scrapes_giamsat_unchanged(lab: La
             return result if len(result) == 2 else None
 
         result = wait_for(both_scraped, 30, what="two probe_success series in Prometheus")
-        by_instance = {r["metric"]["instance"]: r["value"][1] for r in result}  # type: ignore[index]
+        by_instance = {r["metric"]["instance"]: r["value"][1] for r in result}
         assert by_instance == {ok: "1", down: "0"}
         # exactly blackbox's labels: job and instance from Prometheus, nothing of giamsat's
-        labels = {k for r in result for k in r["metric"]}  # type: ignore[attr-defined]
+        labels = {k for r in result for k in r["metric"]}
         assert labels == {"__name__", "job", "instance"}
-        assert {r["value"][1] for r in query(prom, 'up{job="blackbox"}')} == {"1"}  # type: ignore[index]
+        assert {r["value"][1] for r in query(prom, 'up{job="blackbox"}')} == {"1"}
         phases = query(prom, 'probe_http_duration_seconds{job="blackbox"}')
         assert {r["metric"]["phase"] for r in phases} == {
             "resolve",
@@ -577,7 +577,7 @@ def test_prometheus_with_the_readme_scrape_job_scrapes_giamsat_unchanged(lab: La
             "tls",
             "processing",
             "transfer",
-        }  # type: ignore[index]
+        }
 
 
 def test_an_on_demand_probe_is_not_redirected_outside_the_allow_list(lab: Lab) -> None:

@@ -360,8 +360,8 @@ def test_frag_needed_when_dont_fragment_exceeds_the_path_mtu(lab: Lab) -> None:
         in_ns(lab.router, "ip", "link", "set", rb, "mtu", "1500")
         in_ns(lab.target, "ip", "link", "set", lab.target_if, "mtu", "1500")
         subprocess.run(["ip", "route", "flush", "cache"], check=False)
-    assert df.received == 0 and set(df.errors) == {"frag_needed"}  # type: ignore[attr-defined]
-    assert frag.received == 2  # type: ignore[attr-defined]  # without DF the router fragments
+    assert df.received == 0 and set(df.errors) == {"frag_needed"}
+    assert frag.received == 2  # without DF the router fragments
 
 
 def test_many_loopback_targets_v4_and_v6_are_demultiplexed(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from exporters.remote_write import RemoteWriter, RemoteWriteSettings
+from exporters.remote_write import RemoteWriter
+from exporters.remote_write_settings import RemoteWriteSettings
 from tests.helpers import exclusive_addresses
 from tests.integration.rwproxy import Proxy
 from tests.integration.rwservers import (

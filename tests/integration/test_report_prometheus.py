@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -49,7 +49,7 @@ def _ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     def ready() -> bool:
         if proc.poll() is not None:
             pytest.fail(
-                f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
+                f"{cast(list[str], proc.args)[0]} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
             )
         try:
             return http_get(url, timeout=2)[0] == 200

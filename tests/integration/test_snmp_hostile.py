@@ -85,7 +85,7 @@ async def poll(client: SnmpClient, op: str) -> str:
 def test_hostile_agents_leak_nothing(
     fakes: dict[str, FakeAgent], engine: str, version: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    auth = Auth(version=version, community="public")  # type: ignore[arg-type]
+    auth = Auth(version=version, community="public")
     engines = PysnmpEngines()
 
     def client(mode: str) -> SnmpClient:

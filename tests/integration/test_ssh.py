@@ -25,6 +25,7 @@ from typing import Any
 import paramiko
 import psutil
 import pytest
+from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 from prometheus_client.core import Metric
 
 from agent.kernel.collector import BlockingRunner, CollectorContext
@@ -1113,17 +1114,18 @@ class _HostileSession(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        return paramiko.AUTH_SUCCESSFUL
+        return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        return paramiko.OPEN_SUCCEEDED
+        return OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         m = paramiko.Message()
         m.add_byte(bytes([80]))  # SSH_MSG_GLOBAL_REQUEST
         m.add_string(b"\xff\xfe-not-utf-8")
         m.add_boolean(False)
-        self.transport._send_message(m)  # no public API sends a malformed request, on purpose
+        # no public API sends a malformed request, on purpose (private: not in types-paramiko)
+        self.transport._send_message(m)  # type: ignore[attr-defined]
         return True
 
 

@@ -173,7 +173,7 @@ def test_language_headers_and_escaped_query(agent_url: str) -> None:
 
 def test_every_link_on_the_page_answers(agent_url: str) -> None:
     page = parse(http_get(agent_url + "/")[1])
-    links = {attrs["href"] for tag, attrs in page.tags if tag == "a" and attrs.get("href")}
+    links = {href for tag, attrs in page.tags if tag == "a" and (href := attrs.get("href"))}
     assert {"/report", "/metrics", "/-/healthy", "/-/ready", "/?lang=en"} <= links
     for href in sorted(links):
         assert href is not None and href.startswith("/")

@@ -281,9 +281,8 @@ def test_secret_from_file_env_and_world_readable_warning(
         del os.environ["GIAMSAT_TEST_CREDS"]
     os.environ["GIAMSAT_TEST_PW"] = "from-env"
     try:
-        assert (
-            Auth.model_validate({"password_env": "GIAMSAT_TEST_PW"}).password.get_secret_value() == "from-env"
-        )  # type: ignore[union-attr]
+        pw = Auth.model_validate({"password_env": "GIAMSAT_TEST_PW"}).password
+        assert pw is not None and pw.get_secret_value() == "from-env"
     finally:
         del os.environ["GIAMSAT_TEST_PW"]
     with pytest.raises(ValueError, match="environment variable NOT_SET_ANYWHERE is not set"):

@@ -94,7 +94,7 @@ class _CountingFamily(Metric):
         super().__init__("probe_success", "", "gauge")
         self._samples = [Sample("probe_success", {}, 1.0)]
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Sample]:
         type(self).reads += 1
         return self._samples
@@ -239,7 +239,7 @@ def mixed_results() -> tuple[list[JobResult], list[Metric]]:
         # Gauge "probe_device_info" would merge with info "probe_device" in text, not in OpenMetrics.
         result("tcp/y", [gauge("probe_device_info", 0.5)], site="xa-1", target="y"),
     ]
-    own = [gauge("giamsat_build_info", 1.0, version="1.0"), gauge("giamsat_sites", 2.0)]
+    own: list[Metric] = [gauge("giamsat_build_info", 1.0, version="1.0"), gauge("giamsat_sites", 2.0)]
     return results, own
 
 
@@ -263,7 +263,8 @@ def test_openmetrics_and_text_carry_the_same_samples_and_conflicts() -> None:
     text, text_conflicts = render_text(results, own, 256)
     om, om_conflicts = render_openmetrics(results, own, 256)
     assert text_conflicts == om_conflicts == 3
-    om_samples = _samples(parse_om(om.decode()))  # raises on anything OpenMetrics forbids
+    # raises on anything OpenMetrics forbids
+    om_samples = _samples(parse_om(om.decode()))  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
     assert len(om_samples) == 2 + 2 * 14  # per result: 1+1+5+1+2+2+1+1
     # prometheus_client's text parser renames a counter's samples to _total; compare those as it does.
     assert {(n.removesuffix("_total"), ls, v) for n, ls, v in _samples(parse_text(text.decode()))} == {

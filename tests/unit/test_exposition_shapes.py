@@ -33,7 +33,9 @@ def result(job: str, fams: Sequence[Metric], site: str = "xa-1", target: str = "
     return JobResult(job, "icmp", target, site, tuple(fams), time.time(), 0.01, True)
 
 
-def icmp_families(tmp_path: Path, rtts: list[float], errors: dict[str, int] | None = None) -> list[Metric]:
+def icmp_families(
+    tmp_path: Path, rtts: list[float], errors: dict[str, int] | None = None
+) -> tuple[Metric, ...]:
     ctx = CollectorContext("icmp", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))
     col = IcmpCollector(IcmpSettings(), ctx)
     current_probe.set("icmp")
@@ -75,7 +77,7 @@ class _Pair(ShapedFamily):
     def samples(self) -> list[Sample]:  # type: ignore[override]
         return [Sample(self.name, self._labels, self.a), Sample(self.name, {"side": "b"}, self.b)]
 
-    def sample_values(self) -> tuple[float, float]:
+    def sample_values(self) -> tuple[float, ...]:
         return (self.a, self.b)
 
 

@@ -11,7 +11,6 @@ from agent.kernel.scrapetime import ScrapeTimeGauge
 from collectors.host.files import Files
 from collectors.host.options import Options
 from collectors.host.parts import time as time_part
-from exporters import exposition
 from exporters.exposition import ResultRenderCache, render_openmetrics, render_text
 
 
@@ -26,7 +25,7 @@ def result(site: str | None = "tinh") -> JobResult:
 def test_rendered_with_the_scrape_time_even_from_the_render_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     r, cache = result(), ResultRenderCache()
     for now in (2000.5, 2015.25):
-        monkeypatch.setattr(exposition.time, "time", lambda now=now: now)
+        monkeypatch.setattr("exporters.exposition.time.time", lambda now=now: now)
         text = render_text([r], [], 1024, result_cache=cache)[0].decode()
         assert f'node_time_seconds{{site="tinh"}} {now}\n' in text
         assert 'node_load1{site="tinh"} 0.5\n' in text

@@ -153,6 +153,7 @@ def test_histogram_buckets_as_a_list_a_range_or_off(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         IcmpSettings.model_validate({"histogram_buckets": {"min": "1ms", "max": "1s", "count": 4, "x": 1}})
     ctx = CollectorContext("icmp", tmp_path, BlockingRunner("t", 1), logging.getLogger("t"))
+    off: bool | list[float]
     for off in (False, []):
         col = IcmpCollector(IcmpSettings.model_validate({"histogram_buckets": off}), ctx)
         current_probe.set("icmp")

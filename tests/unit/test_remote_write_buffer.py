@@ -32,7 +32,7 @@ def buf(d: Path, **kw: int) -> Buffer:
 
 
 def drain(b: Buffer, lane_name: str = "live", max_samples: int = 1000) -> list[SegmentRun]:
-    out = []
+    out: list[SegmentRun] = []
     while True:
         lane = b.live if lane_name == "live" else b.backfill
         if lane is None:

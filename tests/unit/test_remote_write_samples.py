@@ -19,7 +19,8 @@ from prometheus_client.core import (
 from pydantic import ValidationError
 
 from agent.kernel.results import JobResult
-from exporters.remote_write import RemoteWriter, RemoteWriteSet, RemoteWriteSettings, samples_from_result
+from exporters.remote_write import RemoteWriter, RemoteWriteSet, samples_from_result
+from exporters.remote_write_settings import RemoteWriteSettings
 
 
 def result(families: list[Metric]) -> JobResult:
@@ -116,7 +117,7 @@ def test_self_metrics_of_two_receivers_pass_promtool_and_keep_the_invariant(tmp_
                 return rws.collect()
 
         reg = CollectorRegistry()
-        reg.register(C())  # type: ignore[arg-type]
+        reg.register(C())
         text = generate_latest(reg)
         for remote in ("central", "backup"):
             lab = {"remote": remote}

@@ -7,7 +7,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from exporters.remote_write import RemoteWriter, RemoteWriteSettings
+from exporters.remote_write import RemoteWriter
+from exporters.remote_write_settings import RemoteWriteSettings
 from exporters.wal import Buffer
 from tests.helpers import free_port
 

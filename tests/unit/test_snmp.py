@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from collectors.snmp import SnmpCollector
-from collectors.snmp.client import SnmpClientError, WalkGuard
+from collectors.snmp.client import SnmpClientError, Value, WalkGuard
 from collectors.snmp.collector import build_families, format_string, parse_index
 from collectors.snmp.config import Auth, MetricDef, Module, SnmpSettings, SnmpTarget
 from collectors.snmp.exporter_config import load_file
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_ambiguous_aes_names_are_refused_with_the_explicit_names() -> None:
     for name in ("AES192", "AES256", "AES192C", "aes256c"):
         with pytest.raises(ValidationError) as exc:
-            Auth(version=3, username="u", password="p", priv_password="q", priv_protocol=name)  # type: ignore[arg-type]
+            Auth(version=3, username="u", password="p", priv_password="q", priv_protocol=name)
         text = str(exc.value)
         assert "Blumenthal" in text or "Reeder" in text
     a = Auth(
@@ -33,19 +33,19 @@ def test_ambiguous_aes_names_are_refused_with_the_explicit_names() -> None:
         priv_password="q",
         priv_protocol="aes256-reeder",
         auth_protocol="sha-512",
-    )  # type: ignore[arg-type]
+    )
     assert (a.priv_protocol, a.auth_protocol) == ("AES256-Reeder", "SHA512")
     assert (
         Auth(version=3, username="u", password="p", priv_password="q", priv_protocol="AES128").priv_protocol
         == "AES"
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_auth_requirements_and_secrets_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="community"):
         Auth(version=2)
     with pytest.raises(ValidationError, match="priv_password"):
-        Auth(version=3, username="u", password="p")  # type: ignore[arg-type]
+        Auth(version=3, username="u", password="p")
     with pytest.raises(ValidationError, match="username"):
         Auth(version=3)
     Auth(version=3, username="u", security_level="noAuthNoPriv")
@@ -146,14 +146,14 @@ def test_value_semantics() -> None:
         {"name": "upsEstimatedSecondsRemaining", "oid": "1.3.6.1.2.1.33.1.2.3", "scale": 60},
         {"name": "missing", "oid": "1.3.6.1.2.1.99.1"},
     )
-    scalars = {
+    scalars: dict[str, Value] = {
         "1.3.6.1.2.1.1.3.0": 12345,
         "1.3.6.1.2.1.1.5.0": b"core-sw\x00",
         "1.3.6.1.2.1.1.2.0": "1.3.6.1.4.1.9.1.1",
         "1.3.6.1.2.1.33.1.2.1.0": 3,
         "1.3.6.1.2.1.33.1.2.3.0": b" 42 ",  # DisplayString number, as some UPS agents send
     }
-    tables = {
+    tables: dict[str, dict[str, Value]] = {
         "1.3.6.1.2.1.31.1.1.1.6": {"1": 2**64 - 1, "2": 7, "x": 1},
         "1.3.6.1.2.1.31.1.1.1.1": {"1": b"Gi0/1"},
         "1.3.6.1.2.1.25.2.3.1.5": {"1": 1000, "2": 5},
@@ -262,7 +262,7 @@ def test_example_config_passes_the_check_its_header_gives(monkeypatch: pytest.Mo
     assert isinstance(settings, SnmpSettings)
     targets = loaded.config.targets_of("snmp")
     assert len(targets) == 4
-    assert SnmpCollector.check_targets(settings, targets) == []  # type: ignore[arg-type]
+    assert SnmpCollector.check_targets(settings, targets) == []
     v3 = [a for a in settings.auths.values() if a.version == 3]
     assert v3 and all(a.auth_protocol.startswith("SHA2") and a.priv_protocol.startswith("AES") for a in v3)
 

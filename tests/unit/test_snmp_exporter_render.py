@@ -309,7 +309,8 @@ async def test_walk_params_reach_the_client(tmp_path: Path) -> None:
     assert isinstance(plain, GufoClient) and (plain.ep.max_repetitions, plain.ep.retries) == (25, 3)
     # a target's own setting wins over the module's
     t2 = SnmpTarget(name="e", site="s", address="198.18.40.1", auth="a", modules=["odd"], retries=0)
-    assert c._client(t2, settings.all_auths["a"], c.ex_modules["odd"]).ep.retries == 0
+    own = c._client(t2, settings.all_auths["a"], c.ex_modules["odd"])
+    assert isinstance(own, (PysnmpClient, GufoClient)) and own.ep.retries == 0
     g = WalkGuard("1.3", 10, allow_nonincreasing=True)
     assert g.accept("1.3.5") and g.accept("1.3.2")  # accepted, still bounded by the limit
     with pytest.raises(SnmpClientError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,7 @@ def test_keyvalue_and_json_parsers() -> None:
 @given(st.text(max_size=300))
 def test_parsers_raise_only_parse_error_on_any_text(text: str) -> None:
     """Remote output is untrusted: garbage must give ParseError (parse_error), never another exception."""
-    fns = [
+    fns: list[Callable[[str], object]] = [
         parsers.parse_loadavg,
         parsers.parse_meminfo,
         parsers.parse_stat,
@@ -412,8 +413,12 @@ def test_deadline_alarms_fire_in_order_survive_a_blocked_action_and_cancel() -> 
     try:
         with _Watchdog(time.monotonic() + 0.01, lambda: cancelled_ran.set()):
             pass  # left before the deadline: cancelled
+
         # The first action blocks (a channel close on a wedged connection); the second must still run.
-        with _Watchdog(time.monotonic() + 0.05, release.wait, second_ran.set) as dog:
+        def block() -> None:
+            release.wait()
+
+        with _Watchdog(time.monotonic() + 0.05, block, second_ran.set) as dog:
             assert second_ran.wait(10)
             assert dog.fired.is_set()
     finally:

@@ -8,10 +8,12 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from agent.config import load_config
+from agent.kernel.collector import Collector
 from agent.kernel.errors import ConfigError
 from agent.kernel.pipeline import Job
 from agent.kernel.results import JobHealth
@@ -320,11 +322,12 @@ def test_status_page_language_in_the_configuration(tmp_path: Path) -> None:
 
 
 def test_agent_health_per_collector_kind() -> None:
+    no_collector = cast(Collector, None)  # agent_health reads a job's id and kind, never its collector
     jobs = [
-        Job(f"{kind}/{i}", kind, None, None, None, 30.0, 10.0)
+        Job(f"{kind}/{i}", kind, no_collector, None, None, 30.0, 10.0)
         for kind, n in (("icmp", 4), ("host", 1))
         for i in range(n)
-    ]  # type: ignore[arg-type]
+    ]
     health = {
         "icmp/0": JobHealth("icmp", "0", None, last_success=True, last_success_timestamp=NOW - 5),
         "icmp/1": JobHealth(

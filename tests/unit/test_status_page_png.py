@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def _paeth(a: int, b: int, c: int) -> int:
     return a if pa <= pb and pa <= pc else b if pb <= pc else c
 
 
-def encode(rows: list[list[tuple[int, ...]]], filters: list[int], colour: int = 2) -> bytes:
+def encode(rows: Sequence[Sequence[tuple[int, ...]]], filters: list[int], colour: int = 2) -> bytes:
     """A PNG of ``rows`` (RGB or RGBA pixels), each row filtered with the given type."""
     bpp = 3 if colour == 2 else 4
     raw = b""

@@ -14,6 +14,7 @@ from agent.config import load_config
 from agent.kernel import yamlfile
 from agent.kernel.errors import ConfigError
 from agent.kernel.yamlfile import LazyTree, line_of, read_yaml_data, read_yaml_mapping
+from collectors.probes.icmp import IcmpTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,7 @@ def test_models_given_the_same_keys_share_their_key_set_and_copies_stay_apart(tm
     assert a.model_fields_set is b.model_fields_set
     assert c.model_fields_set == {"name", "site", "address", "count"}
     copied = a.model_copy(update={"count": 7})
+    assert isinstance(copied, IcmpTarget)
     assert copied.count == 7 and copied.model_fields_set == {"name", "site", "address", "count"}
     assert a.model_fields_set == b.model_fields_set == {"name", "site", "address"}
 
