@@ -5,8 +5,8 @@ Usage: .venv/bin/python bench/ssh.py [--targets 20] [--rounds 5] [--concurrency 
 Must run as root (it starts a real sshd on loopback, as the tests do). Every target points at that one
 sshd under its own name. Each round collects the ``linux`` module's two commands from every target:
 giamsat through its collector (connections kept between rounds), the peer as a cron script would,
-``ssh host 'tail -n +1 /proc/...'`` and ``ssh host 'df -P -T -k'`` with a new connection each time, with
-the same concurrency. Rounds alternate between the two so machine noise hits both alike. Reported:
+``ssh host '<the module's files command>'`` and ``ssh host 'stat -f ... <mounts>'`` with a new connection
+each time, with the same concurrency. Rounds alternate between the two so machine noise hits both alike. Reported:
 wall time per round, client CPU, and the sshd side's CPU (the monitored host's cost).
 """
 
@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.kernel.collector import BlockingRunner, CollectorContext
 from bench.common import collect_once, cpu_seconds, median, update_section
-from collectors.ssh.collector import PROC_FILES, SSHCollector, SSHSettings, SSHTarget
+from collectors.host.options import Options
+from collectors.ssh import linux
+from collectors.ssh.collector import SSHCollector, SSHSettings, SSHTarget
 from tests.integration.sshd_server import children, keygen, start_sshd
 
 
@@ -109,10 +112,17 @@ def main() -> None:
                 "root@127.0.0.1",
             ]
 
+            # The peer sends the linux module's own two commands: the files, then statvfs of the
+            # mount points (found once here, from a first answer, as a cron script would hard-code them).
+            files_cmd = shlex.join(linux.files_command())
+            first = subprocess.run([*ssh_base, files_cmd], capture_output=True, timeout=60, check=True)
+            mounts = linux.mount_points(linux.parse_snapshot(first.stdout), Options())
+            peer_cmds = (files_cmd, shlex.join(linux.stat_command(mounts)))
+
             def peer_one(_i: int) -> bool:
                 ok = True
-                for cmd in (["tail", "-n", "+1", *PROC_FILES], ["df", "-P", "-T", "-k"]):
-                    r = subprocess.run([*ssh_base, *cmd], capture_output=True, timeout=60)
+                for cmd in peer_cmds:
+                    r = subprocess.run([*ssh_base, cmd], capture_output=True, timeout=60)
                     ok = ok and r.returncode == 0 and bool(r.stdout)
                 return ok
 

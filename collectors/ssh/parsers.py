@@ -1,8 +1,9 @@
 """Pure parsers for the text the SSH collector reads on remote hosts: no I/O, so each is tested alone.
 
-The /proc and ``df -P`` parsers follow node_exporter's reading of the same files (procfs library), so
-the ``linux`` module's figures match what node_exporter would report on that host. Every parser raises
-``ParseError`` on input it cannot make sense of, never returns half-guessed numbers.
+``df -P`` (the ``linux`` module's fallback for hosts without ``stat -f``, busybox) and the user-defined
+command parsers; the /proc and /sys files are parsed by the host collector's own parts
+(``collectors.ssh.linux``). Every parser raises ``ParseError`` on input it cannot make sense of, never
+returns half-guessed numbers.
 """
 
 from __future__ import annotations
@@ -10,167 +11,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from collectors.host.parts import meminfo
 
 
 class ParseError(ValueError):
     """The remote output is not what the parser expects; the message says where."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# several files in one command: `tail -n +1 f1 f2 ...` prints "==> f1 <==" before each file
-# ---------------------------------------------------------------------------------------------------
-_HEADER = re.compile(r"^==> (.+) <==$")
-
-
-def split_sections(text: str) -> dict[str, str]:
-    """Output of ``tail -n +1 FILE...`` (or ``head``) -> {file name: content}."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        m = _HEADER.match(line)
-        if m:
-            current = sections.setdefault(m.group(1), [])
-            continue
-        if current is None:
-            if line.strip():
-                raise ParseError("output does not start with a '==> file <==' header")
-            continue
-        current.append(line)
-    return {name: "\n".join(lines).strip("\n") + "\n" for name, lines in sections.items()}
-
-
-# ---------------------------------------------------------------------------------------------------
-# /proc/loadavg
-# ---------------------------------------------------------------------------------------------------
-def parse_loadavg(text: str) -> tuple[float, float, float]:
-    """``0.52 0.58 0.59 1/467 12345`` -> (load1, load5, load15)."""
-    parts = text.split()
-    if len(parts) < 3:
-        raise ParseError(f"/proc/loadavg: expected at least 3 fields, got {len(parts)}")
-    try:
-        return float(parts[0]), float(parts[1]), float(parts[2])
-    except ValueError:
-        raise ParseError("/proc/loadavg: load averages are not numbers") from None
-
-
-# ---------------------------------------------------------------------------------------------------
-# /proc/meminfo
-# ---------------------------------------------------------------------------------------------------
-def parse_meminfo(text: str) -> dict[str, float]:
-    """/proc/meminfo -> {node_exporter metric suffix: value}, by the host collector's parser (one parser
-    for both transports); output without a MemTotal line is not /proc/meminfo."""
-    out = meminfo.parse_meminfo(text)
-    if "MemTotal_bytes" not in out:
-        raise ParseError("/proc/meminfo: no MemTotal line")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# /proc/stat
-# ---------------------------------------------------------------------------------------------------
-CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-@dataclass
-class ProcStat:
-    """What node_exporter's cpu and stat collectors take from /proc/stat, in seconds and counts."""
-
-    cpu_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # cpu -> mode -> seconds
-    guest_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # cpu -> user|nice
-    boot_time: float | None = None
-    context_switches: float | None = None
-    forks: float | None = None
-    interrupts: float | None = None
-    procs_running: float | None = None
-    procs_blocked: float | None = None
-
-
-def parse_stat(text: str, user_hz: float = 100.0) -> ProcStat:
-    """/proc/stat -> per-cpu seconds per mode (jiffies / USER_HZ) and the system-wide counters.
-
-    Guest time is already included in user/nice, so it is reported apart (as node_exporter does) and
-    not subtracted.
-    """
-    st = ProcStat()
-    scalars = {
-        "btime": "boot_time",
-        "ctxt": "context_switches",
-        "processes": "forks",
-        "intr": "interrupts",
-        "procs_running": "procs_running",
-        "procs_blocked": "procs_blocked",
-    }
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        key = parts[0]
-        try:
-            if key.startswith("cpu") and key != "cpu":
-                cpu = key[3:]
-                if not cpu.isdigit():
-                    raise ParseError(f"/proc/stat: unexpected cpu line {key!r}")
-                values = [float(v) / user_hz for v in parts[1:]]
-                if len(values) < 4:
-                    raise ParseError(f"/proc/stat: {key} has {len(values)} fields, expected at least 4")
-                st.cpu_seconds[cpu] = dict(zip(CPU_MODES, values, strict=False))
-                if len(values) >= 10:
-                    st.guest_seconds[cpu] = {"user": values[8], "nice": values[9]}
-                elif len(values) == 9:
-                    st.guest_seconds[cpu] = {"user": values[8], "nice": 0.0}
-            elif key in scalars and len(parts) >= 2:
-                setattr(st, scalars[key], float(parts[1]))
-        except ValueError:
-            raise ParseError(f"/proc/stat: non-numeric field on line {key!r}") from None
-    if not st.cpu_seconds:
-        raise ParseError("/proc/stat: no per-cpu lines")
-    return st
-
-
-# ---------------------------------------------------------------------------------------------------
-# /proc/net/dev
-# ---------------------------------------------------------------------------------------------------
-NET_DEV_FIELDS = (
-    "receive_bytes",
-    "receive_packets",
-    "receive_errs",
-    "receive_drop",
-    "receive_fifo",
-    "receive_frame",
-    "receive_compressed",
-    "receive_multicast",
-    "transmit_bytes",
-    "transmit_packets",
-    "transmit_errs",
-    "transmit_drop",
-    "transmit_fifo",
-    "transmit_colls",
-    "transmit_carrier",
-    "transmit_compressed",
-)
-
-
-def parse_net_dev(text: str) -> dict[str, dict[str, float]]:
-    """/proc/net/dev -> {device: {receive_bytes: ..., transmit_colls: ...}} (node_exporter's field names)."""
-    out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        if "|" in line or not line.strip():  # the two header lines
-            continue
-        name, sep, rest = line.partition(":")
-        if not sep:
-            raise ParseError(f"/proc/net/dev: unexpected line {line[:80]!r}")
-        values = rest.split()
-        if len(values) != len(NET_DEV_FIELDS):
-            raise ParseError(f"/proc/net/dev: {name.strip()} has {len(values)} fields, expected 16")
-        try:
-            out[name.strip()] = {f: float(v) for f, v in zip(NET_DEV_FIELDS, values, strict=True)}
-        except ValueError:
-            raise ParseError(f"/proc/net/dev: non-numeric field for {name.strip()}") from None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,34 +13,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from collectors.ssh import parsers
-from collectors.ssh.metrics import command_families, filesystem_families, proc_families
+from collectors.ssh.metrics import command_families, filesystem_families
 from collectors.ssh.settings import CommandModule, SSHAuth, SSHSettings, SSHTarget
 from tests.helpers import collect_once
 
-LOADAVG = "0.52 0.58 0.59 2/467 12345\n"
-MEMINFO = """MemTotal:        8038360 kB
-MemFree:          272000 kB
-MemAvailable:    4100000 kB
-Active(anon):     100000 kB
-HugePages_Total:       0
-Hugepagesize:       2048 kB
-"""
-STAT = """cpu  20878 0 4936 177891 622 0 92 165 0 0
-cpu0 6192 10 1829 94060 110 0 14 83 5 1
-cpu1 14686 0 3107 83830 511 0 78 81 0 0
-intr 1234567 0 9 0
-ctxt 987654
-btime 1763800000
-processes 4321
-procs_running 3
-procs_blocked 1
-softirq 100 0 1
-"""
-NETDEV = """Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0
-  eth0: 123456789 1000 1 2 3 4 5 6 987654321 2000 7 8 9 10 11 12
-"""
 DF_GNU_T = """Filesystem              Type     1024-blocks     Used Available Capacity Mounted on
 devtmpfs                devtmpfs    12334460        0  12334460       0% /dev
 /dev/vda                ext4       264212084 24743296  81647616      24% /
@@ -53,68 +29,8 @@ tmpfs                     64000        0     64000   0% /tmp
 """
 
 
-def tail_output(files: dict[str, str]) -> str:
-    return "\n".join(f"==> {name} <==\n{text}" for name, text in files.items())
-
-
 def samples(fams: list, name: str) -> dict[tuple, float]:  # type: ignore[type-arg]
     return {tuple(sorted(s.labels.items())): s.value for f in fams for s in f.samples if s.name == name}
-
-
-def test_split_sections_reads_tail_headers() -> None:
-    text = tail_output({"/proc/loadavg": LOADAVG, "/proc/meminfo": MEMINFO})
-    out = parsers.split_sections(text)
-    assert list(out) == ["/proc/loadavg", "/proc/meminfo"]
-    assert out["/proc/loadavg"] == LOADAVG
-    with pytest.raises(parsers.ParseError):
-        parsers.split_sections("garbage first\n==> /proc/loadavg <==\n1 2 3\n")
-
-
-def test_loadavg_and_meminfo() -> None:
-    assert parsers.parse_loadavg(LOADAVG) == (0.52, 0.58, 0.59)
-    with pytest.raises(parsers.ParseError):
-        parsers.parse_loadavg("0.5 x")
-    mem = parsers.parse_meminfo(MEMINFO)
-    assert mem["MemTotal_bytes"] == 8038360 * 1024
-    assert mem["Active_anon_bytes"] == 100000 * 1024
-    assert mem["HugePages_Total"] == 0  # no unit: node_exporter keeps the bare name
-    assert mem["Hugepagesize_bytes"] == 2048 * 1024
-    with pytest.raises(parsers.ParseError):
-        parsers.parse_meminfo("MemFree: 1 kB\n")
-
-
-def test_stat_in_seconds_with_guest_apart() -> None:
-    st_ = parsers.parse_stat(STAT, user_hz=100)
-    assert st_.cpu_seconds["0"] == {
-        "user": 61.92,
-        "nice": 0.1,
-        "system": 18.29,
-        "idle": 940.6,
-        "iowait": 1.1,
-        "irq": 0.0,
-        "softirq": 0.14,
-        "steal": 0.83,
-    }
-    assert st_.guest_seconds["0"] == {"user": 0.05, "nice": 0.01}
-    assert set(st_.cpu_seconds) == {"0", "1"}  # the aggregate "cpu" line is not a cpu
-    assert (st_.boot_time, st_.context_switches, st_.forks) == (1763800000, 987654, 4321)
-    assert (st_.interrupts, st_.procs_running, st_.procs_blocked) == (1234567, 3, 1)
-    # An old kernel with only four fields per cpu still parses.
-    old = parsers.parse_stat("cpu0 100 0 50 1000\n", user_hz=250)
-    assert old.cpu_seconds["0"] == {"user": 0.4, "nice": 0.0, "system": 0.2, "idle": 4.0}
-    with pytest.raises(parsers.ParseError):
-        parsers.parse_stat("ctxt 5\n")
-
-
-def test_net_dev_fields_by_name() -> None:
-    net = parsers.parse_net_dev(NETDEV)
-    assert net["eth0"]["receive_bytes"] == 123456789
-    assert net["eth0"]["receive_multicast"] == 6
-    assert net["eth0"]["transmit_colls"] == 10
-    assert net["eth0"]["transmit_compressed"] == 12
-    assert set(net) == {"lo", "eth0"}
-    with pytest.raises(parsers.ParseError):
-        parsers.parse_net_dev("  eth0: 1 2 3\n")
 
 
 def test_df_gnu_with_type_and_spaces_in_mount_point() -> None:
@@ -147,25 +63,6 @@ def test_filesystem_families_apply_node_exporter_exclusions() -> None:
     fams = filesystem_families(parsers.parse_df(DF_GNU_T), mount_points_exclude="^/dev($|/)")
     mounts = {dict(k)["mountpoint"] for k in samples(fams, "node_filesystem_size_bytes")}
     assert mounts == {"/", "/srv/my data", "/run"}
-
-
-def test_proc_families_names_and_units() -> None:
-    text = tail_output(
-        {"/proc/loadavg": LOADAVG, "/proc/meminfo": MEMINFO, "/proc/stat": STAT, "/proc/net/dev": NETDEV}
-    )
-    fams = proc_families(text, user_hz=100)
-    cpu = samples(fams, "node_cpu_seconds_total")
-    assert cpu[(("cpu", "1"), ("mode", "user"))] == 146.86
-    assert samples(fams, "node_load15")[()] == 0.59
-    assert samples(fams, "node_memory_MemAvailable_bytes")[()] == 4100000 * 1024
-    assert samples(fams, "node_network_transmit_bytes_total")[(("device", "eth0"),)] == 987654321
-    assert (("device", "lo"),) not in samples(fams, "node_network_receive_bytes_total")  # Debian default
-    every = proc_families(text, user_hz=100, netdev_device_exclude="")
-    assert (("device", "lo"),) in samples(every, "node_network_receive_bytes_total")
-    assert samples(fams, "node_context_switches_total")[()] == 987654
-    assert samples(fams, "node_boot_time_seconds")[()] == 1763800000
-    with pytest.raises(parsers.ParseError, match="no output"):
-        proc_families(tail_output({"/proc/loadavg": LOADAVG}), 100)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,15 +128,10 @@ def test_keyvalue_and_json_parsers() -> None:
 def test_parsers_raise_only_parse_error_on_any_text(text: str) -> None:
     """Remote output is untrusted: garbage must give ParseError (parse_error), never another exception."""
     fns: list[Callable[[str], object]] = [
-        parsers.parse_loadavg,
-        parsers.parse_meminfo,
-        parsers.parse_stat,
-        parsers.parse_net_dev,
         parsers.parse_df,
         parsers.parse_number,
         parsers.parse_json,
         parsers.parse_keyvalue,
-        parsers.split_sections,
     ]
     for fn in fns:
         with contextlib.suppress(parsers.ParseError):
