@@ -25,6 +25,20 @@ VENV_BIN = ROOT / ".venv" / "bin"
 GIAMSAT = str(VENV_BIN / "giamsat") if (VENV_BIN / "giamsat").exists() else "giamsat"
 
 
+#: Debian's Chromium, headless, as the report and status-page tests run it: no sandbox (root in CI), no
+#: GPU, and nothing that reaches the network on its own (QUIC, background fetches, updates, sync).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

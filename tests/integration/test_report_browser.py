@@ -11,23 +11,13 @@ from pathlib import Path
 import pytest
 
 from agent.report.html import SCALE, UNKNOWN_COLOUR
+from tests.helpers import CHROMIUM_FLAGS as HEADLESS_CHROMIUM
 from tests.helpers import GIAMSAT
 from tests.pngread import read_rgb
 from tests.unit.test_ledger_figures import build
 
 SECTIONS = ("summary", "coverage", "availability", "heatmap", "causes", "worst", "outages", "sites")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-]
+CHROMIUM_FLAGS = [*HEADLESS_CHROMIUM, "--enable-logging=stderr", "--v=0"]
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:

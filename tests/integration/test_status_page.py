@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import GIAMSAT, free_port, http_get, parse_exposition, stop_process, wait_for, wait_ready
+from tests.helpers import (
+    CHROMIUM_FLAGS,
+    GIAMSAT,
+    free_port,
+    http_get,
+    parse_exposition,
+    stop_process,
+    wait_for,
+    wait_ready,
+)
 from tests.integration.test_sites_e2e import province_mod
 from tests.pagetext import parse, section
 from tests.pngread import count_near
@@ -29,16 +38,6 @@ BASES = (212, 225, 238)
 VX_COMMUNES = {"vx-daoduc": "Xã Đạo Đức", "vx-phulinh": "Xã Phú Linh", "vx-linhho": "Xã Linh Hồ"}
 # The page's state colours (exporters/status/render.py STYLE).
 COLOURS = {"down": (0xD3, 0x2F, 0x2F), "unreachable": (0xEF, 0x6C, 0x00), "up": (0x2E, 0x7D, 0x32)}
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
